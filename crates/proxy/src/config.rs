@@ -1,0 +1,583 @@
+//! `proxy.yaml`: parsed into a raw, serde-shaped file, then validated as a whole into a [`Config`] snapshot.
+//!
+//! Validation collects every problem (each with its field path) instead of stopping at the first, so
+//! `rwsplit --check` and a rejected reload tell the operator everything at once. Unknown keys are errors.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A password: `Debug`/`Display` print `***` so it can never reach a log line by accident.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The password bytes, for computing scrambles only.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The validated configuration: one immutable snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// File it came from, for messages.
+    pub source: Option<PathBuf>,
+    /// Client listener address.
+    pub listen: SocketAddr,
+    /// Accounts clients log in with; the same credentials are used on the backends.
+    pub users: Vec<User>,
+    /// The master: writes, DDL, transactions, anything not proven a read.
+    pub master: Backend,
+    /// Replicas serving plain reads.
+    pub replicas: Vec<Replica>,
+    /// Replication health checking (issue: health checker).
+    pub health: Option<Health>,
+    /// Prometheus endpoint.
+    pub metrics: Option<Metrics>,
+    /// Admin interface.
+    pub admin: Option<Admin>,
+    /// Backend connection pool settings.
+    pub pool: Pool,
+    /// Time allowed to connect and log in to a backend.
+    pub connect_timeout: Duration,
+    /// Largest client packet accepted (a larger one gets error 1153 and the session is closed).
+    pub max_allowed_packet: usize,
+    /// How long shutdown waits for sessions to finish.
+    pub shutdown_grace: Duration,
+}
+
+/// A client account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Account name.
+    pub name: String,
+    /// Its password.
+    pub password: Secret,
+}
+
+/// A backend address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// `host:port`.
+    pub address: String,
+}
+
+/// A replica and its share of reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// `host:port`.
+    pub address: String,
+    /// Relative share of reads (≥ 1).
+    pub weight: u32,
+}
+
+/// Health-checker settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Monitoring account.
+    pub user: String,
+    /// Its password.
+    pub password: Secret,
+    /// Probe interval.
+    pub interval: Duration,
+    /// Largest replication lag at which a replica still serves reads.
+    pub max_replica_lag: Duration,
+}
+
+/// Metrics endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+}
+
+/// Admin interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// MySQL-protocol listen address.
+    pub listen: SocketAddr,
+    /// Admin account.
+    pub user: String,
+    /// Its password.
+    pub password: Secret,
+}
+
+/// Backend pool settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    /// Idle connections kept per backend and login (user, database, character set).
+    pub max_idle: usize,
+}
+
+/// A problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted field path, e.g. `replicas[1].weight`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Why a config was rejected: the file and every problem in it.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// File name, or `<string>`.
+    pub origin: String,
+    /// Every problem found.
+    pub problems: Vec<Problem>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} problem(s)", self.origin, self.problems.len())?;
+        for p in &self.problems {
+            write!(f, "\n  {}: {}: {}", self.origin, p.field, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: String,
+    users: Vec<RawUser>,
+    master: RawBackend,
+    #[serde(default)]
+    replicas: Vec<RawReplica>,
+    health: Option<RawHealth>,
+    metrics: Option<RawListen>,
+    admin: Option<RawAdmin>,
+    pool: Option<RawPool>,
+    connect_timeout: Option<String>,
+    max_allowed_packet: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    user: String,
+    password: Option<String>,
+    password_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplica {
+    address: String,
+    weight: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    user: String,
+    password: Option<String>,
+    password_env: Option<String>,
+    interval: Option<String>,
+    max_replica_lag: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    listen: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: String,
+    user: String,
+    password: Option<String>,
+    password_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    max_idle: Option<usize>,
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            problems: vec![Problem {
+                field: "(file)".into(),
+                message: format!("cannot read: {e}"),
+            }],
+        })?;
+        let mut config = Config::parse(&text, &origin)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses and validates YAML text; `origin` names it in messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let field = if field == "." {
+                "(document)".to_string()
+            } else {
+                field
+            };
+            ConfigError {
+                origin: origin.into(),
+                problems: vec![Problem {
+                    field,
+                    message: e.inner().to_string(),
+                }],
+            }
+        })?;
+        let mut v = Validator::default();
+        let config = v.config(raw);
+        match (v.problems.is_empty(), config) {
+            (true, Some(c)) => Ok(c),
+            _ => Err(ConfigError {
+                origin: origin.into(),
+                problems: v.problems,
+            }),
+        }
+    }
+
+    /// The password of a client account, if it exists.
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+/// Collects problems while turning the raw file into a `Config`.
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn problem(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let listen = self.socket_addr("listen", &raw.listen);
+        if raw.users.is_empty() {
+            self.problem("users", "at least one user is required");
+        }
+        let mut users: Vec<User> = Vec::new();
+        for (i, u) in raw.users.into_iter().enumerate() {
+            let field = format!("users[{i}]");
+            if u.user.is_empty() {
+                self.problem(format!("{field}.user"), "must not be empty");
+            }
+            if users.iter().any(|x| x.name == u.user) {
+                self.problem(
+                    format!("{field}.user"),
+                    format!("duplicate user '{}'", u.user),
+                );
+            }
+            if let Some(password) = self.password(&field, u.password, u.password_env) {
+                users.push(User {
+                    name: u.user,
+                    password,
+                });
+            }
+        }
+        self.host_port("master.address", &raw.master.address);
+        let mut replicas = Vec::new();
+        for (i, r) in raw.replicas.into_iter().enumerate() {
+            let field = format!("replicas[{i}]");
+            self.host_port(&format!("{field}.address"), &r.address);
+            if r.address == raw.master.address {
+                self.problem(format!("{field}.address"), "is the master's address");
+            }
+            if replicas.iter().any(|x: &Replica| x.address == r.address) {
+                self.problem(
+                    format!("{field}.address"),
+                    format!("duplicate replica '{}'", r.address),
+                );
+            }
+            let weight = r.weight.unwrap_or(1);
+            if weight == 0 {
+                self.problem(
+                    format!("{field}.weight"),
+                    "must be at least 1 (remove the replica to give it no reads)",
+                );
+            }
+            replicas.push(Replica {
+                address: r.address,
+                weight,
+            });
+        }
+        let health = raw.health.and_then(|h| {
+            let password = self.password("health", h.password, h.password_env)?;
+            Some(Health {
+                user: h.user,
+                password,
+                interval: self.duration(
+                    "health.interval",
+                    h.interval.as_deref(),
+                    Duration::from_millis(250),
+                )?,
+                max_replica_lag: self.duration(
+                    "health.max_replica_lag",
+                    h.max_replica_lag.as_deref(),
+                    Duration::from_secs(2),
+                )?,
+            })
+        });
+        let metrics = raw.metrics.and_then(|m| {
+            Some(Metrics {
+                listen: self.socket_addr("metrics.listen", &m.listen)?,
+            })
+        });
+        let admin = raw.admin.and_then(|a| {
+            let listen = self.socket_addr("admin.listen", &a.listen);
+            let password = self.password("admin", a.password, a.password_env)?;
+            Some(Admin {
+                listen: listen?,
+                user: a.user,
+                password,
+            })
+        });
+        let pool = Pool {
+            max_idle: raw.pool.and_then(|p| p.max_idle).unwrap_or(64),
+        };
+        let connect_timeout = self.duration(
+            "connect_timeout",
+            raw.connect_timeout.as_deref(),
+            Duration::from_secs(2),
+        );
+        let shutdown_grace = self.duration(
+            "shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            Duration::from_secs(10),
+        );
+        let max_allowed_packet = self.size(
+            "max_allowed_packet",
+            raw.max_allowed_packet.as_deref(),
+            64 << 20,
+        );
+        Some(Config {
+            source: None,
+            listen: listen?,
+            users,
+            master: Backend {
+                address: raw.master.address,
+            },
+            replicas,
+            health,
+            metrics,
+            admin,
+            pool,
+            connect_timeout: connect_timeout?,
+            max_allowed_packet: max_allowed_packet?,
+            shutdown_grace: shutdown_grace?,
+        })
+    }
+
+    fn password(
+        &mut self,
+        field: &str,
+        plain: Option<String>,
+        env: Option<String>,
+    ) -> Option<Secret> {
+        match (plain, env) {
+            (Some(p), None) => Some(Secret(p)),
+            (None, Some(var)) => match std::env::var(&var) {
+                Ok(p) => Some(Secret(p)),
+                Err(_) => {
+                    self.problem(
+                        format!("{field}.password_env"),
+                        format!("environment variable '{var}' is not set"),
+                    );
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                self.problem(
+                    format!("{field}.password"),
+                    "give either password or password_env, not both",
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    format!("{field}.password"),
+                    "missing: give password or password_env",
+                );
+                None
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, field: &str, s: &str) -> Option<SocketAddr> {
+        match s.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(
+                    field,
+                    format!("'{s}' is not an IP:port address (e.g. 127.0.0.1:6033)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn host_port(&mut self, field: &str, s: &str) {
+        let ok = s
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !ok {
+            self.problem(field, format!("'{s}' is not a host:port address"));
+        }
+    }
+
+    fn duration(&mut self, field: &str, s: Option<&str>, default: Duration) -> Option<Duration> {
+        let Some(s) = s else { return Some(default) };
+        match parse_duration(s) {
+            Some(d) if !d.is_zero() => Some(d),
+            _ => {
+                self.problem(
+                    field,
+                    format!("'{s}' is not a positive duration (e.g. 250ms, 2s, 1m)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn size(&mut self, field: &str, s: Option<&str>, default: usize) -> Option<usize> {
+        let Some(s) = s else { return Some(default) };
+        match parse_size(s) {
+            Some(n) if (1024..=1 << 30).contains(&n) => Some(n),
+            _ => {
+                self.problem(
+                    field,
+                    format!("'{s}' is not a size between 1K and 1G (e.g. 64M)"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `1m`, `1h`, `100us`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+/// Parses `1024`, `64K`, `64M`, `1G` (binary units).
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim().parse::<usize>().ok()?.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = include_str!("../../../proxy.yaml");
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let c = Config::parse(GOOD, "proxy.yaml").unwrap();
+        assert_eq!(c.replicas.len(), 2);
+        assert_eq!(c.replicas[1].weight, 1);
+        assert_eq!(
+            c.health.as_ref().unwrap().interval,
+            Duration::from_millis(250)
+        );
+        assert!(
+            !format!("{c:?}").contains("apppw"),
+            "passwords must not appear in Debug output"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let text = "listen: nowhere\nusers:\n  - user: a\n    password: x\n  - user: a\n    password_env: RWSPLIT_UNSET_VAR\n\
+                    master:\n  address: 127.0.0.1:13306\nreplicas:\n  - address: 127.0.0.1\n    weight: 0\n\
+                    connect_timeout: soon\n";
+        let err = Config::parse(text, "t.yaml").unwrap_err();
+        let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+        for want in [
+            "listen",
+            "users[1].user",
+            "users[1].password_env",
+            "replicas[0].address",
+            "replicas[0].weight",
+            "connect_timeout",
+        ] {
+            assert!(fields.contains(&want), "missing {want} in {err}");
+        }
+        assert!(err.to_string().starts_with("t.yaml: 6 problem(s)"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_path() {
+        let text = GOOD.replace(
+            "  address: 127.0.0.1:13306",
+            "  address: 127.0.0.1:13306\n  adress: x",
+        );
+        let err = Config::parse(&text, "t.yaml").unwrap_err();
+        assert_eq!(err.problems[0].field, "master.adress");
+        assert!(
+            err.problems[0].message.contains("unknown field `adress`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_size("64M"), Some(64 << 20));
+        assert_eq!(parse_size("x"), None);
+    }
+}

@@ -1,0 +1,60 @@
+//! Errors, by whose fault they are: the client's (close that session), a backend's (suspect the backend,
+//! tell the client with a MySQL error), or the proxy's own.
+
+use rwsplit_wire::packet::ErrPacket;
+
+/// A session-level failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The client sent something invalid or went away: the session ends.
+    #[error("client: {0}")]
+    Client(#[from] ClientError),
+    /// A backend failed in a way that leaves the session unusable (e.g. mid-response).
+    #[error("backend {addr}: {source}")]
+    Backend {
+        /// Which backend.
+        addr: String,
+        /// What happened.
+        source: BackendError,
+    },
+}
+
+/// Client-side failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Socket error or close.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A packet that breaks the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+    /// A packet larger than max_allowed_packet.
+    #[error("packet of {0} bytes exceeds max_allowed_packet")]
+    TooLarge(usize),
+    /// Login refused.
+    #[error("authentication failed for user '{0}'")]
+    AuthFailed(String),
+}
+
+/// Backend-side failures.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Could not connect (refused, unreachable, timeout).
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    /// Connected but the login failed; the server's error is passed to the client.
+    #[error("login refused: {0}")]
+    Login(ErrPacket),
+    /// Socket error or close while talking to it.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server sent something the proxy cannot walk.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl From<rwsplit_wire::walk::WalkError> for BackendError {
+    fn from(e: rwsplit_wire::walk::WalkError) -> Self {
+        BackendError::Protocol(e.to_string())
+    }
+}

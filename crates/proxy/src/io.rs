@@ -1,0 +1,116 @@
+//! Buffered frame I/O over one TCP stream: one read buffer and one write buffer per connection.
+//!
+//! Frames are decoded with the wire crate's codec straight out of the read buffer (`split_to`, no copy) and
+//! queued into the write buffer verbatim. Writers flush explicitly: at the end of a response, or when the
+//! buffer passes [`FLUSH_AT`] so a large result streams with bounded memory.
+
+use bytes::{Buf, BytesMut};
+use rwsplit_wire::{Frame, FrameCodec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+
+/// Write-buffer size at which queued frames are written out even mid-response.
+pub const FLUSH_AT: usize = 64 * 1024;
+
+/// A framed, buffered MySQL connection (either side).
+#[derive(Debug)]
+pub struct Wire {
+    /// The socket.
+    stream: TcpStream,
+    /// Bytes read but not yet decoded into frames.
+    rbuf: BytesMut,
+    /// Frames queued for the next flush.
+    wbuf: BytesMut,
+}
+
+impl Wire {
+    /// Wraps a connected stream (sets TCP_NODELAY: every flush is a complete message).
+    pub fn new(stream: TcpStream) -> Wire {
+        let _ = stream.set_nodelay(true);
+        Wire {
+            stream,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            wbuf: BytesMut::with_capacity(16 * 1024),
+        }
+    }
+
+    /// Reads the next frame. `Ok(None)` when the peer closed the connection cleanly between frames.
+    pub async fn read_frame(&mut self) -> std::io::Result<Option<Frame>> {
+        loop {
+            if let Some(frame) = FrameCodec.decode(&mut self.rbuf)? {
+                return Ok(Some(frame));
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+                self.rbuf.reserve(16 * 1024);
+            }
+            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                return if self.rbuf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "connection closed mid-packet",
+                    ))
+                };
+            }
+        }
+    }
+
+    /// Reads the next frame, treating a clean close as an error.
+    pub async fn expect_frame(&mut self) -> std::io::Result<Frame> {
+        self.read_frame().await?.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed")
+        })
+    }
+
+    /// Queues a frame for the next flush.
+    pub fn queue(&mut self, frame: &Frame) {
+        self.wbuf.extend_from_slice(frame.as_bytes());
+    }
+
+    /// Queues a logical payload as one or more frames starting at `seq`; returns the next sequence id.
+    pub fn queue_payload(&mut self, seq: u8, payload: &[u8]) -> u8 {
+        rwsplit_wire::frame::encode_payload(&mut self.wbuf, seq, payload)
+    }
+
+    /// Bytes queued and not yet flushed.
+    pub fn pending(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Drops queued frames that were not written yet (a response being retried elsewhere).
+    pub fn discard_pending(&mut self) {
+        self.wbuf.clear();
+    }
+
+    /// Writes out everything queued.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        while self.wbuf.has_remaining() {
+            self.stream.write_all_buf(&mut self.wbuf).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues a payload and flushes.
+    pub async fn send(&mut self, seq: u8, payload: &[u8]) -> std::io::Result<u8> {
+        let next = self.queue_payload(seq, payload);
+        self.flush().await?;
+        Ok(next)
+    }
+
+    /// Whether the peer has closed (or sent unexpected bytes on) an idle connection. Used when taking a
+    /// connection from the pool: an idle backend connection must have nothing to read.
+    pub fn is_stale(&self) -> bool {
+        if !self.rbuf.is_empty() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.stream.peer_addr().ok()
+    }
+}

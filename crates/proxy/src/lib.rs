@@ -1,0 +1,145 @@
+//! rwsplit: a transparent read/write-splitting MySQL proxy.
+//!
+//! - [`config`]: `proxy.yaml`, parsed and validated as a whole into an immutable snapshot.
+//! - [`topology`]: master, replicas, weighted replica choice, replicas skipped after a failed connect.
+//! - [`session`]: one client connection: login, routing, state tracking, prepared statements, forwarding.
+//! - [`backend`]: one backend connection: login (native and caching_sha2), reset, proxy-internal commands.
+//! - [`pool`]: idle backend connections per login, reset before reuse.
+//! - [`io`]: buffered frame I/O over a TCP stream.
+//! - [`error`]: errors by whose fault they are (client, backend).
+//!
+//! [`run`] is the whole proxy: tests start it in-process on `127.0.0.1:0`; `main.rs` only parses arguments.
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod io;
+pub mod pool;
+pub mod session;
+pub mod topology;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+/// State shared by every session.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration in force. Sessions `load()` it when they need a setting; never held across await.
+    pub config: ArcSwap<Config>,
+    /// The backends as built from that configuration.
+    pub topology: ArcSwap<topology::Topology>,
+    /// Idle backend connections.
+    pub pool: Arc<pool::Pool>,
+    /// Next connection id announced to a client.
+    next_id: AtomicU32,
+    /// The backends' version string, announced to clients once learned from a backend greeting.
+    version: OnceLock<String>,
+}
+
+impl Shared {
+    /// Shared state for a config.
+    pub fn new(config: Config) -> Arc<Shared> {
+        Arc::new(Shared {
+            topology: ArcSwap::from_pointee(topology::Topology::new(&config)),
+            config: ArcSwap::from_pointee(config),
+            pool: Arc::new(pool::Pool::default()),
+            next_id: AtomicU32::new(1),
+            version: OnceLock::new(),
+        })
+    }
+
+    fn next_connection_id(&self) -> u32 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Records the backends' version string (the first one seen wins).
+    pub fn learn_version(&self, v: &str) {
+        let _ = self.version.set(v.to_string());
+    }
+
+    /// The backends' version string; probes the master, then the replicas, if none has been seen yet.
+    pub async fn backend_version(&self) -> Option<String> {
+        if let Some(v) = self.version.get() {
+            return Some(v.clone());
+        }
+        let topology = self.topology.load_full();
+        let timeout = self.config.load().connect_timeout;
+        let addrs =
+            std::iter::once(&topology.master).chain(topology.replicas.iter().map(|r| &r.addr));
+        for addr in addrs {
+            match backend::probe_version(addr, timeout).await {
+                Ok(v) => {
+                    self.learn_version(&v);
+                    return Some(v);
+                }
+                Err(e) => {
+                    tracing::warn!(backend = %addr, error = %e, "cannot read backend version")
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Runs the proxy on `listener` until `shutdown` is cancelled, then gives sessions `shutdown_grace` to
+/// finish their current command.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let shared = Shared::new(config);
+    serve(shared, listener, shutdown).await
+}
+
+/// Like [`run`], with shared state the caller keeps (tests inspect the pool and topology through it).
+pub async fn serve(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    if shared.backend_version().await.is_none() {
+        tracing::warn!(
+            "no backend reachable at start; will announce a generic version until one is"
+        );
+    }
+    let tracker = TaskTracker::new();
+    tracing::info!(listen = %listener.local_addr()?, "rwsplit accepting connections");
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                tracker.spawn(session::serve(
+                    stream,
+                    Arc::clone(&shared),
+                    shutdown.clone(),
+                ));
+            }
+            // Out of file descriptors and similar: keep serving the sessions we have.
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracker.close();
+    let grace = shared.config.load().shutdown_grace;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            sessions = tracker.len(),
+            "shutdown grace period over; closing remaining sessions"
+        );
+    }
+    Ok(())
+}

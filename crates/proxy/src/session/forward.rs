@@ -1,0 +1,435 @@
+//! Backends for a session, and streaming responses to the client.
+//!
+//! A command goes to the decided side; the connection is taken from the pool or opened, brought up to date
+//! with the session's state history, and the response is streamed back frame by frame (never decoded).
+//! A failure before any byte of the response reached the client is retried once for a read outside a
+//! transaction (on another replica or the master); otherwise the client gets a MySQL error, or, when part
+//! of the response was already sent, the session is closed (nothing else would be honest).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rwsplit_wire::packet::{com, ErrPacket, PrepareOk};
+use rwsplit_wire::walk::{Expect, Step, Walker};
+use rwsplit_wire::StatusFlags;
+
+use super::route::{Decision, Side};
+use super::Session;
+use crate::backend::BackendConn;
+use crate::error::{BackendError, ClientError, SessionError};
+use crate::io::{Wire, FLUSH_AT};
+
+/// How a forwarded command ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// The backend that answered.
+    pub side: Side,
+    /// Final status flags (None after ERR).
+    pub status: Option<StatusFlags>,
+    /// The response was an ERR packet.
+    pub error: bool,
+    /// For COM_STMT_PREPARE: the backend's prepare-OK (before the statement id was rewritten).
+    pub prepared: Option<PrepareOk>,
+}
+
+/// What to send to the chosen backend.
+pub enum Command {
+    /// A client command, sent as is.
+    Plain(Bytes),
+    /// COM_STMT_PREPARE: the prepare-OK's statement id is replaced by `id`, the id the client will use.
+    Prepare {
+        /// The client's packet.
+        payload: Bytes,
+        /// The proxy's statement id.
+        id: u32,
+    },
+    /// A command on prepared statement `id`: its id is mapped to the chosen backend's (preparing it there
+    /// first if needed).
+    Stmt {
+        /// The proxy's statement id.
+        id: u32,
+        /// The client's packet.
+        payload: Bytes,
+    },
+}
+
+/// Why streaming a response stopped.
+enum Fail {
+    /// The client failed: the session ends.
+    Client(ClientError),
+    /// The backend failed; `sent` tells whether part of the response already reached the client.
+    Backend { error: BackendError, sent: bool },
+}
+
+/// Why a backend could not be made ready for a command.
+enum AttachError {
+    /// Could not connect or log in.
+    Unavailable(BackendError),
+    /// Replaying session state failed with this server error.
+    Replay(ErrPacket),
+}
+
+impl Session {
+    pub(super) fn conn_mut(&mut self, side: Side) -> Option<&mut BackendConn> {
+        match side {
+            Side::Master => self.master.as_mut(),
+            Side::Replica => self.replica.as_mut().map(|(_, c)| c),
+        }
+    }
+
+    /// Closes the session's connection on `side` (after a failure): it is not pooled.
+    fn drop_conn(&mut self, side: Side) {
+        match side {
+            Side::Master => self.master = None,
+            Side::Replica => {
+                if let Some((i, _)) = self.replica.take() {
+                    self.shared.topology.load().mark_down(i);
+                }
+            }
+        }
+        if self.state.trx == Some(side) {
+            // The server rolled the transaction back when the connection died.
+            self.state.trx = None;
+        }
+    }
+
+    /// Runs a client command where `decision` says and streams the response. `Ok(None)` when the command
+    /// could not run; the client was then sent an error packet and the session goes on.
+    pub(super) async fn run_routed(
+        &mut self,
+        decision: Decision,
+        payload: Bytes,
+        expect: Expect,
+    ) -> Result<Option<Outcome>, SessionError> {
+        self.run_command(decision, expect, Command::Plain(payload))
+            .await
+    }
+
+    /// Runs a command on the decided side (attaching and syncing a backend), with one retry of a read that
+    /// failed before the client saw any of its response.
+    pub(super) async fn run_command(
+        &mut self,
+        decision: Decision,
+        expect: Expect,
+        command: Command,
+    ) -> Result<Option<Outcome>, SessionError> {
+        let mut retried = false;
+        loop {
+            let Some(side) = self.attach(decision.side).await? else {
+                return Ok(None);
+            };
+            let (payload, prepare_id) = match &command {
+                Command::Plain(p) => (p.clone(), None),
+                Command::Prepare { payload, id } => (payload.clone(), Some(*id)),
+                Command::Stmt { id, payload } => match self.stmt_payload(side, *id, payload).await?
+                {
+                    Some(p) => (p, None),
+                    None => return Ok(None),
+                },
+            };
+            let start_seq = self.client_seq;
+            let Some(conn) = (match side {
+                Side::Master => self.master.as_mut(),
+                Side::Replica => self.replica.as_mut().map(|(_, c)| c),
+            }) else {
+                return Ok(None);
+            };
+            let result = pump(
+                conn,
+                &mut self.client,
+                &mut self.client_seq,
+                &payload,
+                expect,
+                prepare_id,
+            )
+            .await;
+            match result {
+                Ok(mut outcome) => {
+                    outcome.side = side;
+                    self.state.observe(side, outcome.status);
+                    tracing::trace!(
+                        ?side,
+                        reason = decision.reason,
+                        error = outcome.error,
+                        "routed"
+                    );
+                    return Ok(Some(outcome));
+                }
+                Err(Fail::Client(e)) => return Err(e.into()),
+                Err(Fail::Backend { error, sent }) => {
+                    let addr = self
+                        .conn_mut(side)
+                        .map(|c| c.key.addr.to_string())
+                        .unwrap_or_default();
+                    tracing::warn!(backend = %addr, %error, sent, "backend failed during a command");
+                    self.drop_conn(side);
+                    if sent {
+                        return Err(SessionError::Backend {
+                            addr,
+                            source: error,
+                        });
+                    }
+                    self.client.discard_pending();
+                    self.client_seq = start_seq;
+                    let read = side == Side::Replica && self.state.trx.is_none();
+                    if read && !retried {
+                        retried = true;
+                        continue;
+                    }
+                    let msg =
+                        format!("rwsplit: lost connection to backend {addr} during query: {error}");
+                    self.send_err(2013, b"HY000", &msg).await?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Makes sure the session has a ready connection for `side` and returns the side actually used: a read
+    /// for which no replica can be reached goes to the master. `None` when the client was sent an error.
+    pub(super) async fn attach(&mut self, side: Side) -> Result<Option<Side>, SessionError> {
+        if side == Side::Replica {
+            if self.attach_replica().await {
+                return Ok(Some(Side::Replica));
+            }
+            tracing::debug!("no replica available; reading from the master");
+        }
+        let master_addr = Arc::clone(&self.shared.topology.load().master);
+        if self.master.is_none() {
+            match self.acquire(&master_addr).await {
+                Ok(conn) => self.master = Some(conn),
+                Err(e) => {
+                    self.report_unavailable(&master_addr, AttachError::Unavailable(e))
+                        .await?;
+                    return Ok(None);
+                }
+            }
+        }
+        match self.sync_history(Side::Master).await {
+            Ok(()) => Ok(Some(Side::Master)),
+            Err(e) => {
+                if matches!(e, AttachError::Unavailable(_)) {
+                    self.master = None;
+                }
+                self.report_unavailable(&master_addr, e).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Attaches a replica (keeping the session's current one), trying replicas in weighted order.
+    async fn attach_replica(&mut self) -> bool {
+        if self.replica.is_none() {
+            let topology = self.shared.topology.load_full();
+            for i in topology.replica_candidates() {
+                let addr = Arc::clone(&topology.replicas[i].addr);
+                match self.acquire(&addr).await {
+                    Ok(conn) => {
+                        self.replica = Some((i, conn));
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(backend = %addr, error = %e, "replica unavailable; trying another");
+                        if matches!(e, BackendError::Connect(_)) {
+                            topology.mark_down(i);
+                        }
+                    }
+                }
+            }
+        }
+        if self.replica.is_none() {
+            return false;
+        }
+        match self.sync_history(Side::Replica).await {
+            Ok(()) => true,
+            Err(AttachError::Replay(err)) => {
+                // E.g. USE of a database not yet replicated: this replica cannot serve the session now.
+                tracing::debug!(%err, "replica cannot replay session state; using the master");
+                self.replica = None;
+                false
+            }
+            Err(AttachError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "replica failed while restoring session state");
+                self.drop_conn(Side::Replica);
+                false
+            }
+        }
+    }
+
+    async fn report_unavailable(&mut self, addr: &str, e: AttachError) -> Result<(), ClientError> {
+        match e {
+            AttachError::Replay(err) | AttachError::Unavailable(BackendError::Login(err)) => {
+                self.send_err(err.code, &err.state, &err.message).await
+            }
+            AttachError::Unavailable(e) => {
+                tracing::warn!(backend = %addr, error = %e, "master unavailable");
+                self.send_err(
+                    2003,
+                    b"HY000",
+                    &format!("rwsplit: master {addr} is unavailable: {e}"),
+                )
+                .await
+            }
+        }
+    }
+
+    /// A connection for this session's login to `addr`: from the pool, or a new one.
+    async fn acquire(&mut self, addr: &Arc<str>) -> Result<BackendConn, BackendError> {
+        let creds = self.login.credentials(addr);
+        if let Some(conn) = self.shared.pool.take(&creds.key) {
+            return Ok(conn);
+        }
+        let timeout = self.shared.config.load().connect_timeout;
+        let (conn, version) = BackendConn::connect(&creds, timeout).await?;
+        self.shared.learn_version(&version);
+        Ok(conn)
+    }
+
+    /// Replays the session-state commands the connection on `side` has not seen yet.
+    async fn sync_history(&mut self, side: Side) -> Result<(), AttachError> {
+        let Some(conn) = (match side {
+            Side::Master => self.master.as_mut(),
+            Side::Replica => self.replica.as_mut().map(|(_, c)| c),
+        }) else {
+            return Ok(());
+        };
+        while let Some(entry) = self.history.get(conn.history_applied) {
+            let expect = if entry.first() == Some(&com::QUERY) {
+                Expect::ResultSets
+            } else {
+                Expect::Single
+            };
+            match conn.run(entry, expect).await {
+                Ok(Ok(_)) => conn.history_applied += 1,
+                Ok(Err(err)) => return Err(AttachError::Replay(err)),
+                Err(e) => return Err(AttachError::Unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a command on one side with no retry and no routing decision of its own (COM_PING, COM_STATISTICS).
+    pub(super) async fn simple_on(
+        &mut self,
+        side: Side,
+        payload: Bytes,
+        expect: Expect,
+    ) -> Result<(), SessionError> {
+        self.run_routed(
+            Decision {
+                side,
+                reason: "command",
+            },
+            payload,
+            expect,
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Sends `payload` to the backend and streams its response to the client, renumbering frames into the
+/// client's sequence. For a prepare, the statement id in the prepare-OK is replaced by `prepare_id`.
+async fn pump(
+    conn: &mut BackendConn,
+    client: &mut Wire,
+    client_seq: &mut u8,
+    payload: &[u8],
+    expect: Expect,
+    prepare_id: Option<u32>,
+) -> Result<Outcome, Fail> {
+    let backend = |error: BackendError, sent: bool| Fail::Backend { error, sent };
+    conn.clean = false;
+    conn.wire
+        .send(0, payload)
+        .await
+        .map_err(|e| backend(e.into(), false))?;
+    let mut walker = Walker::new(expect, conn.deprecate_eof());
+    let mut sent = false;
+    let mut prepared = None;
+    loop {
+        let mut frame = match conn.wire.read_frame().await {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                return Err(backend(
+                    std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into(),
+                    sent,
+                ))
+            }
+            Err(e) => return Err(backend(e.into(), sent)),
+        };
+        let step = walker.feed(&frame).map_err(|e| backend(e.into(), sent))?;
+        if let (Some(id), None) = (prepare_id, prepared) {
+            prepared = PrepareOk::parse(frame.payload());
+            if prepared.is_some() {
+                frame = rewrite_stmt_id(&frame, id);
+            }
+        }
+        frame.set_seq(*client_seq);
+        *client_seq = client_seq.wrapping_add(1);
+        client.queue(&frame);
+        match step {
+            Step::More => {
+                if client.pending() >= FLUSH_AT {
+                    client.flush().await.map_err(|e| Fail::Client(e.into()))?;
+                    sent = true;
+                }
+            }
+            Step::LocalInfile => {
+                client.flush().await.map_err(|e| Fail::Client(e.into()))?;
+                sent = true;
+                stream_local_infile(conn, client, client_seq).await?;
+                walker.after_local_infile();
+            }
+            Step::Done { status, error } => {
+                client.flush().await.map_err(|e| Fail::Client(e.into()))?;
+                conn.clean = true;
+                return Ok(Outcome {
+                    side: Side::Master,
+                    status,
+                    error,
+                    prepared,
+                });
+            }
+        }
+    }
+}
+
+/// Forwards the client's LOCAL INFILE data (frames up to an empty one) to the backend. The proxy sends each
+/// command in as many frames as the client did, so the backend's next sequence id equals the client's.
+async fn stream_local_infile(
+    conn: &mut BackendConn,
+    client: &mut Wire,
+    client_seq: &mut u8,
+) -> Result<(), Fail> {
+    let mut backend_seq = *client_seq;
+    loop {
+        let mut frame = client
+            .expect_frame()
+            .await
+            .map_err(|e| Fail::Client(e.into()))?;
+        *client_seq = frame.seq().wrapping_add(1);
+        let last = frame.payload().is_empty();
+        frame.set_seq(backend_seq);
+        backend_seq = backend_seq.wrapping_add(1);
+        conn.wire.queue(&frame);
+        if last || conn.wire.pending() >= FLUSH_AT {
+            conn.wire.flush().await.map_err(|e| Fail::Backend {
+                error: e.into(),
+                sent: true,
+            })?;
+        }
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+/// A copy of a prepare-OK frame with the statement id replaced.
+fn rewrite_stmt_id(frame: &rwsplit_wire::Frame, id: u32) -> rwsplit_wire::Frame {
+    let mut p = frame.payload().to_vec();
+    if p.len() >= 5 {
+        p[1..5].copy_from_slice(&id.to_le_bytes());
+    }
+    rwsplit_wire::Frame::new(frame.seq(), &p)
+}

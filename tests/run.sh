@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests of every crate and the end-to-end tests against a real replicated
+# MariaDB 10.11 (started by the tests themselves on free loopback ports). Installs what it needs:
+# Debian's mariadb-server and mariadb-client (via apt-get) when mariadbd is missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+    echo "tests/run.sh: installing mariadb-server and mariadb-client" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+fi
+
+# One test binary at a time (each starts its own topology); tests inside a binary run in parallel.
+exec cargo test --workspace --locked "$@"
