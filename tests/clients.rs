@@ -1,0 +1,268 @@
+//! Third-party clients, bad input and failing backends, through rwsplit against the real MariaDB topology.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::proxy::{config_yaml, Proxy};
+use common::{mariadb_cli, mariadb_dump, unique_name, Topology};
+use mysql_async::prelude::*;
+use rwsplit_wire::auth::{self, BackendLogin};
+use rwsplit_wire::packet::ErrPacket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads one packet (header + payload) from a raw stream.
+async fn read_packet(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut h = [0u8; 4];
+    s.read_exact(&mut h).await?;
+    let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+    let mut p = vec![0; len];
+    s.read_exact(&mut p).await?;
+    Ok((h[3], p))
+}
+
+async fn write_packet(s: &mut TcpStream, seq: u8, payload: &[u8]) -> std::io::Result<()> {
+    let len = payload.len() as u32;
+    let mut buf = vec![len as u8, (len >> 8) as u8, (len >> 16) as u8, seq];
+    buf.extend_from_slice(payload);
+    s.write_all(&buf).await
+}
+
+/// Logs in over a raw socket as app/apppw; returns the stream ready for commands.
+async fn raw_login(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let (_, greeting) = read_packet(&mut s).await.unwrap();
+    let greeting = auth::parse_greeting(&greeting).expect("proxy greeting parses");
+    let login = BackendLogin {
+        capabilities: auth::supported_capabilities(),
+        collation: 45,
+        user: "app",
+        password: b"apppw",
+        database: None,
+        attributes: &[],
+    };
+    let (payload, _) = auth::handshake_response(&greeting, &login);
+    write_packet(&mut s, 1, &payload).await.unwrap();
+    let (_, ok) = read_packet(&mut s).await.unwrap();
+    assert_eq!(ok[0], 0, "login OK expected, got {:?}", ErrPacket::parse(&ok));
+    s
+}
+
+async fn assert_proxy_serves(proxy: &Proxy) {
+    let mut c = proxy.conn().await;
+    let one: u32 = c.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(one, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_password_and_unknown_user_get_1045() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    for (user, pw) in [("app", "nope"), ("nobody", "apppw"), ("app", "")] {
+        let err = mysql_async::Conn::new(proxy.opts(user, pw)).await.unwrap_err();
+        match err {
+            mysql_async::Error::Server(e) => {
+                assert_eq!(e.code, 1045, "{user}/{pw}: {e:?}");
+                assert!(!e.message.contains("apppw"), "no password in messages");
+            }
+            other => panic!("expected 1045, got {other:?}"),
+        }
+    }
+    assert_proxy_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn caching_sha2_clients_log_in() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    // A client that answers the greeting with caching_sha2_password, as MySQL 8 clients do by default.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let (_, greeting) = read_packet(&mut s).await.unwrap();
+    let mut greeting = auth::parse_greeting(&greeting).unwrap();
+    greeting.plugin = auth::CACHING_SHA2.into();
+    let login = BackendLogin {
+        capabilities: auth::supported_capabilities(),
+        collation: 45,
+        user: "app",
+        password: b"apppw",
+        database: None,
+        attributes: &[],
+    };
+    let (payload, plugin) = auth::handshake_response(&greeting, &login);
+    assert_eq!(plugin, auth::CACHING_SHA2);
+    write_packet(&mut s, 1, &payload).await.unwrap();
+    let (_, fast) = read_packet(&mut s).await.unwrap();
+    assert_eq!(fast, vec![0x01, 0x03], "fast-auth success");
+    let (_, ok) = read_packet(&mut s).await.unwrap();
+    assert_eq!(ok[0], 0);
+    // A client with an unknown plugin is switched to mysql_native_password.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let (_, g) = read_packet(&mut s).await.unwrap();
+    let mut g = auth::parse_greeting(&g).unwrap();
+    g.plugin = "dialog".into();
+    let (mut payload, _) = auth::handshake_response(&g, &login);
+    let at = payload.windows(21).position(|w| w == b"mysql_native_password").unwrap();
+    payload.splice(at..at + 21, b"dialog_plugin_x_y_z_w".iter().copied());
+    write_packet(&mut s, 1, &payload).await.unwrap();
+    let (seq, switch) = read_packet(&mut s).await.unwrap();
+    let (plugin, nonce) = auth::parse_auth_switch(&switch).expect("auth switch request");
+    assert_eq!(plugin, auth::NATIVE);
+    let answer = auth::expected_scramble(auth::NATIVE, &nonce, b"apppw").unwrap();
+    write_packet(&mut s, seq + 1, &answer).await.unwrap();
+    let (_, ok) = read_packet(&mut s).await.unwrap();
+    assert_eq!(ok[0], 0, "{:?}", ErrPacket::parse(&ok));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_packets_end_only_that_session() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let mut keep = proxy.conn().await;
+    // Garbage instead of a handshake response.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    read_packet(&mut s).await.unwrap();
+    write_packet(&mut s, 1, &[0xff, 0xff, 0x01]).await.unwrap();
+    let (_, err) = read_packet(&mut s).await.unwrap();
+    assert_eq!(ErrPacket::parse(&err).map(|e| e.code), Some(1043));
+    // A header promising more than is sent, then a close.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    read_packet(&mut s).await.unwrap();
+    s.write_all(&[100, 0, 0, 1, 1, 2, 3]).await.unwrap();
+    drop(s);
+    // After login: an empty command, an unknown command, a truncated execute, a wrong sequence id.
+    let mut s = raw_login(proxy.addr).await;
+    write_packet(&mut s, 0, &[0x1d]).await.unwrap(); // COM_DAEMON: unsupported
+    let (_, err) = read_packet(&mut s).await.unwrap();
+    assert_eq!(ErrPacket::parse(&err).map(|e| e.code), Some(1047), "unknown command gets a real error");
+    write_packet(&mut s, 0, &[0x17, 1]).await.unwrap(); // COM_STMT_EXECUTE, truncated
+    let (_, err) = read_packet(&mut s).await.unwrap();
+    assert_eq!(ErrPacket::parse(&err).map(|e| e.code), Some(1243));
+    write_packet(&mut s, 5, &[0x03, b'S']).await.unwrap(); // bad sequence id: session closed
+    let closed = read_packet(&mut s).await;
+    assert!(closed.is_err(), "session must be closed after a protocol violation");
+    let mut s = raw_login(proxy.addr).await;
+    write_packet(&mut s, 0, &[]).await.unwrap();
+    assert!(read_packet(&mut s).await.is_err(), "empty command closes the session");
+    // The long-lived session and new ones are unaffected.
+    let one: u32 = keep.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(one, 1);
+    assert_proxy_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_packets_get_1153_and_close_that_session() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start_yaml(&format!("{}max_allowed_packet: 1M\n", config_yaml(topo))).await;
+    let mut big = proxy.conn().await;
+    let sql = format!("SELECT LENGTH('{}')", "x".repeat(17 * 1024 * 1024));
+    let err = big.query_drop(sql).await.unwrap_err();
+    assert!(
+        matches!(err, mysql_async::Error::Server(ref e) if e.code == 1153) || matches!(err, mysql_async::Error::Io(_)),
+        "{err:?}"
+    );
+    assert_proxy_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_leaving_mid_result_does_not_disturb_others() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let mut s = raw_login(proxy.addr).await;
+    let q = b"\x03SELECT seq, REPEAT('x', 100) FROM seq_1_to_1000000";
+    write_packet(&mut s, 0, q).await.unwrap();
+    read_packet(&mut s).await.unwrap();
+    drop(s);
+    for _ in 0..5 {
+        assert_proxy_serves(&proxy).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_master_gives_clear_write_errors_while_reads_go_on() {
+    let topo = Topology::shared();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let yaml = config_yaml(topo).replace(&format!("address: {}", topo.master), &format!("address: {dead_addr}"));
+    let proxy = Proxy::start_yaml(&yaml).await;
+    let mut c = proxy.conn().await;
+    let id: u32 = c.query_first("SELECT @@server_id").await.unwrap().unwrap();
+    assert!(id == 2 || id == 3);
+    let err = c.query_drop("CREATE DATABASE never_created").await.unwrap_err();
+    match err {
+        mysql_async::Error::Server(e) => {
+            assert_eq!(e.code, 2003);
+            assert!(e.message.contains("master") && e.message.contains(&dead_addr.to_string()), "{}", e.message);
+        }
+        other => panic!("expected a MySQL error, got {other:?}"),
+    }
+    let again: u32 = c.query_first("SELECT @@server_id").await.unwrap().unwrap();
+    assert_eq!(again, id, "the session survives the failed write");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replica_refusing_connections_is_skipped() {
+    let topo = Topology::shared();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let yaml = config_yaml(topo).replace(&format!("address: {}", topo.replicas[0]), &format!("address: {dead_addr}"));
+    let proxy = Proxy::start_yaml(&yaml).await;
+    let live = topo.server_id_of(topo.replicas[1]);
+    for _ in 0..10 {
+        let mut c = proxy.conn().await;
+        let id: u32 = c.query_first("SELECT @@server_id").await.expect("no client error").unwrap();
+        assert_eq!(id, live);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pooled_backend_connections_are_reused_and_reset() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let mut c = proxy.conn().await;
+    c.query_drop("SET @leak = 'secret'").await.unwrap();
+    let _: u32 = c.query_first("SELECT @@server_id").await.unwrap().unwrap();
+    let master_thread: u64 = c.query_first("SELECT /* rwsplit:master */ CONNECTION_ID()").await.unwrap().unwrap();
+    c.disconnect().await.unwrap();
+    let master = topo.master.to_string();
+    let pool = std::sync::Arc::clone(&proxy.shared.pool);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pool.idle_count(&master) == 0 {
+        assert!(std::time::Instant::now() < deadline, "master connection never returned to the pool");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut c = proxy.conn().await;
+    let thread: u64 = c.query_first("SELECT /* rwsplit:master */ CONNECTION_ID()").await.unwrap().unwrap();
+    assert_eq!(thread, master_thread, "the pooled master connection is reused");
+    let leaked: Option<String> = c.query_first("SELECT /* rwsplit:master */ @leak").await.unwrap().unwrap();
+    assert_eq!(leaked, None, "state must not leak between sessions through the pool");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_cli_and_dump_work_through_the_proxy() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = unique_name("cli");
+    let script = format!(
+        "CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)); \
+         INSERT INTO t VALUES (1, 'a'), (2, 'b'); SELECT @@server_id;"
+    );
+    let out = mariadb_cli(proxy.addr, "app", "apppw", &["--batch", "--skip-column-names"], Some(&script));
+    assert!(out.status.success(), "mariadb failed: {}", String::from_utf8_lossy(&out.stderr));
+    topo.wait_replicated().await;
+    let out = mariadb_cli(proxy.addr, "app", "apppw", &["--batch", "--skip-column-names", "-e", &format!("SELECT @@server_id, COUNT(*) FROM {db}.t")], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert!(fields[0] == "2" || fields[0] == "3", "read via the CLI on a replica: {text}");
+    assert_eq!(fields[1], "2");
+    let dump = mariadb_dump(proxy.addr, "app", "apppw", &["--single-transaction", &db]);
+    assert!(dump.status.success(), "mariadb-dump failed: {}", String::from_utf8_lossy(&dump.stderr));
+    let sql = String::from_utf8_lossy(&dump.stdout);
+    assert!(sql.contains("CREATE TABLE `t`") && sql.contains("(1,'a')") && sql.contains("(2,'b')"), "dump:\n{sql}");
+    let bad = mariadb_cli(proxy.addr, "app", "wrong", &["-e", "SELECT 1"], None);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("1045"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

@@ -1,0 +1,93 @@
+//! Starting rwsplit in-process for tests: on 127.0.0.1:0, in front of a [`Topology`], shut down on drop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rwsplit::{Config, Shared};
+use tokio_util::sync::CancellationToken;
+
+use super::Topology;
+
+/// A running proxy.
+pub struct Proxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// The proxy's shared state (pool, topology), for assertions.
+    pub shared: Arc<Shared>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The YAML config for a proxy in front of `topo` (listen address is ignored: tests bind port 0).
+pub fn config_yaml(topo: &Topology) -> String {
+    let replicas: String = topo
+        .replicas
+        .iter()
+        .map(|r| format!("  - address: {r}\n"))
+        .collect();
+    format!(
+        "listen: 127.0.0.1:0\nusers:\n  - user: app\n    password: apppw\n  - user: root\n    password: rootpw\n\
+         master:\n  address: {}\nreplicas:\n{replicas}connect_timeout: 1s\nshutdown_grace: 1s\n",
+        topo.master
+    )
+}
+
+impl Proxy {
+    /// Starts a proxy with the default test config.
+    pub async fn start(topo: &Topology) -> Proxy {
+        Proxy::start_yaml(&config_yaml(topo)).await
+    }
+
+    /// Starts a proxy with the given YAML config.
+    pub async fn start_yaml(yaml: &str) -> Proxy {
+        let config =
+            Config::parse(yaml, "test config").unwrap_or_else(|e| panic!("bad test config: {e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy listener");
+        let addr = listener.local_addr().expect("listener address");
+        let shared = Shared::new(config);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(rwsplit::serve(
+            Arc::clone(&shared),
+            listener,
+            shutdown.clone(),
+        ));
+        Proxy {
+            addr,
+            shared,
+            shutdown,
+        }
+    }
+
+    /// mysql_async options for connecting through the proxy.
+    pub fn opts(&self, user: &str, password: &str) -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.addr.ip().to_string())
+            .tcp_port(self.addr.port())
+            .user(Some(user))
+            .pass(Some(password))
+            .prefer_socket(false)
+            .into()
+    }
+
+    /// A new client connection as `app`.
+    pub async fn conn(&self) -> mysql_async::Conn {
+        mysql_async::Conn::new(self.opts("app", "apppw"))
+            .await
+            .expect("connect through rwsplit")
+    }
+
+    /// A new client connection as `app` with a default database.
+    pub async fn conn_db(&self, db: &str) -> mysql_async::Conn {
+        let opts = mysql_async::OptsBuilder::from_opts(self.opts("app", "apppw")).db_name(Some(db));
+        mysql_async::Conn::new(opts)
+            .await
+            .expect("connect through rwsplit")
+    }
+}
