@@ -169,7 +169,7 @@ async fn client_leaving_mid_result_does_not_disturb_others() {
     let topo = Topology::shared();
     let proxy = Proxy::start(topo).await;
     let mut s = raw_login(proxy.addr).await;
-    let q = b"\x03SELECT seq, REPEAT('x', 100) FROM seq_1_to_1000000";
+    let q = b"\x03SELECT seq, REPEAT('x', 100) FROM mysql.seq_1_to_1000000";
     write_packet(&mut s, 0, q).await.unwrap();
     read_packet(&mut s).await.unwrap();
     drop(s);
