@@ -252,7 +252,13 @@ async fn mariadb_cli_and_dump_work_through_the_proxy() {
     let out = mariadb_cli(proxy.addr, "app", "apppw", &["--batch", "--skip-column-names"], Some(&script));
     assert!(out.status.success(), "mariadb failed: {}", String::from_utf8_lossy(&out.stderr));
     topo.wait_replicated().await;
-    let out = mariadb_cli(proxy.addr, "app", "apppw", &["--batch", "--skip-column-names", "-e", &format!("SELECT @@server_id, COUNT(*) FROM {db}.t")], None);
+    let out = mariadb_cli(
+        proxy.addr,
+        "app",
+        "apppw",
+        &["--batch", "--skip-column-names", "-e", &format!("SELECT @@server_id, COUNT(*) FROM {db}.t")],
+        None,
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let fields: Vec<&str> = text.split_whitespace().collect();

@@ -86,7 +86,8 @@ async fn init_db_field_list_statistics_ping_and_set_option() {
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
     c.query_drop(format!("CREATE TABLE {db}.t (a INT, b VARCHAR(5))")).await.unwrap();
     topo.wait_replicated().await;
-    for caps in [auth::supported_capabilities(), auth::supported_capabilities() - CapabilityFlags::CLIENT_DEPRECATE_EOF] {
+    for caps in [auth::supported_capabilities(), auth::supported_capabilities() - CapabilityFlags::CLIENT_DEPRECATE_EOF]
+    {
         let mut raw = Raw::login(proxy.addr, "app", "apppw", Some(caps)).await;
         let mut init = vec![0x02];
         init.extend_from_slice(db.as_bytes());
@@ -145,7 +146,8 @@ async fn load_data_local_infile_streams_the_client_file_to_the_master() {
          LOAD DATA LOCAL INFILE '{}' INTO TABLE {db}.t FIELDS TERMINATED BY ','; SELECT COUNT(*) FROM {db}.t;",
         file.display()
     );
-    let out = mariadb_cli(proxy.addr, "app", "apppw", &["--local-infile=1", "--batch", "--skip-column-names"], Some(&script));
+    let out =
+        mariadb_cli(proxy.addr, "app", "apppw", &["--local-infile=1", "--batch", "--skip-column-names"], Some(&script));
     std::fs::remove_file(&file).ok();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut direct = mysql_async::Conn::new(topo.direct_opts(topo.master, "root", "rootpw")).await.unwrap();

@@ -120,7 +120,9 @@ async fn locking_reads_and_side_effect_functions_go_to_the_master() {
         format!("SELECT @@server_id FROM {db}.t LIMIT 1 FOR UPDATE"),
         format!("SELECT @@server_id FROM {db}.t LIMIT 1 LOCK IN SHARE MODE"),
         format!("SELECT @@server_id FROM (SELECT id FROM {db}.t WHERE id = 1 FOR UPDATE) AS x"),
-        format!("SELECT @@server_id FROM {db}.t WHERE id = 1 UNION SELECT @@server_id FROM {db}.t WHERE id = 2 FOR UPDATE"),
+        format!(
+            "SELECT @@server_id FROM {db}.t WHERE id = 1 UNION SELECT @@server_id FROM {db}.t WHERE id = 2 FOR UPDATE"
+        ),
         "SELECT @@server_id FROM DUAL WHERE GET_LOCK('rwsplit_test', 0) IS NOT NULL".to_string(),
         "SELECT @@server_id FROM DUAL WHERE RELEASE_LOCK('rwsplit_test') IS NOT NULL".to_string(),
         "SELECT @@server_id FROM DUAL WHERE LAST_INSERT_ID() >= 0".to_string(),
@@ -260,13 +262,16 @@ async fn unicode_large_blobs_and_large_results_stream_intact() {
     let blob: Vec<u8> = (0..32 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     c.exec_drop("INSERT INTO blobs VALUES (1, ?)", (blob.clone(),)).await.unwrap();
     topo.wait_replicated().await;
-    let (id, back): (u32, String) = c.query_first("SELECT @@server_id, v FROM t WHERE v LIKE 'żółw%'").await.unwrap().unwrap();
+    let (id, back): (u32, String) =
+        c.query_first("SELECT @@server_id, v FROM t WHERE v LIKE 'żółw%'").await.unwrap().unwrap();
     assert!(is_replica(id));
     assert_eq!(back, text);
-    let (id, got): (u32, Vec<u8>) = c.query_first("SELECT @@server_id, b FROM blobs WHERE id = 1").await.unwrap().unwrap();
+    let (id, got): (u32, Vec<u8>) =
+        c.query_first("SELECT @@server_id, b FROM blobs WHERE id = 1").await.unwrap().unwrap();
     assert!(is_replica(id));
     assert!(got == blob, "32 MiB blob read back through the text protocol differs");
-    let (_, got): (u32, Vec<u8>) = c.exec_first("SELECT @@server_id, b FROM blobs WHERE id = ?", (1,)).await.unwrap().unwrap();
+    let (_, got): (u32, Vec<u8>) =
+        c.exec_first("SELECT @@server_id, b FROM blobs WHERE id = ?", (1,)).await.unwrap().unwrap();
     assert!(got == blob, "32 MiB blob read back through the binary protocol differs");
     let mut rows = 0u64;
     let mut sum = 0u64;

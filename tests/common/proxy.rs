@@ -25,11 +25,7 @@ impl Drop for Proxy {
 
 /// The YAML config for a proxy in front of `topo` (listen address is ignored: tests bind port 0).
 pub fn config_yaml(topo: &Topology) -> String {
-    let replicas: String = topo
-        .replicas
-        .iter()
-        .map(|r| format!("  - address: {r}\n"))
-        .collect();
+    let replicas: String = topo.replicas.iter().map(|r| format!("  - address: {r}\n")).collect();
     format!(
         "listen: 127.0.0.1:0\nusers:\n  - user: app\n    password: apppw\n  - user: root\n    password: rootpw\n\
          master:\n  address: {}\nreplicas:\n{replicas}connect_timeout: 1s\nshutdown_grace: 1s\n",
@@ -45,24 +41,13 @@ impl Proxy {
 
     /// Starts a proxy with the given YAML config.
     pub async fn start_yaml(yaml: &str) -> Proxy {
-        let config =
-            Config::parse(yaml, "test config").unwrap_or_else(|e| panic!("bad test config: {e}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind proxy listener");
+        let config = Config::parse(yaml, "test config").unwrap_or_else(|e| panic!("bad test config: {e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy listener");
         let addr = listener.local_addr().expect("listener address");
         let shared = Shared::new(config);
         let shutdown = CancellationToken::new();
-        tokio::spawn(rwsplit::serve(
-            Arc::clone(&shared),
-            listener,
-            shutdown.clone(),
-        ));
-        Proxy {
-            addr,
-            shared,
-            shutdown,
-        }
+        tokio::spawn(rwsplit::serve(Arc::clone(&shared), listener, shutdown.clone()));
+        Proxy { addr, shared, shutdown }
     }
 
     /// mysql_async options for connecting through the proxy.
@@ -78,16 +63,12 @@ impl Proxy {
 
     /// A new client connection as `app`.
     pub async fn conn(&self) -> mysql_async::Conn {
-        mysql_async::Conn::new(self.opts("app", "apppw"))
-            .await
-            .expect("connect through rwsplit")
+        mysql_async::Conn::new(self.opts("app", "apppw")).await.expect("connect through rwsplit")
     }
 
     /// A new client connection as `app` with a default database.
     pub async fn conn_db(&self, db: &str) -> mysql_async::Conn {
         let opts = mysql_async::OptsBuilder::from_opts(self.opts("app", "apppw")).db_name(Some(db));
-        mysql_async::Conn::new(opts)
-            .await
-            .expect("connect through rwsplit")
+        mysql_async::Conn::new(opts).await.expect("connect through rwsplit")
     }
 }

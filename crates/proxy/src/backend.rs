@@ -94,36 +94,24 @@ fn greeting_of(frame: &Frame) -> Result<ServerGreeting, BackendError> {
     if let Some(err) = ErrPacket::parse(frame.payload()) {
         return Err(BackendError::Login(err));
     }
-    auth::parse_greeting(frame.payload())
-        .ok_or_else(|| BackendError::Protocol("malformed server greeting".into()))
+    auth::parse_greeting(frame.payload()).ok_or_else(|| BackendError::Protocol("malformed server greeting".into()))
 }
 
 impl BackendConn {
     /// Connects and logs in, within `timeout`. Returns the connection and the server's version string.
-    pub async fn connect(
-        creds: &Credentials,
-        timeout: Duration,
-    ) -> Result<(BackendConn, String), BackendError> {
+    pub async fn connect(creds: &Credentials, timeout: Duration) -> Result<(BackendConn, String), BackendError> {
         tokio::time::timeout(timeout, Self::connect_inner(creds))
             .await
-            .map_err(|_| {
-                BackendError::Connect(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "timed out",
-                ))
-            })?
+            .map_err(|_| BackendError::Connect(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")))?
     }
 
     async fn connect_inner(creds: &Credentials) -> Result<(BackendConn, String), BackendError> {
-        let stream = TcpStream::connect(&*creds.key.addr)
-            .await
-            .map_err(BackendError::Connect)?;
+        let stream = TcpStream::connect(&*creds.key.addr).await.map_err(BackendError::Connect)?;
         let mut wire = Wire::new(stream);
         let greeting = greeting_of(&wire.expect_frame().await?)?;
         let (payload, plugin) = auth::handshake_response(&greeting, &creds.login());
         wire.send(1, &payload).await?;
-        let caps =
-            CapabilityFlags::from_bits_retain(packet::u32_at(&payload, 0).unwrap_or_default());
+        let caps = CapabilityFlags::from_bits_retain(packet::u32_at(&payload, 0).unwrap_or_default());
         authenticate(&mut wire, creds, plugin, greeting.nonce.clone()).await?;
         let conn = BackendConn {
             wire,
@@ -144,16 +132,11 @@ impl BackendConn {
     /// drops temporary tables, user variables and prepared statements, restores database and charset.
     pub async fn reset(&mut self, creds: &Credentials) -> Result<(), BackendError> {
         let login = creds.login();
-        let plugin = if self.plugin == auth::CACHING_SHA2 {
-            auth::CACHING_SHA2
-        } else {
-            auth::NATIVE
-        };
+        let plugin = if self.plugin == auth::CACHING_SHA2 { auth::CACHING_SHA2 } else { auth::NATIVE };
         let mut p = vec![com::CHANGE_USER];
         p.extend_from_slice(login.user.as_bytes());
         p.push(0);
-        let scramble =
-            auth::expected_scramble(plugin, &self.nonce, login.password).unwrap_or_default();
+        let scramble = auth::expected_scramble(plugin, &self.nonce, login.password).unwrap_or_default();
         p.push(scramble.len() as u8);
         p.extend_from_slice(&scramble);
         p.extend_from_slice(login.database.unwrap_or("").as_bytes());
@@ -163,13 +146,7 @@ impl BackendConn {
         p.push(0);
         self.clean = false;
         self.wire.send(0, &p).await?;
-        authenticate(
-            &mut self.wire,
-            creds,
-            plugin.to_string(),
-            self.nonce.clone(),
-        )
-        .await?;
+        authenticate(&mut self.wire, creds, plugin.to_string(), self.nonce.clone()).await?;
         self.clean = true;
         self.history_applied = 0;
         self.stmts.clear();
@@ -184,11 +161,7 @@ impl BackendConn {
 
     /// Runs a command whose response the proxy consumes itself (state replay, prepare on another backend,
     /// statement reset). Returns the first packet of the response and the final status, or the server's ERR.
-    pub async fn run(
-        &mut self,
-        payload: &[u8],
-        expect: Expect,
-    ) -> Result<Result<Frame, ErrPacket>, BackendError> {
+    pub async fn run(&mut self, payload: &[u8], expect: Expect) -> Result<Result<Frame, ErrPacket>, BackendError> {
         self.clean = false;
         self.wire.send(0, payload).await?;
         let mut walker = Walker::new(expect, self.deprecate_eof());
@@ -209,8 +182,7 @@ impl BackendConn {
                 }
                 Step::Done { error, .. } => {
                     self.clean = true;
-                    let first =
-                        first.ok_or_else(|| BackendError::Protocol("empty response".into()))?;
+                    let first = first.ok_or_else(|| BackendError::Protocol("empty response".into()))?;
                     if error {
                         let err = ErrPacket::parse(first.payload())
                             .ok_or_else(|| BackendError::Protocol("malformed ERR packet".into()))?;
@@ -245,21 +217,15 @@ async fn authenticate(
         match p.first() {
             Some(&packet::OK) => return Ok(()),
             Some(&packet::ERR) => {
-                let err = ErrPacket::parse(p)
-                    .ok_or_else(|| BackendError::Protocol("malformed ERR".into()))?;
+                let err = ErrPacket::parse(p).ok_or_else(|| BackendError::Protocol("malformed ERR".into()))?;
                 return Err(BackendError::Login(err));
             }
             Some(&packet::EOF) => {
-                let (new_plugin, new_nonce) = auth::parse_auth_switch(p).ok_or_else(|| {
-                    BackendError::Protocol("malformed auth switch request".into())
+                let (new_plugin, new_nonce) = auth::parse_auth_switch(p)
+                    .ok_or_else(|| BackendError::Protocol("malformed auth switch request".into()))?;
+                let data = auth::expected_scramble(&new_plugin, &new_nonce, password).ok_or_else(|| {
+                    BackendError::Protocol(format!("backend asks for unsupported auth plugin {new_plugin}"))
                 })?;
-                let data = auth::expected_scramble(&new_plugin, &new_nonce, password).ok_or_else(
-                    || {
-                        BackendError::Protocol(format!(
-                            "backend asks for unsupported auth plugin {new_plugin}"
-                        ))
-                    },
-                )?;
                 wire.send(next, &data).await?;
                 plugin = new_plugin;
                 nonce = new_nonce;
@@ -267,28 +233,19 @@ async fn authenticate(
             Some(&0x01) if plugin == auth::CACHING_SHA2 => match p.get(1) {
                 Some(&auth::sha2_msg::FAST_AUTH_OK) => {}
                 Some(&auth::sha2_msg::PERFORM_FULL_AUTH) => {
-                    wire.send(next, &[auth::sha2_msg::REQUEST_PUBLIC_KEY])
-                        .await?;
+                    wire.send(next, &[auth::sha2_msg::REQUEST_PUBLIC_KEY]).await?;
                 }
                 _ => {
                     // The server's RSA public key (PEM) after our request.
-                    let encrypted =
-                        auth::sha2_rsa_password(password, &nonce, &p[1..]).ok_or_else(|| {
-                            BackendError::Protocol("cannot use the server's RSA public key".into())
-                        })?;
+                    let encrypted = auth::sha2_rsa_password(password, &nonce, &p[1..])
+                        .ok_or_else(|| BackendError::Protocol("cannot use the server's RSA public key".into()))?;
                     wire.send(next, &encrypted).await?;
                 }
             },
-            _ => {
-                return Err(BackendError::Protocol(
-                    "unexpected packet during authentication".into(),
-                ))
-            }
+            _ => return Err(BackendError::Protocol("unexpected packet during authentication".into())),
         }
     }
-    Err(BackendError::Protocol(
-        "authentication did not finish".into(),
-    ))
+    Err(BackendError::Protocol("authentication did not finish".into()))
 }
 
 /// Status flags of an OK/EOF frame, if it is one.

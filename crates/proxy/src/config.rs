@@ -225,10 +225,7 @@ impl Config {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             origin: origin.clone(),
-            problems: vec![Problem {
-                field: "(file)".into(),
-                message: format!("cannot read: {e}"),
-            }],
+            problems: vec![Problem { field: "(file)".into(), message: format!("cannot read: {e}") }],
         })?;
         let mut config = Config::parse(&text, &origin)?;
         config.source = Some(path.to_path_buf());
@@ -240,27 +237,14 @@ impl Config {
         let de = serde_yaml::Deserializer::from_str(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
-            let field = if field == "." {
-                "(document)".to_string()
-            } else {
-                field
-            };
-            ConfigError {
-                origin: origin.into(),
-                problems: vec![Problem {
-                    field,
-                    message: e.inner().to_string(),
-                }],
-            }
+            let field = if field == "." { "(document)".to_string() } else { field };
+            ConfigError { origin: origin.into(), problems: vec![Problem { field, message: e.inner().to_string() }] }
         })?;
         let mut v = Validator::default();
         let config = v.config(raw);
         match (v.problems.is_empty(), config) {
             (true, Some(c)) => Ok(c),
-            _ => Err(ConfigError {
-                origin: origin.into(),
-                problems: v.problems,
-            }),
+            _ => Err(ConfigError { origin: origin.into(), problems: v.problems }),
         }
     }
 
@@ -278,10 +262,7 @@ struct Validator {
 
 impl Validator {
     fn problem(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            field: field.into(),
-            message: message.into(),
-        });
+        self.problems.push(Problem { field: field.into(), message: message.into() });
     }
 
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
@@ -296,16 +277,10 @@ impl Validator {
                 self.problem(format!("{field}.user"), "must not be empty");
             }
             if users.iter().any(|x| x.name == u.user) {
-                self.problem(
-                    format!("{field}.user"),
-                    format!("duplicate user '{}'", u.user),
-                );
+                self.problem(format!("{field}.user"), format!("duplicate user '{}'", u.user));
             }
             if let Some(password) = self.password(&field, u.password, u.password_env) {
-                users.push(User {
-                    name: u.user,
-                    password,
-                });
+                users.push(User { name: u.user, password });
             }
         }
         self.host_port("master.address", &raw.master.address);
@@ -317,33 +292,20 @@ impl Validator {
                 self.problem(format!("{field}.address"), "is the master's address");
             }
             if replicas.iter().any(|x: &Replica| x.address == r.address) {
-                self.problem(
-                    format!("{field}.address"),
-                    format!("duplicate replica '{}'", r.address),
-                );
+                self.problem(format!("{field}.address"), format!("duplicate replica '{}'", r.address));
             }
             let weight = r.weight.unwrap_or(1);
             if weight == 0 {
-                self.problem(
-                    format!("{field}.weight"),
-                    "must be at least 1 (remove the replica to give it no reads)",
-                );
+                self.problem(format!("{field}.weight"), "must be at least 1 (remove the replica to give it no reads)");
             }
-            replicas.push(Replica {
-                address: r.address,
-                weight,
-            });
+            replicas.push(Replica { address: r.address, weight });
         }
         let health = raw.health.and_then(|h| {
             let password = self.password("health", h.password, h.password_env)?;
             Some(Health {
                 user: h.user,
                 password,
-                interval: self.duration(
-                    "health.interval",
-                    h.interval.as_deref(),
-                    Duration::from_millis(250),
-                )?,
+                interval: self.duration("health.interval", h.interval.as_deref(), Duration::from_millis(250))?,
                 max_replica_lag: self.duration(
                     "health.max_replica_lag",
                     h.max_replica_lag.as_deref(),
@@ -351,45 +313,22 @@ impl Validator {
                 )?,
             })
         });
-        let metrics = raw.metrics.and_then(|m| {
-            Some(Metrics {
-                listen: self.socket_addr("metrics.listen", &m.listen)?,
-            })
-        });
+        let metrics =
+            raw.metrics.and_then(|m| Some(Metrics { listen: self.socket_addr("metrics.listen", &m.listen)? }));
         let admin = raw.admin.and_then(|a| {
             let listen = self.socket_addr("admin.listen", &a.listen);
             let password = self.password("admin", a.password, a.password_env)?;
-            Some(Admin {
-                listen: listen?,
-                user: a.user,
-                password,
-            })
+            Some(Admin { listen: listen?, user: a.user, password })
         });
-        let pool = Pool {
-            max_idle: raw.pool.and_then(|p| p.max_idle).unwrap_or(64),
-        };
-        let connect_timeout = self.duration(
-            "connect_timeout",
-            raw.connect_timeout.as_deref(),
-            Duration::from_secs(2),
-        );
-        let shutdown_grace = self.duration(
-            "shutdown_grace",
-            raw.shutdown_grace.as_deref(),
-            Duration::from_secs(10),
-        );
-        let max_allowed_packet = self.size(
-            "max_allowed_packet",
-            raw.max_allowed_packet.as_deref(),
-            64 << 20,
-        );
+        let pool = Pool { max_idle: raw.pool.and_then(|p| p.max_idle).unwrap_or(64) };
+        let connect_timeout = self.duration("connect_timeout", raw.connect_timeout.as_deref(), Duration::from_secs(2));
+        let shutdown_grace = self.duration("shutdown_grace", raw.shutdown_grace.as_deref(), Duration::from_secs(10));
+        let max_allowed_packet = self.size("max_allowed_packet", raw.max_allowed_packet.as_deref(), 64 << 20);
         Some(Config {
             source: None,
             listen: listen?,
             users,
-            master: Backend {
-                address: raw.master.address,
-            },
+            master: Backend { address: raw.master.address },
             replicas,
             health,
             metrics,
@@ -401,36 +340,22 @@ impl Validator {
         })
     }
 
-    fn password(
-        &mut self,
-        field: &str,
-        plain: Option<String>,
-        env: Option<String>,
-    ) -> Option<Secret> {
+    fn password(&mut self, field: &str, plain: Option<String>, env: Option<String>) -> Option<Secret> {
         match (plain, env) {
             (Some(p), None) => Some(Secret(p)),
             (None, Some(var)) => match std::env::var(&var) {
                 Ok(p) => Some(Secret(p)),
                 Err(_) => {
-                    self.problem(
-                        format!("{field}.password_env"),
-                        format!("environment variable '{var}' is not set"),
-                    );
+                    self.problem(format!("{field}.password_env"), format!("environment variable '{var}' is not set"));
                     None
                 }
             },
             (Some(_), Some(_)) => {
-                self.problem(
-                    format!("{field}.password"),
-                    "give either password or password_env, not both",
-                );
+                self.problem(format!("{field}.password"), "give either password or password_env, not both");
                 None
             }
             (None, None) => {
-                self.problem(
-                    format!("{field}.password"),
-                    "missing: give password or password_env",
-                );
+                self.problem(format!("{field}.password"), "missing: give password or password_env");
                 None
             }
         }
@@ -440,19 +365,14 @@ impl Validator {
         match s.parse() {
             Ok(a) => Some(a),
             Err(_) => {
-                self.problem(
-                    field,
-                    format!("'{s}' is not an IP:port address (e.g. 127.0.0.1:6033)"),
-                );
+                self.problem(field, format!("'{s}' is not an IP:port address (e.g. 127.0.0.1:6033)"));
                 None
             }
         }
     }
 
     fn host_port(&mut self, field: &str, s: &str) {
-        let ok = s
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        let ok = s.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
         if !ok {
             self.problem(field, format!("'{s}' is not a host:port address"));
         }
@@ -463,10 +383,7 @@ impl Validator {
         match parse_duration(s) {
             Some(d) if !d.is_zero() => Some(d),
             _ => {
-                self.problem(
-                    field,
-                    format!("'{s}' is not a positive duration (e.g. 250ms, 2s, 1m)"),
-                );
+                self.problem(field, format!("'{s}' is not a positive duration (e.g. 250ms, 2s, 1m)"));
                 None
             }
         }
@@ -477,10 +394,7 @@ impl Validator {
         match parse_size(s) {
             Some(n) if (1024..=1 << 30).contains(&n) => Some(n),
             _ => {
-                self.problem(
-                    field,
-                    format!("'{s}' is not a size between 1K and 1G (e.g. 64M)"),
-                );
+                self.problem(field, format!("'{s}' is not a size between 1K and 1G (e.g. 64M)"));
                 None
             }
         }
@@ -527,19 +441,14 @@ mod tests {
         let c = Config::parse(GOOD, "proxy.yaml").unwrap();
         assert_eq!(c.replicas.len(), 2);
         assert_eq!(c.replicas[1].weight, 1);
-        assert_eq!(
-            c.health.as_ref().unwrap().interval,
-            Duration::from_millis(250)
-        );
-        assert!(
-            !format!("{c:?}").contains("apppw"),
-            "passwords must not appear in Debug output"
-        );
+        assert_eq!(c.health.as_ref().unwrap().interval, Duration::from_millis(250));
+        assert!(!format!("{c:?}").contains("apppw"), "passwords must not appear in Debug output");
     }
 
     #[test]
     fn every_problem_is_reported_with_its_field() {
-        let text = "listen: nowhere\nusers:\n  - user: a\n    password: x\n  - user: a\n    password_env: RWSPLIT_UNSET_VAR\n\
+        let text =
+            "listen: nowhere\nusers:\n  - user: a\n    password: x\n  - user: a\n    password_env: RWSPLIT_UNSET_VAR\n\
                     master:\n  address: 127.0.0.1:13306\nreplicas:\n  - address: 127.0.0.1\n    weight: 0\n\
                     connect_timeout: soon\n";
         let err = Config::parse(text, "t.yaml").unwrap_err();
@@ -559,16 +468,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_with_a_path() {
-        let text = GOOD.replace(
-            "  address: 127.0.0.1:13306",
-            "  address: 127.0.0.1:13306\n  adress: x",
-        );
+        let text = GOOD.replace("  address: 127.0.0.1:13306", "  address: 127.0.0.1:13306\n  adress: x");
         let err = Config::parse(&text, "t.yaml").unwrap_err();
         assert_eq!(err.problems[0].field, "master.adress");
-        assert!(
-            err.problems[0].message.contains("unknown field `adress`"),
-            "{err}"
-        );
+        assert!(err.problems[0].message.contains("unknown field `adress`"), "{err}");
     }
 
     #[test]

@@ -28,11 +28,7 @@ impl Wire {
     /// Wraps a connected stream (sets TCP_NODELAY: every flush is a complete message).
     pub fn new(stream: TcpStream) -> Wire {
         let _ = stream.set_nodelay(true);
-        Wire {
-            stream,
-            rbuf: BytesMut::with_capacity(16 * 1024),
-            wbuf: BytesMut::with_capacity(16 * 1024),
-        }
+        Wire { stream, rbuf: BytesMut::with_capacity(16 * 1024), wbuf: BytesMut::with_capacity(16 * 1024) }
     }
 
     /// Reads the next frame. `Ok(None)` when the peer closed the connection cleanly between frames.
@@ -48,10 +44,7 @@ impl Wire {
                 return if self.rbuf.is_empty() {
                     Ok(None)
                 } else {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "connection closed mid-packet",
-                    ))
+                    Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed mid-packet"))
                 };
             }
         }
@@ -59,9 +52,9 @@ impl Wire {
 
     /// Reads the next frame, treating a clean close as an error.
     pub async fn expect_frame(&mut self) -> std::io::Result<Frame> {
-        self.read_frame().await?.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed")
-        })
+        self.read_frame()
+            .await?
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"))
     }
 
     /// Queues a frame for the next flush.

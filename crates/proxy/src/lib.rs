@@ -72,8 +72,7 @@ impl Shared {
         }
         let topology = self.topology.load_full();
         let timeout = self.config.load().connect_timeout;
-        let addrs =
-            std::iter::once(&topology.master).chain(topology.replicas.iter().map(|r| &r.addr));
+        let addrs = std::iter::once(&topology.master).chain(topology.replicas.iter().map(|r| &r.addr));
         for addr in addrs {
             match backend::probe_version(addr, timeout).await {
                 Ok(v) => {
@@ -91,25 +90,15 @@ impl Shared {
 
 /// Runs the proxy on `listener` until `shutdown` is cancelled, then gives sessions `shutdown_grace` to
 /// finish their current command.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
     let shared = Shared::new(config);
     serve(shared, listener, shutdown).await
 }
 
 /// Like [`run`], with shared state the caller keeps (tests inspect the pool and topology through it).
-pub async fn serve(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
     if shared.backend_version().await.is_none() {
-        tracing::warn!(
-            "no backend reachable at start; will announce a generic version until one is"
-        );
+        tracing::warn!("no backend reachable at start; will announce a generic version until one is");
     }
     let tracker = TaskTracker::new();
     tracing::info!(listen = %listener.local_addr()?, "rwsplit accepting connections");
@@ -120,11 +109,7 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _)) => {
-                tracker.spawn(session::serve(
-                    stream,
-                    Arc::clone(&shared),
-                    shutdown.clone(),
-                ));
+                tracker.spawn(session::serve(stream, Arc::clone(&shared), shutdown.clone()));
             }
             // Out of file descriptors and similar: keep serving the sessions we have.
             Err(e) => {
@@ -136,10 +121,7 @@ pub async fn serve(
     tracker.close();
     let grace = shared.config.load().shutdown_grace;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!(
-            sessions = tracker.len(),
-            "shutdown grace period over; closing remaining sessions"
-        );
+        tracing::warn!(sessions = tracker.len(), "shutdown grace period over; closing remaining sessions");
     }
     Ok(())
 }

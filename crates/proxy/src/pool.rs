@@ -57,10 +57,7 @@ impl Pool {
     /// Number of idle connections to `addr` (for tests and admin views).
     pub fn idle_count(&self, addr: &str) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.iter()
-            .filter(|(k, _)| &*k.addr == addr)
-            .map(|(_, v)| v.len())
-            .sum()
+        idle.iter().filter(|(k, _)| &*k.addr == addr).map(|(_, v)| v.len()).sum()
     }
 
     /// Closes every idle connection to a backend no longer in the configuration.

@@ -44,22 +44,12 @@ impl Topology {
         let replicas: Vec<ReplicaState> = config
             .replicas
             .iter()
-            .map(|r| ReplicaState {
-                addr: r.address.as_str().into(),
-                down_until_ms: AtomicU64::new(0),
-            })
+            .map(|r| ReplicaState { addr: r.address.as_str().into(), down_until_ms: AtomicU64::new(0) })
             .collect();
         // Interleave by weight: round k takes every replica whose weight exceeds k.
         let max_weight = config.replicas.iter().map(|r| r.weight).max().unwrap_or(0);
         let schedule = (0..max_weight)
-            .flat_map(|k| {
-                config
-                    .replicas
-                    .iter()
-                    .enumerate()
-                    .filter(move |(_, r)| r.weight > k)
-                    .map(|(i, _)| i)
-            })
+            .flat_map(|k| config.replicas.iter().enumerate().filter(move |(_, r)| r.weight > k).map(|(i, _)| i))
             .collect();
         Topology {
             master: config.master.address.as_str().into(),
@@ -95,10 +85,7 @@ impl Topology {
     /// Marks a replica as unusable for [`RETRY_AFTER`] after a failed connection.
     pub fn mark_down(&self, i: usize) {
         if let Some(r) = self.replicas.get(i) {
-            r.down_until_ms.store(
-                self.now_ms() + RETRY_AFTER.as_millis() as u64,
-                Ordering::Relaxed,
-            );
+            r.down_until_ms.store(self.now_ms() + RETRY_AFTER.as_millis() as u64, Ordering::Relaxed);
         }
     }
 }
@@ -109,8 +96,7 @@ mod tests {
 
     #[test]
     fn schedule_follows_weights() {
-        let text =
-            "listen: 127.0.0.1:1\nusers: [{user: a, password: b}]\nmaster: {address: 'm:1'}\n\
+        let text = "listen: 127.0.0.1:1\nusers: [{user: a, password: b}]\nmaster: {address: 'm:1'}\n\
                     replicas: [{address: 'r1:1'}, {address: 'r2:1', weight: 3}]\n";
         let t = Topology::new(&Config::parse(text, "t").unwrap());
         let firsts: Vec<usize> = (0..400).map(|_| t.replica_candidates()[0]).collect();

@@ -71,9 +71,7 @@ pub fn expected_scramble(plugin: &str, nonce: &[u8], password: &[u8]) -> Option<
     }
     match plugin {
         NATIVE => mysql_common::scramble::scramble_native(nonce, password).map(|s| s.to_vec()),
-        CACHING_SHA2 => {
-            mysql_common::scramble::scramble_sha256(nonce, password).map(|s| s.to_vec())
-        }
+        CACHING_SHA2 => mysql_common::scramble::scramble_sha256(nonce, password).map(|s| s.to_vec()),
         _ => None,
     }
 }
@@ -83,12 +81,7 @@ pub fn verify_scramble(plugin: &str, nonce: &[u8], password: &[u8], response: &[
     let Some(expected) = expected_scramble(plugin, nonce, password) else {
         return false;
     };
-    expected.len() == response.len()
-        && expected
-            .iter()
-            .zip(response)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    expected.len() == response.len() && expected.iter().zip(response).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 /// The server greeting rwsplit sends. `version` is the backend's real version string.
@@ -99,16 +92,7 @@ pub fn greeting(version: &str, connection_id: u32, scramble: &[u8; 20], collatio
         10,
         version.as_bytes(),
         connection_id,
-        [
-            scramble[0],
-            scramble[1],
-            scramble[2],
-            scramble[3],
-            scramble[4],
-            scramble[5],
-            scramble[6],
-            scramble[7],
-        ],
+        [scramble[0], scramble[1], scramble[2], scramble[3], scramble[4], scramble[5], scramble[6], scramble[7]],
         Some(scramble_2),
         supported_capabilities(),
         collation,
@@ -152,21 +136,14 @@ pub fn parse_client_login(payload: &[u8]) -> Option<ClientLogin> {
         Some(p) => String::from_utf8_lossy(p.as_bytes()).into_owned(),
         None => NATIVE.to_string(),
     };
-    let mut attributes: Vec<(String, String)> = resp
-        .connect_attributes()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let mut attributes: Vec<(String, String)> = resp.connect_attributes().unwrap_or_default().into_iter().collect();
     attributes.sort();
     Some(ClientLogin {
         capabilities,
         collation: resp.collation(),
         user: String::from_utf8_lossy(resp.user()).into_owned(),
         auth_response: resp.scramble_buf().to_vec(),
-        database: resp
-            .db_name()
-            .filter(|d| !d.is_empty())
-            .map(|d| String::from_utf8_lossy(d).into_owned()),
+        database: resp.db_name().filter(|d| !d.is_empty()).map(|d| String::from_utf8_lossy(d).into_owned()),
         plugin,
         max_packet_size: u32::from_le_bytes(payload.get(4..8)?.try_into().ok()?),
         attributes,
@@ -239,10 +216,7 @@ pub struct BackendLogin<'a> {
 
 /// The HandshakeResponse41 payload rwsplit sends to a backend, for the server's `greeting`.
 /// Returns the payload and the plugin it was computed for.
-pub fn handshake_response(
-    greeting: &ServerGreeting,
-    login: &BackendLogin<'_>,
-) -> (Vec<u8>, String) {
+pub fn handshake_response(greeting: &ServerGreeting, login: &BackendLogin<'_>) -> (Vec<u8>, String) {
     let plugin = match greeting.plugin.as_str() {
         CACHING_SHA2 => CACHING_SHA2,
         _ => NATIVE,
@@ -315,9 +289,7 @@ mod tests {
         assert_eq!(parsed.nonce, s.to_vec());
         assert_eq!(parsed.connection_id, 42);
         assert_eq!(parsed.plugin, NATIVE);
-        assert!(!parsed
-            .capabilities
-            .contains(CapabilityFlags::CLIENT_COMPRESS));
+        assert!(!parsed.capabilities.contains(CapabilityFlags::CLIENT_COMPRESS));
         assert!(!parsed.capabilities.contains(CapabilityFlags::CLIENT_SSL));
     }
 
@@ -339,24 +311,9 @@ mod tests {
         assert_eq!(parsed.database.as_deref(), Some("shop"));
         assert_eq!(parsed.collation, 45);
         assert_eq!(parsed.attributes, attrs);
-        assert!(verify_scramble(
-            &plugin,
-            &server.nonce,
-            b"apppw",
-            &parsed.auth_response
-        ));
-        assert!(!verify_scramble(
-            &plugin,
-            &server.nonce,
-            b"wrong",
-            &parsed.auth_response
-        ));
-        assert!(verify_scramble(
-            CACHING_SHA2,
-            b"01234567890123456789",
-            b"",
-            b""
-        ));
+        assert!(verify_scramble(&plugin, &server.nonce, b"apppw", &parsed.auth_response));
+        assert!(!verify_scramble(&plugin, &server.nonce, b"wrong", &parsed.auth_response));
+        assert!(verify_scramble(CACHING_SHA2, b"01234567890123456789", b"", b""));
     }
 
     #[test]

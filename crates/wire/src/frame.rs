@@ -99,9 +99,7 @@ impl Decoder for FrameCodec {
             src.reserve(HEADER + len - src.len());
             return Ok(None);
         }
-        Ok(Some(Frame {
-            raw: src.split_to(HEADER + len),
-        }))
+        Ok(Some(Frame { raw: src.split_to(HEADER + len) }))
     }
 }
 
@@ -142,14 +140,7 @@ mod tests {
 
     #[test]
     fn splits_large_payloads_with_continuation() {
-        for size in [
-            0,
-            5,
-            MAX_PAYLOAD - 1,
-            MAX_PAYLOAD,
-            MAX_PAYLOAD + 1,
-            2 * MAX_PAYLOAD,
-        ] {
+        for size in [0, 5, MAX_PAYLOAD - 1, MAX_PAYLOAD, MAX_PAYLOAD + 1, 2 * MAX_PAYLOAD] {
             let payload = vec![0xAB; size];
             let mut buf = BytesMut::new();
             let next = encode_payload(&mut buf, 3, &payload);

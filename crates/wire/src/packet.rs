@@ -47,10 +47,7 @@ pub fn lenenc_int(buf: &[u8]) -> Option<(u64, usize)> {
         _ => return None, // 0xFB is NULL, 0xFF is not an integer
     };
     let bytes = buf.get(1..1 + width)?;
-    let value = bytes
-        .iter()
-        .rev()
-        .fold(0u64, |acc, b| acc << 8 | u64::from(*b));
+    let value = bytes.iter().rev().fold(0u64, |acc, b| acc << 8 | u64::from(*b));
     Some((value, 1 + width))
 }
 
@@ -81,26 +78,22 @@ pub fn ok_status(payload: &[u8]) -> Option<StatusFlags> {
     let (_, n) = lenenc_int(payload.get(pos..)?)?; // last insert id
     pos += n;
     let raw = payload.get(pos..pos + 2)?;
-    Some(StatusFlags::from_bits_retain(u16::from_le_bytes([
-        raw[0], raw[1],
-    ])))
+    Some(StatusFlags::from_bits_retain(u16::from_le_bytes([raw[0], raw[1]])))
 }
 
 /// Status flags of an EOF packet payload (0xFE, warnings u16, status u16).
 pub fn eof_status(payload: &[u8]) -> Option<StatusFlags> {
     let raw = payload.get(3..5)?;
-    Some(StatusFlags::from_bits_retain(u16::from_le_bytes([
-        raw[0], raw[1],
-    ])))
+    Some(StatusFlags::from_bits_retain(u16::from_le_bytes([raw[0], raw[1]])))
 }
 
 /// Status flags of the packet that ends a response step: an OK packet, or an EOF packet (a short 0xFE
 /// packet is an EOF when it is 5 bytes long or less, else an OK packet with a 0xFE header).
 pub fn terminal_status(payload: &[u8]) -> Option<StatusFlags> {
-    match payload.first()? {
-        &OK => ok_status(payload),
-        &EOF if payload.len() <= 5 => eof_status(payload),
-        &EOF => ok_status(payload),
+    match *payload.first()? {
+        OK => ok_status(payload),
+        EOF if payload.len() <= 5 => eof_status(payload),
+        EOF => ok_status(payload),
         _ => None,
     }
 }
@@ -130,23 +123,13 @@ impl ErrPacket {
             }
             _ => (*b"HY000", payload.get(3..).unwrap_or_default()),
         };
-        Some(ErrPacket {
-            code,
-            state,
-            message: String::from_utf8_lossy(msg).into_owned(),
-        })
+        Some(ErrPacket { code, state, message: String::from_utf8_lossy(msg).into_owned() })
     }
 }
 
 impl std::fmt::Display for ErrPacket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "ERROR {} ({}): {}",
-            self.code,
-            String::from_utf8_lossy(&self.state),
-            self.message
-        )
+        write!(f, "ERROR {} ({}): {}", self.code, String::from_utf8_lossy(&self.state), self.message)
     }
 }
 
@@ -162,12 +145,7 @@ pub fn err_payload(code: u16, state: &[u8; 5], message: &str) -> BytesMut {
 }
 
 /// Builds an OK payload (no session-state info).
-pub fn ok_payload(
-    affected_rows: u64,
-    last_insert_id: u64,
-    status: StatusFlags,
-    warnings: u16,
-) -> BytesMut {
+pub fn ok_payload(affected_rows: u64, last_insert_id: u64, status: StatusFlags, warnings: u16) -> BytesMut {
     let mut buf = BytesMut::with_capacity(16);
     buf.put_u8(OK);
     put_lenenc_int(&mut buf, affected_rows);
@@ -206,11 +184,7 @@ impl PrepareOk {
         if payload.first() != Some(&OK) || payload.len() < 9 {
             return None;
         }
-        Some(PrepareOk {
-            stmt_id: u32_at(payload, 1)?,
-            columns: u16_at(payload, 5)?,
-            params: u16_at(payload, 7)?,
-        })
+        Some(PrepareOk { stmt_id: u32_at(payload, 1)?, columns: u16_at(payload, 5)?, params: u16_at(payload, 7)? })
     }
 }
 
@@ -220,16 +194,7 @@ mod tests {
 
     #[test]
     fn lenenc_round_trip() {
-        for v in [
-            0,
-            250,
-            251,
-            0xFFFF,
-            0x1_0000,
-            0xFF_FFFF,
-            0x100_0000,
-            u64::MAX,
-        ] {
+        for v in [0, 250, 251, 0xFFFF, 0x1_0000, 0xFF_FFFF, 0x100_0000, u64::MAX] {
             let mut b = BytesMut::new();
             put_lenenc_int(&mut b, v);
             assert_eq!(lenenc_int(&b), Some((v, b.len())));
@@ -254,10 +219,7 @@ mod tests {
     fn err_round_trip() {
         let p = err_payload(1045, b"28000", "Access denied");
         let e = ErrPacket::parse(&p).unwrap();
-        assert_eq!(
-            (e.code, &e.state, e.message.as_str()),
-            (1045, b"28000", "Access denied")
-        );
+        assert_eq!((e.code, &e.state, e.message.as_str()), (1045, b"28000", "Access denied"));
         assert_eq!(ErrPacket::parse(&[ERR, 1]), None);
     }
 }

@@ -43,10 +43,7 @@ pub enum Step {
     LocalInfile,
     /// The response is complete. `status` is the last status flags seen (None for ERR or prepare responses),
     /// `error` tells whether it ended with an ERR packet.
-    Done {
-        status: Option<StatusFlags>,
-        error: bool,
-    },
+    Done { status: Option<StatusFlags>, error: bool },
 }
 
 /// Errors: the backend sent something that cannot be a valid response to the command.
@@ -96,12 +93,7 @@ impl Walker {
             Expect::Single => State::Single,
             Expect::AnyOne => State::AnyOne,
         };
-        Walker {
-            state,
-            deprecate_eof,
-            in_continuation: false,
-            status: None,
-        }
+        Walker { state, deprecate_eof, in_continuation: false, status: None }
     }
 
     /// Whether the response is complete.
@@ -121,14 +113,7 @@ impl Walker {
             // The middle or tail of a large logical packet: carries no header to read. Its last frame
             // completes the response if the packet's first frame ended it.
             let complete = !self.in_continuation && self.state == State::Done;
-            return Ok(if complete {
-                Step::Done {
-                    status: self.status,
-                    error: false,
-                }
-            } else {
-                Step::More
-            });
+            return Ok(if complete { Step::Done { status: self.status, error: false } } else { Step::More });
         }
         let full_len = frame.payload().len() == MAX_PAYLOAD;
         self.packet(frame.payload(), full_len)
@@ -139,10 +124,7 @@ impl Walker {
         if error {
             self.status = None;
         }
-        Step::Done {
-            status: self.status,
-            error,
-        }
+        Step::Done { status: self.status, error }
     }
 
     /// Whether a 0xFE-headed packet ends a result set (rather than being a row starting with a 0xFE length).
@@ -170,8 +152,7 @@ impl Walker {
                 Some(&ERR) => self.done(true),
                 Some(&LOCAL_INFILE) => Step::LocalInfile,
                 Some(_) => {
-                    let (n, _) =
-                        packet::lenenc_int(p).ok_or(WalkError::Malformed("column count"))?;
+                    let (n, _) = packet::lenenc_int(p).ok_or(WalkError::Malformed("column count"))?;
                     if n == 0 {
                         return Err(WalkError::Malformed("column count"));
                     }
@@ -216,8 +197,7 @@ impl Walker {
             State::PrepareFirst => match p.first() {
                 Some(&ERR) => self.done(true),
                 Some(&OK) => {
-                    let ok =
-                        packet::PrepareOk::parse(p).ok_or(WalkError::Malformed("prepare OK"))?;
+                    let ok = packet::PrepareOk::parse(p).ok_or(WalkError::Malformed("prepare OK"))?;
                     self.prepare_defs(ok.params, ok.columns)
                 }
                 _ => return Err(WalkError::Malformed("prepare OK")),
@@ -231,10 +211,7 @@ impl Walker {
                     } else if left == 0 {
                         self.prepare_defs(0, columns)
                     } else {
-                        self.state = State::PrepareDefs {
-                            params: left,
-                            columns,
-                        };
+                        self.state = State::PrepareDefs { params: left, columns };
                         Step::More
                     }
                 } else {
@@ -300,11 +277,7 @@ mod tests {
 
     fn run(expect: Expect, deprecate_eof: bool, frames: &[Vec<u8>]) -> Vec<Step> {
         let mut w = Walker::new(expect, deprecate_eof);
-        frames
-            .iter()
-            .enumerate()
-            .map(|(i, p)| w.feed(&Frame::new(i as u8 + 1, p)).unwrap())
-            .collect()
+        frames.iter().enumerate().map(|(i, p)| w.feed(&Frame::new(i as u8 + 1, p)).unwrap()).collect()
     }
 
     fn eof(status: u16) -> Vec<u8> {
@@ -327,22 +300,12 @@ mod tests {
     const CURSOR: u16 = 0x0040;
 
     fn done(status: u16) -> Step {
-        Step::Done {
-            status: Some(StatusFlags::from_bits_retain(status)),
-            error: false,
-        }
+        Step::Done { status: Some(StatusFlags::from_bits_retain(status)), error: false }
     }
 
     #[test]
     fn text_result_set_with_eof() {
-        let frames = vec![
-            vec![2],
-            b"col1".to_vec(),
-            b"col2".to_vec(),
-            eof(AC),
-            b"\x01a\x01b".to_vec(),
-            eof(AC),
-        ];
+        let frames = vec![vec![2], b"col1".to_vec(), b"col2".to_vec(), eof(AC), b"\x01a\x01b".to_vec(), eof(AC)];
         let steps = run(Expect::ResultSets, false, &frames);
         assert_eq!(steps.last(), Some(&done(AC)));
         assert!(steps[..5].iter().all(|s| *s == Step::More));
@@ -379,46 +342,16 @@ mod tests {
     #[test]
     fn error_mid_rows_and_first() {
         let err = packet::err_payload(1317, b"70100", "interrupted").to_vec();
-        let steps = run(
-            Expect::ResultSets,
-            false,
-            &[
-                vec![1],
-                b"c".to_vec(),
-                eof(AC),
-                b"\x011".to_vec(),
-                err.clone(),
-            ],
-        );
-        assert_eq!(
-            steps[4],
-            Step::Done {
-                status: None,
-                error: true
-            }
-        );
-        assert_eq!(
-            run(Expect::ResultSets, false, &[err])[0],
-            Step::Done {
-                status: None,
-                error: true
-            }
-        );
+        let steps = run(Expect::ResultSets, false, &[vec![1], b"c".to_vec(), eof(AC), b"\x011".to_vec(), err.clone()]);
+        assert_eq!(steps[4], Step::Done { status: None, error: true });
+        assert_eq!(run(Expect::ResultSets, false, &[err])[0], Step::Done { status: None, error: true });
     }
 
     #[test]
     fn cursor_open_ends_after_metadata() {
-        let steps = run(
-            Expect::ResultSets,
-            false,
-            &[vec![1], b"c".to_vec(), eof(AC | CURSOR)],
-        );
+        let steps = run(Expect::ResultSets, false, &[vec![1], b"c".to_vec(), eof(AC | CURSOR)]);
         assert_eq!(steps[2], done(AC | CURSOR));
-        let steps = run(
-            Expect::ResultSets,
-            true,
-            &[vec![1], b"c".to_vec(), ok_eof_header(AC | CURSOR)],
-        );
+        let steps = run(Expect::ResultSets, true, &[vec![1], b"c".to_vec(), ok_eof_header(AC | CURSOR)]);
         assert_eq!(steps[2], done(AC | CURSOR));
     }
 
@@ -432,30 +365,12 @@ mod tests {
             p
         };
         let d = b"def".to_vec();
-        let steps = run(
-            Expect::Prepare,
-            false,
-            &[
-                prep(2, 1),
-                d.clone(),
-                d.clone(),
-                eof(AC),
-                d.clone(),
-                eof(AC),
-            ],
-        );
+        let steps = run(Expect::Prepare, false, &[prep(2, 1), d.clone(), d.clone(), eof(AC), d.clone(), eof(AC)]);
         assert!(steps[..5].iter().all(|s| *s == Step::More));
         assert_eq!(steps[5], done(0).with_status(None));
-        let steps = run(
-            Expect::Prepare,
-            true,
-            &[prep(2, 1), d.clone(), d.clone(), d.clone()],
-        );
+        let steps = run(Expect::Prepare, true, &[prep(2, 1), d.clone(), d.clone(), d.clone()]);
         assert_eq!(steps[3], done(0).with_status(None));
-        assert_eq!(
-            run(Expect::Prepare, false, &[prep(0, 0)])[0],
-            done(0).with_status(None)
-        );
+        assert_eq!(run(Expect::Prepare, false, &[prep(0, 0)])[0], done(0).with_status(None));
         let steps = run(Expect::Prepare, false, &[prep(0, 1), d.clone(), eof(AC)]);
         assert_eq!(steps[2], done(0).with_status(None));
     }
@@ -463,10 +378,7 @@ mod tests {
     #[test]
     fn local_infile_then_ok() {
         let mut w = Walker::new(Expect::ResultSets, false);
-        assert_eq!(
-            w.feed(&Frame::new(1, b"\xfbfile.csv")).unwrap(),
-            Step::LocalInfile
-        );
+        assert_eq!(w.feed(&Frame::new(1, b"\xfbfile.csv")).unwrap(), Step::LocalInfile);
         w.after_local_infile();
         assert_eq!(w.feed(&Frame::new(3, &ok(AC))).unwrap(), done(AC));
     }

@@ -101,8 +101,7 @@ impl Session {
         payload: Bytes,
         expect: Expect,
     ) -> Result<Option<Outcome>, SessionError> {
-        self.run_command(decision, expect, Command::Plain(payload))
-            .await
+        self.run_command(decision, expect, Command::Plain(payload)).await
     }
 
     /// Runs a command on the decided side (attaching and syncing a backend), with one retry of a read that
@@ -121,8 +120,7 @@ impl Session {
             let (payload, prepare_id) = match &command {
                 Command::Plain(p) => (p.clone(), None),
                 Command::Prepare { payload, id } => (payload.clone(), Some(*id)),
-                Command::Stmt { id, payload } => match self.stmt_payload(side, *id, payload).await?
-                {
+                Command::Stmt { id, payload } => match self.stmt_payload(side, *id, payload).await? {
                     Some(p) => (p, None),
                     None => return Ok(None),
                 },
@@ -134,40 +132,21 @@ impl Session {
             }) else {
                 return Ok(None);
             };
-            let result = pump(
-                conn,
-                &mut self.client,
-                &mut self.client_seq,
-                &payload,
-                expect,
-                prepare_id,
-            )
-            .await;
+            let result = pump(conn, &mut self.client, &mut self.client_seq, &payload, expect, prepare_id).await;
             match result {
                 Ok(mut outcome) => {
                     outcome.side = side;
                     self.state.observe(side, outcome.status);
-                    tracing::trace!(
-                        ?side,
-                        reason = decision.reason,
-                        error = outcome.error,
-                        "routed"
-                    );
+                    tracing::trace!(?side, reason = decision.reason, error = outcome.error, "routed");
                     return Ok(Some(outcome));
                 }
                 Err(Fail::Client(e)) => return Err(e.into()),
                 Err(Fail::Backend { error, sent }) => {
-                    let addr = self
-                        .conn_mut(side)
-                        .map(|c| c.key.addr.to_string())
-                        .unwrap_or_default();
+                    let addr = self.conn_mut(side).map(|c| c.key.addr.to_string()).unwrap_or_default();
                     tracing::warn!(backend = %addr, %error, sent, "backend failed during a command");
                     self.drop_conn(side);
                     if sent {
-                        return Err(SessionError::Backend {
-                            addr,
-                            source: error,
-                        });
+                        return Err(SessionError::Backend { addr, source: error });
                     }
                     self.client.discard_pending();
                     self.client_seq = start_seq;
@@ -176,8 +155,7 @@ impl Session {
                         retried = true;
                         continue;
                     }
-                    let msg =
-                        format!("rwsplit: lost connection to backend {addr} during query: {error}");
+                    let msg = format!("rwsplit: lost connection to backend {addr} during query: {error}");
                     self.send_err(2013, b"HY000", &msg).await?;
                     return Ok(None);
                 }
@@ -199,8 +177,7 @@ impl Session {
             match self.acquire(&master_addr).await {
                 Ok(conn) => self.master = Some(conn),
                 Err(e) => {
-                    self.report_unavailable(&master_addr, AttachError::Unavailable(e))
-                        .await?;
+                    self.report_unavailable(&master_addr, AttachError::Unavailable(e)).await?;
                     return Ok(None);
                 }
             }
@@ -263,12 +240,7 @@ impl Session {
             }
             AttachError::Unavailable(e) => {
                 tracing::warn!(backend = %addr, error = %e, "master unavailable");
-                self.send_err(
-                    2003,
-                    b"HY000",
-                    &format!("rwsplit: master {addr} is unavailable: {e}"),
-                )
-                .await
+                self.send_err(2003, b"HY000", &format!("rwsplit: master {addr} is unavailable: {e}")).await
             }
         }
     }
@@ -294,11 +266,7 @@ impl Session {
             return Ok(());
         };
         while let Some(entry) = self.history.get(conn.history_applied) {
-            let expect = if entry.first() == Some(&com::QUERY) {
-                Expect::ResultSets
-            } else {
-                Expect::Single
-            };
+            let expect = if entry.first() == Some(&com::QUERY) { Expect::ResultSets } else { Expect::Single };
             match conn.run(entry, expect).await {
                 Ok(Ok(_)) => conn.history_applied += 1,
                 Ok(Err(err)) => return Err(AttachError::Replay(err)),
@@ -309,22 +277,8 @@ impl Session {
     }
 
     /// Runs a command on one side with no retry and no routing decision of its own (COM_PING, COM_STATISTICS).
-    pub(super) async fn simple_on(
-        &mut self,
-        side: Side,
-        payload: Bytes,
-        expect: Expect,
-    ) -> Result<(), SessionError> {
-        self.run_routed(
-            Decision {
-                side,
-                reason: "command",
-            },
-            payload,
-            expect,
-        )
-        .await
-        .map(|_| ())
+    pub(super) async fn simple_on(&mut self, side: Side, payload: Bytes, expect: Expect) -> Result<(), SessionError> {
+        self.run_routed(Decision { side, reason: "command" }, payload, expect).await.map(|_| ())
     }
 }
 
@@ -340,22 +294,14 @@ async fn pump(
 ) -> Result<Outcome, Fail> {
     let backend = |error: BackendError, sent: bool| Fail::Backend { error, sent };
     conn.clean = false;
-    conn.wire
-        .send(0, payload)
-        .await
-        .map_err(|e| backend(e.into(), false))?;
+    conn.wire.send(0, payload).await.map_err(|e| backend(e.into(), false))?;
     let mut walker = Walker::new(expect, conn.deprecate_eof());
     let mut sent = false;
     let mut prepared = None;
     loop {
         let mut frame = match conn.wire.read_frame().await {
             Ok(Some(f)) => f,
-            Ok(None) => {
-                return Err(backend(
-                    std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into(),
-                    sent,
-                ))
-            }
+            Ok(None) => return Err(backend(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into(), sent)),
             Err(e) => return Err(backend(e.into(), sent)),
         };
         let step = walker.feed(&frame).map_err(|e| backend(e.into(), sent))?;
@@ -384,12 +330,7 @@ async fn pump(
             Step::Done { status, error } => {
                 client.flush().await.map_err(|e| Fail::Client(e.into()))?;
                 conn.clean = true;
-                return Ok(Outcome {
-                    side: Side::Master,
-                    status,
-                    error,
-                    prepared,
-                });
+                return Ok(Outcome { side: Side::Master, status, error, prepared });
             }
         }
     }
@@ -397,27 +338,17 @@ async fn pump(
 
 /// Forwards the client's LOCAL INFILE data (frames up to an empty one) to the backend. The proxy sends each
 /// command in as many frames as the client did, so the backend's next sequence id equals the client's.
-async fn stream_local_infile(
-    conn: &mut BackendConn,
-    client: &mut Wire,
-    client_seq: &mut u8,
-) -> Result<(), Fail> {
+async fn stream_local_infile(conn: &mut BackendConn, client: &mut Wire, client_seq: &mut u8) -> Result<(), Fail> {
     let mut backend_seq = *client_seq;
     loop {
-        let mut frame = client
-            .expect_frame()
-            .await
-            .map_err(|e| Fail::Client(e.into()))?;
+        let mut frame = client.expect_frame().await.map_err(|e| Fail::Client(e.into()))?;
         *client_seq = frame.seq().wrapping_add(1);
         let last = frame.payload().is_empty();
         frame.set_seq(backend_seq);
         backend_seq = backend_seq.wrapping_add(1);
         conn.wire.queue(&frame);
         if last || conn.wire.pending() >= FLUSH_AT {
-            conn.wire.flush().await.map_err(|e| Fail::Backend {
-                error: e.into(),
-                sent: true,
-            })?;
+            conn.wire.flush().await.map_err(|e| Fail::Backend { error: e.into(), sent: true })?;
         }
         if last {
             return Ok(());

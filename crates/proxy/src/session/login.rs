@@ -70,25 +70,14 @@ pub async fn handshake(client: &mut Wire, shared: &Shared, id: u32) -> Result<Lo
     }
 }
 
-async fn handshake_inner(
-    client: &mut Wire,
-    shared: &Shared,
-    id: u32,
-) -> Result<Login, ClientError> {
-    let version = shared
-        .backend_version()
-        .await
-        .unwrap_or_else(|| FALLBACK_VERSION.to_string());
+async fn handshake_inner(client: &mut Wire, shared: &Shared, id: u32) -> Result<Login, ClientError> {
+    let version = shared.backend_version().await.unwrap_or_else(|| FALLBACK_VERSION.to_string());
     let nonce = auth::new_scramble();
-    client
-        .send(0, &auth::greeting(&version, id, &nonce, DEFAULT_COLLATION))
-        .await?;
+    client.send(0, &auth::greeting(&version, id, &nonce, DEFAULT_COLLATION)).await?;
     let frame = client.expect_frame().await?;
     let mut seq = frame.seq().wrapping_add(1);
     let Some(hello) = auth::parse_client_login(frame.payload()) else {
-        client
-            .send(seq, &packet::err_payload(1043, b"08S01", "Bad handshake"))
-            .await?;
+        client.send(seq, &packet::err_payload(1043, b"08S01", "Bad handshake")).await?;
         return Err(ClientError::Protocol("malformed handshake response"));
     };
     let config = shared.config.load();
@@ -97,17 +86,10 @@ async fn handshake_inner(
     seq = next_seq;
     let Some(password) = password.filter(|_| ok) else {
         let msg = access_denied(&hello.user, client, !hello.auth_response.is_empty());
-        client
-            .send(seq, &packet::err_payload(1045, b"28000", &msg))
-            .await?;
+        client.send(seq, &packet::err_payload(1045, b"28000", &msg)).await?;
         return Err(ClientError::AuthFailed(hello.user));
     };
-    client
-        .send(
-            seq,
-            &ok_payload(0, 0, StatusFlags::SERVER_STATUS_AUTOCOMMIT, 0),
-        )
-        .await?;
+    client.send(seq, &ok_payload(0, 0, StatusFlags::SERVER_STATUS_AUTOCOMMIT, 0)).await?;
     Ok(Login {
         user: hello.user,
         password,
@@ -129,39 +111,28 @@ async fn verify(
 ) -> Result<(bool, u8), ClientError> {
     let pw = password.map_or(&b""[..], Secret::expose);
     match hello.plugin.as_str() {
-        auth::NATIVE => Ok((
-            password.is_some()
-                && auth::verify_scramble(auth::NATIVE, nonce, pw, &hello.auth_response),
-            seq,
-        )),
+        auth::NATIVE => {
+            Ok((password.is_some() && auth::verify_scramble(auth::NATIVE, nonce, pw, &hello.auth_response), seq))
+        }
         auth::CACHING_SHA2 => {
-            let ok = password.is_some()
-                && auth::verify_scramble(auth::CACHING_SHA2, nonce, pw, &hello.auth_response);
+            let ok = password.is_some() && auth::verify_scramble(auth::CACHING_SHA2, nonce, pw, &hello.auth_response);
             if ok && !pw.is_empty() {
-                let seq = client
-                    .send(seq, &[0x01, auth::sha2_msg::FAST_AUTH_OK])
-                    .await?;
+                let seq = client.send(seq, &[0x01, auth::sha2_msg::FAST_AUTH_OK]).await?;
                 return Ok((true, seq));
             }
             Ok((ok, seq))
         }
         _ => {
-            client
-                .send(seq, &auth::auth_switch_request(auth::NATIVE, nonce))
-                .await?;
+            client.send(seq, &auth::auth_switch_request(auth::NATIVE, nonce)).await?;
             let frame = client.expect_frame().await?;
-            let ok = password.is_some()
-                && auth::verify_scramble(auth::NATIVE, nonce, pw, frame.payload());
+            let ok = password.is_some() && auth::verify_scramble(auth::NATIVE, nonce, pw, frame.payload());
             Ok((ok, frame.seq().wrapping_add(1)))
         }
     }
 }
 
 fn access_denied(user: &str, client: &Wire, using_password: bool) -> String {
-    let host = client
-        .peer()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let host = client.peer().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
     let yes_no = if using_password { "YES" } else { "NO" };
     format!("Access denied for user '{user}'@'{host}' (using password: {yes_no})")
 }
@@ -203,13 +174,7 @@ fn parse_change_user(p: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
     } else {
         auth::NATIVE.to_string()
     };
-    Some(ChangeUser {
-        user,
-        auth_response,
-        database,
-        collation,
-        plugin,
-    })
+    Some(ChangeUser { user, auth_response, database, collation, plugin })
 }
 
 impl Session {
@@ -220,12 +185,7 @@ impl Session {
             self.send_err(1043, b"08S01", "Bad handshake").await?;
             return Err(ClientError::Protocol("malformed COM_CHANGE_USER").into());
         };
-        let password = self
-            .shared
-            .config
-            .load()
-            .user(&cu.user)
-            .map(|u| u.password.clone());
+        let password = self.shared.config.load().user(&cu.user).map(|u| u.password.clone());
         let hello = ClientLogin {
             capabilities: self.login.capabilities,
             collation: cu.collation.unwrap_or(self.login.collation),
@@ -237,14 +197,7 @@ impl Session {
             attributes: Vec::new(),
         };
         let nonce = self.login.nonce;
-        let (ok, seq) = verify(
-            &mut self.client,
-            &hello,
-            password.as_ref(),
-            &nonce,
-            self.client_seq,
-        )
-        .await?;
+        let (ok, seq) = verify(&mut self.client, &hello, password.as_ref(), &nonce, self.client_seq).await?;
         self.client_seq = seq;
         let Some(password) = password.filter(|_| ok) else {
             let msg = access_denied(&cu.user, &self.client, !hello.auth_response.is_empty());

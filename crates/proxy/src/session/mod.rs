@@ -67,10 +67,7 @@ pub struct Session {
 /// Runs one client connection to completion. Errors end only this session.
 pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
     let id = shared.next_connection_id();
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let span = tracing::info_span!("session", id, %peer, user = tracing::field::Empty);
     async move {
         let mut client = Wire::new(stream);
@@ -121,15 +118,10 @@ impl Session {
             match cmd {
                 com::QUIT => return Ok(()),
                 com::QUERY => self.com_query(payload).await?,
-                com::INIT_DB | com::SET_OPTION => {
-                    self.session_command(payload, Expect::Single).await?
-                }
+                com::INIT_DB | com::SET_OPTION => self.session_command(payload, Expect::Single).await?,
                 com::PING => self.com_ping(payload).await?,
                 com::FIELD_LIST => self.com_field_list(payload).await?,
-                com::STATISTICS => {
-                    self.simple_on(Side::Master, payload, Expect::AnyOne)
-                        .await?
-                }
+                com::STATISTICS => self.simple_on(Side::Master, payload, Expect::AnyOne).await?,
                 com::STMT_PREPARE => self.com_stmt_prepare(payload).await?,
                 com::STMT_EXECUTE => self.com_stmt_execute(payload).await?,
                 com::STMT_SEND_LONG_DATA => self.com_stmt_send_long_data(payload).await?,
@@ -138,10 +130,7 @@ impl Session {
                 com::STMT_FETCH => self.com_stmt_fetch(payload).await?,
                 com::RESET_CONNECTION => self.com_reset_connection().await?,
                 com::CHANGE_USER => self.com_change_user(payload).await?,
-                _ => {
-                    self.send_err(1047, b"08S01", &format!("Unknown command {cmd:#04x}"))
-                        .await?
-                }
+                _ => self.send_err(1047, b"08S01", &format!("Unknown command {cmd:#04x}")).await?,
             }
         }
     }
@@ -152,9 +141,7 @@ impl Session {
             return Ok(None);
         };
         if first.seq() != 0 {
-            return Err(ClientError::Protocol(
-                "command packet with a non-zero sequence id",
-            ));
+            return Err(ClientError::Protocol("command packet with a non-zero sequence id"));
         }
         let mut seq = first.seq();
         if !first.is_continued() {
@@ -184,12 +171,7 @@ impl Session {
     }
 
     /// Sends an ERR packet to the client as the (whole) response to the current command.
-    async fn send_err(
-        &mut self,
-        code: u16,
-        state: &[u8; 5],
-        message: &str,
-    ) -> Result<(), ClientError> {
+    async fn send_err(&mut self, code: u16, state: &[u8; 5], message: &str) -> Result<(), ClientError> {
         let p = packet::err_payload(code, state, message);
         self.client_seq = self.client.send(self.client_seq, &p).await?;
         Ok(())
@@ -223,19 +205,13 @@ impl Session {
         let table = payload[1..].split(|b| *b == 0).next().unwrap_or_default();
         let table = String::from_utf8_lossy(table).to_lowercase();
         let decision = match self.state.trx {
-            Some(side) => route::Decision {
-                side,
-                reason: "transaction",
-            },
-            None if !self.state.autocommit || self.state.locked_tables => route::Decision {
-                side: Side::Master,
-                reason: "transaction",
-            },
+            Some(side) => route::Decision { side, reason: "transaction" },
+            None if !self.state.autocommit || self.state.locked_tables => {
+                route::Decision { side: Side::Master, reason: "transaction" }
+            }
             None => self.state.route_read(&[table], false),
         };
-        self.run_routed(decision, payload, Expect::FieldList)
-            .await
-            .map(|_| ())
+        self.run_routed(decision, payload, Expect::FieldList).await.map(|_| ())
     }
 
     /// COM_RESET_CONNECTION: the session's backends go back to the pool (which resets them) and the
@@ -256,12 +232,7 @@ impl Session {
     /// Hands the session's backend connections back to the pool.
     fn release_backends(&mut self) {
         let max_idle = self.shared.config.load().pool.max_idle;
-        for conn in self
-            .master
-            .take()
-            .into_iter()
-            .chain(self.replica.take().map(|(_, c)| c))
-        {
+        for conn in self.master.take().into_iter().chain(self.replica.take().map(|(_, c)| c)) {
             let creds = self.login.credentials(&conn.key.addr);
             self.shared.pool.release(conn, creds, max_idle);
         }
@@ -270,10 +241,7 @@ impl Session {
 
 /// Whether the SQL text starts (after whitespace) with `word`, case-insensitively.
 fn starts_with_word(sql: &[u8], word: &str) -> bool {
-    let trimmed = sql
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map_or(&[][..], |i| &sql[i..]);
+    let trimmed = sql.iter().position(|b| !b.is_ascii_whitespace()).map_or(&[][..], |i| &sql[i..]);
     trimmed.len() >= word.len() && trimmed[..word.len()].eq_ignore_ascii_case(word.as_bytes())
 }
 

@@ -93,16 +93,12 @@ impl State {
         }
         match v.hint {
             Some(Hint::Master) => return to(Side::Master, "hint"),
-            Some(Hint::Replica) if matches!(v.kind, Kind::Read | Kind::Master) => {
-                return to(Side::Replica, "hint")
-            }
+            Some(Hint::Replica) if matches!(v.kind, Kind::Read | Kind::Master) => return to(Side::Replica, "hint"),
             _ => {}
         }
         match v.kind {
             Kind::Read => self.route_read(&v.tables, v.reads_user_vars),
-            Kind::Begin { read_only: true } if !self.pinned => {
-                to(Side::Replica, "read_only_transaction")
-            }
+            Kind::Begin { read_only: true } if !self.pinned => to(Side::Replica, "read_only_transaction"),
             Kind::Begin { .. } | Kind::End => to(Side::Master, "transaction"),
             Kind::Previous => to(self.last.unwrap_or(Side::Master), "previous"),
             Kind::Master | Kind::SessionSet => to(Side::Master, v.reason.as_str()),
@@ -127,9 +123,7 @@ impl State {
         self.last = Some(side);
         if let Some(status) = status {
             self.autocommit = status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT);
-            self.trx = status
-                .contains(StatusFlags::SERVER_STATUS_IN_TRANS)
-                .then_some(side);
+            self.trx = status.contains(StatusFlags::SERVER_STATUS_IN_TRANS).then_some(side);
         }
     }
 
@@ -145,8 +139,7 @@ impl State {
             self.vars_diverged = true;
         }
         let other_session_change = v.creates_temp_table.is_none() && v.reason != Reason::LockTables;
-        if v.kind == Kind::Master && v.session_change && other_session_change && !v.writes_user_vars
-        {
+        if v.kind == Kind::Master && v.session_change && other_session_change && !v.writes_user_vars {
             self.pinned = true;
         }
         if v.kind == Kind::Master && v.statements > 1 && v.session_change {
@@ -165,9 +158,7 @@ impl Session {
             return self.session_command(payload, Expect::ResultSets).await;
         }
         let decision = self.state.route(&verdict);
-        let outcome = self
-            .run_routed(decision, payload.clone(), Expect::ResultSets)
-            .await?;
+        let outcome = self.run_routed(decision, payload.clone(), Expect::ResultSets).await?;
         if outcome.is_some_and(|o| !o.error) {
             self.state.after_success(&verdict, &payload[1..]);
         }
@@ -178,11 +169,7 @@ impl Session {
     /// COM_INIT_DB, COM_SET_OPTION). It runs on the backend the session is using (the transaction's, else the
     /// master if connected, else the replica if connected, else the master) and joins the history if it
     /// succeeds; the session's other connection catches up before its next statement.
-    pub(super) async fn session_command(
-        &mut self,
-        payload: Bytes,
-        expect: Expect,
-    ) -> Result<(), SessionError> {
+    pub(super) async fn session_command(&mut self, payload: Bytes, expect: Expect) -> Result<(), SessionError> {
         let full = self.history.len() >= MAX_HISTORY;
         let side = match self.state.trx {
             Some(side) => side,
@@ -218,70 +205,24 @@ mod tests {
     #[test]
     fn routing_table() {
         let fresh = State::default();
-        let in_master_trx = State {
-            trx: Some(Side::Master),
-            ..State::default()
-        };
-        let in_replica_trx = State {
-            trx: Some(Side::Replica),
-            ..State::default()
-        };
-        let no_autocommit = State {
-            autocommit: false,
-            ..State::default()
-        };
-        let locked = State {
-            locked_tables: true,
-            ..State::default()
-        };
-        let with_temp = State {
-            temp_tables: ["tmp1".to_string()].into(),
-            ..State::default()
-        };
-        let pinned = State {
-            pinned: true,
-            ..State::default()
-        };
-        let diverged = State {
-            vars_diverged: true,
-            ..State::default()
-        };
+        let in_master_trx = State { trx: Some(Side::Master), ..State::default() };
+        let in_replica_trx = State { trx: Some(Side::Replica), ..State::default() };
+        let no_autocommit = State { autocommit: false, ..State::default() };
+        let locked = State { locked_tables: true, ..State::default() };
+        let with_temp = State { temp_tables: ["tmp1".to_string()].into(), ..State::default() };
+        let pinned = State { pinned: true, ..State::default() };
+        let diverged = State { vars_diverged: true, ..State::default() };
         let cases: &[(&State, &str, Side, &str)] = &[
             (&fresh, "SELECT 1", Side::Replica, "read"),
             (&fresh, "INSERT INTO t VALUES (1)", Side::Master, "write"),
-            (
-                &fresh,
-                "SELECT * FROM t FOR UPDATE",
-                Side::Master,
-                "locking_read",
-            ),
-            (
-                &fresh,
-                "START TRANSACTION READ ONLY",
-                Side::Replica,
-                "read_only_transaction",
-            ),
+            (&fresh, "SELECT * FROM t FOR UPDATE", Side::Master, "locking_read"),
+            (&fresh, "START TRANSACTION READ ONLY", Side::Replica, "read_only_transaction"),
             (&fresh, "BEGIN", Side::Master, "transaction"),
-            (
-                &fresh,
-                "/* rwsplit:master */ SELECT 1",
-                Side::Master,
-                "hint",
-            ),
-            (
-                &fresh,
-                "/* rwsplit:replica */ SELECT * FROM t FOR UPDATE",
-                Side::Replica,
-                "hint",
-            ),
+            (&fresh, "/* rwsplit:master */ SELECT 1", Side::Master, "hint"),
+            (&fresh, "/* rwsplit:replica */ SELECT * FROM t FOR UPDATE", Side::Replica, "hint"),
             (&fresh, "SHOW WARNINGS", Side::Master, "previous"),
             (&in_master_trx, "SELECT 1", Side::Master, "transaction"),
-            (
-                &in_master_trx,
-                "/* rwsplit:replica */ SELECT 1",
-                Side::Master,
-                "transaction",
-            ),
+            (&in_master_trx, "/* rwsplit:replica */ SELECT 1", Side::Master, "transaction"),
             (&in_replica_trx, "SELECT 1", Side::Replica, "transaction"),
             (&in_replica_trx, "COMMIT", Side::Replica, "transaction"),
             (&no_autocommit, "SELECT 1", Side::Master, "transaction"),
@@ -289,12 +230,7 @@ mod tests {
             (&with_temp, "SELECT * FROM tmp1", Side::Master, "temp_table"),
             (&with_temp, "SELECT * FROM other", Side::Replica, "read"),
             (&pinned, "SELECT 1", Side::Master, "session_state"),
-            (
-                &pinned,
-                "START TRANSACTION READ ONLY",
-                Side::Master,
-                "transaction",
-            ),
+            (&pinned, "START TRANSACTION READ ONLY", Side::Master, "transaction"),
             (&diverged, "SELECT @v", Side::Master, "session_state"),
             (&diverged, "SELECT 1", Side::Replica, "read"),
         ];

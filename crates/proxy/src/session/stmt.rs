@@ -53,10 +53,7 @@ impl Session {
         let verdict = classify(&String::from_utf8_lossy(&payload[1..]));
         let decision = self.state.route(&verdict);
         let id = self.next_stmt_id;
-        let command = Command::Prepare {
-            payload: payload.clone(),
-            id,
-        };
+        let command = Command::Prepare { payload: payload.clone(), id };
         let Some(outcome) = self.run_command(decision, Expect::Prepare, command).await? else {
             return Ok(());
         };
@@ -65,14 +62,7 @@ impl Session {
             if let Some(conn) = self.conn_mut(outcome.side) {
                 conn.stmts.insert(id, ok.stmt_id);
             }
-            let stmt = Stmt {
-                prepare: payload,
-                verdict,
-                params: ok.params,
-                types: None,
-                long_data: false,
-                last: None,
-            };
+            let stmt = Stmt { prepare: payload, verdict, params: ok.params, types: None, long_data: false, last: None };
             self.stmts.insert(id, stmt);
         }
         Ok(())
@@ -83,17 +73,11 @@ impl Session {
             return self.unknown_stmt("mysqld_stmt_execute").await;
         };
         let decision = match stmt.long_data {
-            true => Decision {
-                side: Side::Master,
-                reason: "long_data",
-            },
+            true => Decision { side: Side::Master, reason: "long_data" },
             false => self.state.route(&stmt.verdict),
         };
         let id = stmt_id(&payload).unwrap_or_default();
-        let Some(outcome) = self
-            .run_command(decision, Expect::ResultSets, Command::Stmt { id, payload })
-            .await?
-        else {
+        let Some(outcome) = self.run_command(decision, Expect::ResultSets, Command::Stmt { id, payload }).await? else {
             return Ok(());
         };
         let verdict = self.stmts.get_mut(&id).map(|s| {
@@ -111,46 +95,25 @@ impl Session {
         let Some(id) = stmt_id(&payload).filter(|id| self.stmts.contains_key(id)) else {
             return self.unknown_stmt("mysqld_stmt_fetch").await;
         };
-        let side = self
-            .stmts
-            .get(&id)
-            .and_then(|s| s.last)
-            .unwrap_or(Side::Master);
-        let decision = Decision {
-            side,
-            reason: "cursor",
-        };
-        self.run_command(decision, Expect::Rows, Command::Stmt { id, payload })
-            .await
-            .map(|_| ())
+        let side = self.stmts.get(&id).and_then(|s| s.last).unwrap_or(Side::Master);
+        let decision = Decision { side, reason: "cursor" };
+        self.run_command(decision, Expect::Rows, Command::Stmt { id, payload }).await.map(|_| ())
     }
 
     pub(super) async fn com_stmt_reset(&mut self, payload: Bytes) -> Result<(), SessionError> {
         let Some(id) = stmt_id(&payload).filter(|id| self.stmts.contains_key(id)) else {
             return self.unknown_stmt("mysqld_stmt_reset").await;
         };
-        let side = self
-            .stmts
-            .get(&id)
-            .and_then(|s| s.last)
-            .unwrap_or(Side::Master);
+        let side = self.stmts.get(&id).and_then(|s| s.last).unwrap_or(Side::Master);
         if let Some(s) = self.stmts.get_mut(&id) {
             s.long_data = false;
         }
-        let decision = Decision {
-            side,
-            reason: "statement",
-        };
-        self.run_command(decision, Expect::Single, Command::Stmt { id, payload })
-            .await
-            .map(|_| ())
+        let decision = Decision { side, reason: "statement" };
+        self.run_command(decision, Expect::Single, Command::Stmt { id, payload }).await.map(|_| ())
     }
 
     /// COM_STMT_SEND_LONG_DATA has no response; errors surface at the next execute, as with a server.
-    pub(super) async fn com_stmt_send_long_data(
-        &mut self,
-        payload: Bytes,
-    ) -> Result<(), SessionError> {
+    pub(super) async fn com_stmt_send_long_data(&mut self, payload: Bytes) -> Result<(), SessionError> {
         let Some(id) = stmt_id(&payload).filter(|id| self.stmts.contains_key(id)) else {
             return Ok(());
         };
@@ -221,12 +184,7 @@ impl Session {
             None => match conn.run(&stmt.prepare, Expect::Prepare).await {
                 Ok(Ok(first)) => {
                     let Some(ok) = PrepareOk::parse(first.payload()) else {
-                        self.send_err(
-                            2027,
-                            b"HY000",
-                            "rwsplit: malformed prepare response from backend",
-                        )
-                        .await?;
+                        self.send_err(2027, b"HY000", "rwsplit: malformed prepare response from backend").await?;
                         return Ok(None);
                     };
                     conn.stmts.insert(id, ok.stmt_id);
@@ -239,12 +197,7 @@ impl Session {
                 Err(e) => {
                     tracing::warn!(error = %e, "backend failed while preparing a statement");
                     self.drop_conn_quietly(side);
-                    self.send_err(
-                        2013,
-                        b"HY000",
-                        &format!("rwsplit: lost connection to backend: {e}"),
-                    )
-                    .await?;
+                    self.send_err(2013, b"HY000", &format!("rwsplit: lost connection to backend: {e}")).await?;
                     return Ok(None);
                 }
             },
@@ -284,22 +237,14 @@ fn with_param_types(
     known: Option<&Bytes>,
     backend_has_types: bool,
 ) -> Result<(Bytes, Option<Bytes>), ErrPacket> {
-    let bad = || ErrPacket {
-        code: 1210,
-        state: *b"HY000",
-        message: "Incorrect arguments to mysqld_stmt_execute".into(),
-    };
-    let flag_pos = 10 + (usize::from(params) + 7) / 8;
+    let bad =
+        || ErrPacket { code: 1210, state: *b"HY000", message: "Incorrect arguments to mysqld_stmt_execute".into() };
+    let flag_pos = 10 + usize::from(params).div_ceil(8);
     let bound = *p.get(flag_pos).ok_or_else(bad)?;
     let types_len = 2 * usize::from(params);
     if bound == 1 {
-        let types = p
-            .get(flag_pos + 1..flag_pos + 1 + types_len)
-            .ok_or_else(bad)?;
-        return Ok((
-            Bytes::copy_from_slice(p),
-            Some(Bytes::copy_from_slice(types)),
-        ));
+        let types = p.get(flag_pos + 1..flag_pos + 1 + types_len).ok_or_else(bad)?;
+        return Ok((Bytes::copy_from_slice(p), Some(Bytes::copy_from_slice(types))));
     }
     match (backend_has_types, known) {
         (false, Some(types)) => {
@@ -321,19 +266,14 @@ mod tests {
     #[test]
     fn param_types_are_inserted_only_when_missing() {
         // stmt id 7, flags 0, iterations 1, null bitmap (1 byte for 2 params), bound=1, types, values
-        let with = [
-            0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 0, 8, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0,
-        ];
+        let with = [0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 0, 8, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0];
         let (out, types) = with_param_types(&with, 2, None, false).unwrap();
         assert_eq!(&out[..], &with[..]);
         assert_eq!(types.as_deref(), Some(&[3, 0, 8, 0][..]));
         let without = [0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 9, 0, 0, 0];
         let known = Bytes::from_static(&[3, 0]);
         let (out, _) = with_param_types(&without, 1, Some(&known), false).unwrap();
-        assert_eq!(
-            &out[..],
-            &[0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 0, 9, 0, 0, 0]
-        );
+        assert_eq!(&out[..], &[0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 0, 9, 0, 0, 0]);
         let (out, _) = with_param_types(&without, 1, Some(&known), true).unwrap();
         assert_eq!(&out[..], &without[..]);
         assert!(with_param_types(&without[..10], 1, None, false).is_err());
