@@ -1,0 +1,152 @@
+//! Token rules for queries (`SELECT`, `WITH`, `VALUES`, `TABLE`, `SHOW`, the query under `EXPLAIN`).
+//!
+//! They run over every token, at any depth (subquery, UNION arm, CTE), because sqlparser's `Query.locks`
+//! only sees the top level and several of these forms don't parse at all. Any rule that fires sends the
+//! statement to the master; the first one (in text order) gives the reason:
+//! - `FOR UPDATE`, `FOR SHARE`, `LOCK IN SHARE MODE` → LockingRead;
+//! - `INTO` (leading or trailing, `@v`, `OUTFILE`, `DUMPFILE`) → SelectInto;
+//! - a call of a [`SIDE_EFFECT_FUNCTIONS`] entry, a qualified (stored) function call, `NEXT|PREVIOUS
+//!   VALUE FOR`, `s.nextval`, `SQL_CALC_FOUND_ROWS`, `@@identity`/`@@last_insert_id`/`@@insert_id`, `@v := …`
+//!   → SideEffectFunction;
+//! - `INSERT`/`UPDATE`/`DELETE`/`REPLACE` as statements (`WITH … UPDATE`) → Write.
+//!
+//! `@@warning_count` / `@@error_count` make the query a Previous one if nothing else fired.
+
+use sqlparser::tokenizer::Token;
+
+use crate::lex::{is_call, is_kw, kw_in, kw_seq, name_in, sys_var, upper, user_var_len};
+use crate::Reason;
+
+/// Functions with side effects or whose result belongs to the connection's previous statements.
+const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
+    "GET_LOCK",
+    "RELEASE_LOCK",
+    "RELEASE_ALL_LOCKS",
+    "IS_USED_LOCK",
+    "IS_FREE_LOCK",
+    "LAST_INSERT_ID",
+    "FOUND_ROWS",
+    "ROW_COUNT",
+    "NEXTVAL",
+    "LASTVAL",
+    "SETVAL",
+    "CONNECTION_ID",
+    "LOAD_FILE",
+];
+
+/// System variables holding results of the connection's earlier statements on the master.
+const SIDE_EFFECT_SYSVARS: &[&str] = &["identity", "last_insert_id", "insert_id"];
+
+/// System variables holding the diagnostics of the previous statement.
+const PREVIOUS_SYSVARS: &[&str] = &["warning_count", "error_count"];
+
+/// What the token rules found in one statement.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// The first rule that sends the statement to the master, if any.
+    pub master: Option<Reason>,
+    /// The statement reads `@@warning_count` / `@@error_count`.
+    pub previous: bool,
+    /// The statement reads a user variable.
+    pub reads_user_vars: bool,
+    /// The statement assigns a user variable (`:=` or `INTO @v`).
+    pub writes_user_vars: bool,
+}
+
+impl Scan {
+    /// Records a master rule; the first one wins.
+    fn fire(&mut self, reason: Reason) {
+        self.master.get_or_insert(reason);
+    }
+}
+
+/// Runs the token rules over one statement.
+pub(crate) fn scan(toks: &[Token]) -> Scan {
+    let mut s = Scan::default();
+    let mut i = 0;
+    while i < toks.len() {
+        if let Some(len) = user_var_len(toks, i) {
+            if is_assignment(toks, i + len) {
+                s.writes_user_vars = true;
+                s.fire(Reason::SideEffectFunction);
+            } else {
+                s.reads_user_vars = true;
+            }
+            i += len;
+            continue;
+        }
+        if let Some(var) = sys_var(toks, i) {
+            if SIDE_EFFECT_SYSVARS.iter().any(|n| var.is(n)) {
+                s.fire(Reason::SideEffectFunction);
+            }
+            s.previous |= PREVIOUS_SYSVARS.iter().any(|n| var.is(n));
+            i += var.len;
+            continue;
+        }
+        if is_kw(toks.get(i), "INTO") {
+            s.fire(Reason::SelectInto);
+            i = skip_into_targets(toks, i + 1, &mut s);
+            continue;
+        }
+        if let Some(reason) = rule_at(toks, i) {
+            s.fire(reason);
+        }
+        i += 1;
+    }
+    s
+}
+
+/// True when the tokens at `i` are the assignment operator `:=`.
+fn is_assignment(toks: &[Token], i: usize) -> bool {
+    match toks.get(i) {
+        Some(Token::Assignment) => true,
+        Some(Token::Colon) => toks.get(i + 1) == Some(&Token::Eq),
+        _ => false,
+    }
+}
+
+/// Skips the `@a, @b` list after `INTO`, marking user variables as written; returns the next index.
+fn skip_into_targets(toks: &[Token], mut i: usize, s: &mut Scan) -> usize {
+    while let Some(len) = user_var_len(toks, i) {
+        s.writes_user_vars = true;
+        i += len;
+        if toks.get(i) != Some(&Token::Comma) {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// True when the token before `i` is the keyword `FOR` (`FOR UPDATE` is not an UPDATE statement).
+fn follows_for(toks: &[Token], i: usize) -> bool {
+    i > 0 && is_kw(toks.get(i - 1), "FOR")
+}
+
+/// The master rule firing at token `i` (other than variables and `INTO`), if any.
+fn rule_at(toks: &[Token], i: usize) -> Option<Reason> {
+    let t = toks.get(i);
+    if let Some(w) = upper(t) {
+        match w.as_str() {
+            "FOR" if kw_in(toks.get(i + 1), &["UPDATE", "SHARE"]) => return Some(Reason::LockingRead),
+            "LOCK" if kw_seq(toks, i + 1, &["IN", "SHARE", "MODE"]) => return Some(Reason::LockingRead),
+            "SQL_CALC_FOUND_ROWS" => return Some(Reason::SideEffectFunction),
+            "NEXT" | "PREVIOUS" if kw_seq(toks, i + 1, &["VALUE", "FOR"]) => return Some(Reason::SideEffectFunction),
+            // MariaDB's Oracle-mode sequence access: `s.nextval`, `s.currval`.
+            "NEXTVAL" | "CURRVAL" | "LASTVAL" if i > 0 && toks.get(i - 1) == Some(&Token::Period) => {
+                return Some(Reason::SideEffectFunction)
+            }
+            "INSERT" | "UPDATE" | "DELETE" | "REPLACE" if !is_call(toks, i) && !follows_for(toks, i) => {
+                return Some(Reason::Write)
+            }
+            _ => {}
+        }
+    }
+    if is_call(toks, i) {
+        let qualified = i > 0 && toks.get(i - 1) == Some(&Token::Period);
+        if qualified || name_in(t, SIDE_EFFECT_FUNCTIONS) {
+            return Some(Reason::SideEffectFunction);
+        }
+    }
+    None
+}
