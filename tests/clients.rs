@@ -272,3 +272,69 @@ async fn mariadb_cli_and_dump_work_through_the_proxy() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("1045"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_uses_proxy_connection_ids() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let mut victim = proxy.conn().await;
+    let victim_id = victim.id();
+    let _: u32 = victim.query_first("SELECT @@server_id").await.unwrap().unwrap();
+    let started = std::time::Instant::now();
+    let sleeper = tokio::spawn(async move {
+        let r: Result<Option<u32>, _> = victim.query_first("SELECT SLEEP(30)").await;
+        (victim, r)
+    });
+    let mut killer = proxy.conn().await;
+    // Poll until the victim's SLEEP is running on its replica, then kill it by the proxy's connection id.
+    let mut direct: Vec<mysql_async::Conn> = Vec::new();
+    for r in &topo.replicas {
+        direct.push(mysql_async::Conn::new(topo.direct_opts(*r, "root", "rootpw")).await.unwrap());
+    }
+    'wait: loop {
+        for c in &mut direct {
+            let n: u64 = c
+                .query_first("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(30)'")
+                .await
+                .unwrap()
+                .unwrap();
+            if n > 0 {
+                break 'wait;
+            }
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the SLEEP never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    killer.query_drop(format!("KILL QUERY {victim_id}")).await.unwrap();
+    let (mut victim, r) = sleeper.await.unwrap();
+    // Interrupted: SLEEP returns 1, or the server reports 1317 (query execution was interrupted).
+    let interrupted = match r {
+        Ok(v) => v == Some(1),
+        Err(mysql_async::Error::Server(e)) => e.code == 1317,
+        Err(_) => false,
+    };
+    assert!(interrupted, "KILL QUERY did not interrupt the SLEEP");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "KILL QUERY did not interrupt the query");
+    let again: u32 = victim.query_first("SELECT 7").await.unwrap().unwrap();
+    assert_eq!(again, 7, "KILL QUERY leaves the connection usable");
+
+    let err = killer.query_drop("KILL QUERY 999999").await.unwrap_err();
+    assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 1094), "{err:?}");
+    killer.query_drop(format!("KILL CONNECTION {victim_id}")).await.unwrap();
+    assert!(victim.query_drop("SELECT 1").await.is_err(), "KILL CONNECTION closes the session");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_of_clients_sending_attributes_are_pooled_too() {
+    // The mariadb client negotiates CLIENT_CONNECT_ATTRS, which changes the COM_CHANGE_USER reset packet.
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let out = mariadb_cli(proxy.addr, "app", "apppw", &["--comments", "-e", "SELECT /* rwsplit:master */ 1"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let master = topo.master.to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while proxy.shared.pool.idle_count(&master) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the CLI's master connection was not reset into the pool");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -144,6 +144,11 @@ impl BackendConn {
         p.extend_from_slice(&u16::from(login.collation).to_le_bytes());
         p.extend_from_slice(plugin.as_bytes());
         p.push(0);
+        if self.caps.contains(CapabilityFlags::CLIENT_CONNECT_ATTRS) {
+            // With CLIENT_CONNECT_ATTRS the server expects the attributes block; without it MariaDB
+            // rejects the packet as an unknown command.
+            p.extend_from_slice(&connect_attrs(&creds.attributes));
+        }
         self.clean = false;
         self.wire.send(0, &p).await?;
         authenticate(&mut self.wire, creds, plugin.to_string(), self.nonce.clone()).await?;
@@ -199,6 +204,21 @@ impl BackendConn {
         self.wire.send(0, payload).await?;
         Ok(())
     }
+}
+
+/// A length-encoded block of length-encoded key/value pairs, as in the handshake response.
+fn connect_attrs(attrs: &[(String, String)]) -> Vec<u8> {
+    let mut body = bytes::BytesMut::new();
+    for (k, v) in attrs {
+        for s in [k, v] {
+            packet::put_lenenc_int(&mut body, s.len() as u64);
+            body.extend_from_slice(s.as_bytes());
+        }
+    }
+    let mut out = bytes::BytesMut::with_capacity(body.len() + 9);
+    packet::put_lenenc_int(&mut out, body.len() as u64);
+    out.extend_from_slice(&body);
+    out.to_vec()
 }
 
 /// The authentication exchange after a handshake response or COM_CHANGE_USER was sent: handles auth switch

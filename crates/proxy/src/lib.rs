@@ -19,8 +19,9 @@ pub mod pool;
 pub mod session;
 pub mod topology;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -42,6 +43,20 @@ pub struct Shared {
     next_id: AtomicU32,
     /// The backends' version string, announced to clients once learned from a backend greeting.
     version: OnceLock<String>,
+    /// Live sessions by connection id, for KILL: who they are and which backend threads they use.
+    /// Locked only when a session starts, ends or attaches a backend, never per query.
+    sessions: Mutex<HashMap<u32, SessionEntry>>,
+}
+
+/// What KILL needs to know about a session.
+#[derive(Debug, Clone)]
+pub struct SessionEntry {
+    /// The account it is logged in as.
+    pub user: String,
+    /// Backend threads it currently uses: (backend address, server thread id), master then replica.
+    pub backends: [Option<(Arc<str>, u32)>; 2],
+    /// Cancelling it closes the session (KILL CONNECTION).
+    pub cancel: CancellationToken,
 }
 
 impl Shared {
@@ -53,11 +68,36 @@ impl Shared {
             pool: Arc::new(pool::Pool::default()),
             next_id: AtomicU32::new(1),
             version: OnceLock::new(),
+            sessions: Mutex::new(HashMap::new()),
         })
     }
 
     fn next_connection_id(&self) -> u32 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u32, SessionEntry>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers or updates a session.
+    pub fn publish_session(&self, id: u32, entry: SessionEntry) {
+        self.sessions().insert(id, entry);
+    }
+
+    /// Forgets a session that ended.
+    pub fn forget_session(&self, id: u32) {
+        self.sessions().remove(&id);
+    }
+
+    /// A session by connection id.
+    pub fn session(&self, id: u32) -> Option<SessionEntry> {
+        self.sessions().get(&id).cloned()
+    }
+
+    /// Number of live client sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions().len()
     }
 
     /// Records the backends' version string (the first one seen wins).

@@ -117,6 +117,7 @@ impl Session {
             let Some(side) = self.attach(decision.side).await? else {
                 return Ok(None);
             };
+            self.publish(false);
             let (payload, prepare_id) = match &command {
                 Command::Plain(p) => (p.clone(), None),
                 Command::Prepare { payload, id } => (payload.clone(), Some(*id)),

@@ -14,6 +14,7 @@
 //! ```
 
 mod forward;
+mod kill;
 mod login;
 mod route;
 mod stmt;
@@ -41,6 +42,12 @@ pub const MAX_HISTORY: usize = 256;
 
 /// One client connection and everything the proxy tracks for it.
 pub struct Session {
+    /// Connection id announced to the client (the id clients pass to KILL).
+    id: u32,
+    /// Cancelled by shutdown or by KILL CONNECTION of this session.
+    cancel: CancellationToken,
+    /// Backend threads last published to the session registry (for KILL).
+    published: [Option<u32>; 2],
     /// The client socket.
     client: Wire,
     /// Config, topology and pool shared by all sessions.
@@ -80,7 +87,11 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
         };
         tracing::Span::current().record("user", login.user.as_str());
         tracing::debug!("logged in");
+        let cancel = shutdown.child_token();
         let mut session = Session {
+            id,
+            cancel: cancel.clone(),
+            published: [None, None],
             client,
             shared,
             login,
@@ -92,10 +103,12 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
             next_stmt_id: 1,
             client_seq: 0,
         };
-        match session.command_loop(&shutdown).await {
+        session.publish(true);
+        match session.command_loop(&cancel).await {
             Ok(()) => tracing::debug!("session closed"),
             Err(e) => tracing::info!(error = %e, "session ended"),
         }
+        session.shared.forget_session(id);
         session.release_backends();
     }
     .instrument(span)
@@ -224,9 +237,29 @@ impl Session {
     /// Releases backends and forgets all session state (reset or change of user).
     fn reset_state(&mut self) {
         self.release_backends();
+        // The released connections now belong to the pool: KILL must no longer reach them through us.
+        self.publish(true);
         self.history.clear();
         self.state = route::State::default();
         self.stmts.clear();
+    }
+
+    /// Publishes the session's backend threads to the registry if they changed (or `force`).
+    pub(super) fn publish(&mut self, force: bool) {
+        let threads = [self.master.as_ref().map(|c| c.thread_id), self.replica.as_ref().map(|(_, c)| c.thread_id)];
+        if !force && threads == self.published {
+            return;
+        }
+        self.published = threads;
+        let entry = crate::SessionEntry {
+            user: self.login.user.clone(),
+            backends: [
+                self.master.as_ref().map(|c| (c.key.addr.clone(), c.thread_id)),
+                self.replica.as_ref().map(|(_, c)| (c.key.addr.clone(), c.thread_id)),
+            ],
+            cancel: self.cancel.clone(),
+        };
+        self.shared.publish_session(self.id, entry);
     }
 
     /// Hands the session's backend connections back to the pool.

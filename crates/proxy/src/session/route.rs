@@ -157,6 +157,9 @@ impl Session {
         if verdict.kind == Kind::SessionSet {
             return self.session_command(payload, Expect::ResultSets).await;
         }
+        if verdict.reason == Reason::Admin && super::starts_with_word(&payload[1..], "KILL") {
+            return self.kill(&sql).await;
+        }
         let decision = self.state.route(&verdict);
         let outcome = self.run_routed(decision, payload.clone(), Expect::ResultSets).await?;
         if outcome.is_some_and(|o| !o.error) {
