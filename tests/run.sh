@@ -5,12 +5,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
-    echo "tests/run.sh: installing mariadb-server and mariadb-client" >&2
+# openssl checks the caching_sha2_password RSA path in crates/proxy/tests/backend_auth.rs.
+if { ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; } || ! command -v openssl >/dev/null 2>&1; then
+    echo "tests/run.sh: installing mariadb-server, mariadb-client and openssl" >&2
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mariadb-server mariadb-client openssl >/dev/null
 fi
 
 # One test binary at a time (each starts its own topology); tests inside a binary run in parallel.

@@ -78,7 +78,7 @@ impl Credentials {
 }
 
 /// Reads just the greeting of a server (to learn its version), then drops the connection.
-pub async fn probe_version(addr: &str, timeout: Duration) -> Result<String, BackendError> {
+pub async fn probe_version(addr: &str, timeout: Duration) -> Result<(String, CapabilityFlags), BackendError> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| BackendError::Connect(std::io::ErrorKind::TimedOut.into()))?
@@ -87,7 +87,8 @@ pub async fn probe_version(addr: &str, timeout: Duration) -> Result<String, Back
     let frame = tokio::time::timeout(timeout, wire.expect_frame())
         .await
         .map_err(|_| BackendError::Connect(std::io::ErrorKind::TimedOut.into()))??;
-    Ok(greeting_of(&frame)?.version)
+    let greeting = greeting_of(&frame)?;
+    Ok((greeting.version, greeting.capabilities))
 }
 
 fn greeting_of(frame: &Frame) -> Result<ServerGreeting, BackendError> {
@@ -98,14 +99,18 @@ fn greeting_of(frame: &Frame) -> Result<ServerGreeting, BackendError> {
 }
 
 impl BackendConn {
-    /// Connects and logs in, within `timeout`. Returns the connection and the server's version string.
-    pub async fn connect(creds: &Credentials, timeout: Duration) -> Result<(BackendConn, String), BackendError> {
+    /// Connects and logs in, within `timeout`. Returns the connection and the server's version string and
+    /// capabilities.
+    pub async fn connect(
+        creds: &Credentials,
+        timeout: Duration,
+    ) -> Result<(BackendConn, (String, CapabilityFlags)), BackendError> {
         tokio::time::timeout(timeout, Self::connect_inner(creds))
             .await
             .map_err(|_| BackendError::Connect(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")))?
     }
 
-    async fn connect_inner(creds: &Credentials) -> Result<(BackendConn, String), BackendError> {
+    async fn connect_inner(creds: &Credentials) -> Result<(BackendConn, (String, CapabilityFlags)), BackendError> {
         let stream = TcpStream::connect(&*creds.key.addr).await.map_err(BackendError::Connect)?;
         let mut wire = Wire::new(stream);
         let greeting = greeting_of(&wire.expect_frame().await?)?;
@@ -125,7 +130,7 @@ impl BackendConn {
             nonce: greeting.nonce.clone(),
             plugin: greeting.plugin.clone(),
         };
-        Ok((conn, greeting.version))
+        Ok((conn, (greeting.version, greeting.capabilities)))
     }
 
     /// Resets the connection to a just-logged-in state with COM_CHANGE_USER (same login): rolls back,

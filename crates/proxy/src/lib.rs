@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
+use rwsplit_wire::CapabilityFlags;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -41,8 +42,9 @@ pub struct Shared {
     pub pool: Arc<pool::Pool>,
     /// Next connection id announced to a client.
     next_id: AtomicU32,
-    /// The backends' version string, announced to clients once learned from a backend greeting.
-    version: OnceLock<String>,
+    /// The backends' version string and capabilities, learned from the first backend greeting: the version
+    /// is announced to clients, the capabilities narrow what rwsplit offers them.
+    backend: OnceLock<(String, CapabilityFlags)>,
     /// Live sessions by connection id, for KILL: who they are and which backend threads they use.
     /// Locked only when a session starts, ends or attaches a backend, never per query.
     sessions: Mutex<HashMap<u32, SessionEntry>>,
@@ -67,7 +69,7 @@ impl Shared {
             config: ArcSwap::from_pointee(config),
             pool: Arc::new(pool::Pool::default()),
             next_id: AtomicU32::new(1),
-            version: OnceLock::new(),
+            backend: OnceLock::new(),
             sessions: Mutex::new(HashMap::new()),
         })
     }
@@ -100,28 +102,27 @@ impl Shared {
         self.sessions().len()
     }
 
-    /// Records the backends' version string (the first one seen wins).
-    pub fn learn_version(&self, v: &str) {
-        let _ = self.version.set(v.to_string());
+    /// Records the backends' version string and capabilities (the first greeting seen wins).
+    pub fn learn_backend(&self, version: &str, caps: CapabilityFlags) {
+        let _ = self.backend.set((version.to_string(), caps));
     }
 
-    /// The backends' version string; probes the master, then the replicas, if none has been seen yet.
-    pub async fn backend_version(&self) -> Option<String> {
-        if let Some(v) = self.version.get() {
-            return Some(v.clone());
+    /// The backends' version string and capabilities; probes the master, then the replicas, if none has
+    /// been seen yet.
+    pub async fn backend_info(&self) -> Option<(String, CapabilityFlags)> {
+        if let Some(b) = self.backend.get() {
+            return Some(b.clone());
         }
         let topology = self.topology.load_full();
         let timeout = self.config.load().connect_timeout;
         let addrs = std::iter::once(&topology.master).chain(topology.replicas.iter().map(|r| &r.addr));
         for addr in addrs {
             match backend::probe_version(addr, timeout).await {
-                Ok(v) => {
-                    self.learn_version(&v);
-                    return Some(v);
+                Ok((version, caps)) => {
+                    self.learn_backend(&version, caps);
+                    return Some((version, caps));
                 }
-                Err(e) => {
-                    tracing::warn!(backend = %addr, error = %e, "cannot read backend version")
-                }
+                Err(e) => tracing::warn!(backend = %addr, error = %e, "cannot read backend version"),
             }
         }
         None
@@ -137,7 +138,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 
 /// Like [`run`], with shared state the caller keeps (tests inspect the pool and topology through it).
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
-    if shared.backend_version().await.is_none() {
+    if shared.backend_info().await.is_none() {
         tracing::warn!("no backend reachable at start; will announce a generic version until one is");
     }
     let tracker = TaskTracker::new();

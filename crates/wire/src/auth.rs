@@ -84,8 +84,15 @@ pub fn verify_scramble(plugin: &str, nonce: &[u8], password: &[u8], response: &[
     expected.len() == response.len() && expected.iter().zip(response).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-/// The server greeting rwsplit sends. `version` is the backend's real version string.
-pub fn greeting(version: &str, connection_id: u32, scramble: &[u8; 20], collation: u8) -> BytesMut {
+/// The server greeting rwsplit sends. `version` is the backend's real version string; the capabilities
+/// offered are what rwsplit supports, narrowed to `backend_caps` so both legs of a session agree.
+pub fn greeting(
+    version: &str,
+    connection_id: u32,
+    scramble: &[u8; 20],
+    collation: u8,
+    backend_caps: CapabilityFlags,
+) -> BytesMut {
     let mut scramble_2 = scramble[8..].to_vec();
     scramble_2.push(0);
     let pkt = HandshakePacket::new(
@@ -94,7 +101,7 @@ pub fn greeting(version: &str, connection_id: u32, scramble: &[u8; 20], collatio
         connection_id,
         [scramble[0], scramble[1], scramble[2], scramble[3], scramble[4], scramble[5], scramble[6], scramble[7]],
         Some(scramble_2),
-        supported_capabilities(),
+        supported_capabilities() & (backend_caps | CapabilityFlags::CLIENT_LONG_PASSWORD),
         collation,
         StatusFlags::SERVER_STATUS_AUTOCOMMIT,
         Some(NATIVE.as_bytes()),
@@ -283,7 +290,7 @@ mod tests {
     #[test]
     fn greeting_round_trips_through_parser() {
         let s = new_scramble();
-        let g = greeting("5.5.5-10.11.6-MariaDB", 42, &s, 45);
+        let g = greeting("5.5.5-10.11.6-MariaDB", 42, &s, 45, supported_capabilities());
         let parsed = parse_greeting(&g).unwrap();
         assert_eq!(parsed.version, "5.5.5-10.11.6-MariaDB");
         assert_eq!(parsed.nonce, s.to_vec());
@@ -295,7 +302,7 @@ mod tests {
 
     #[test]
     fn login_round_trip_and_verification() {
-        let server = parse_greeting(&greeting("8.0.36", 1, &new_scramble(), 45)).unwrap();
+        let server = parse_greeting(&greeting("8.0.36", 1, &new_scramble(), 45, supported_capabilities())).unwrap();
         let attrs = vec![("_client_name".to_string(), "t".to_string())];
         let login = BackendLogin {
             capabilities: supported_capabilities(),

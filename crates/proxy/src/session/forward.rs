@@ -253,8 +253,8 @@ impl Session {
             return Ok(conn);
         }
         let timeout = self.shared.config.load().connect_timeout;
-        let (conn, version) = BackendConn::connect(&creds, timeout).await?;
-        self.shared.learn_version(&version);
+        let (conn, (version, caps)) = BackendConn::connect(&creds, timeout).await?;
+        self.shared.learn_backend(&version, caps);
         Ok(conn)
     }
 

@@ -71,9 +71,10 @@ pub async fn handshake(client: &mut Wire, shared: &Shared, id: u32) -> Result<Lo
 }
 
 async fn handshake_inner(client: &mut Wire, shared: &Shared, id: u32) -> Result<Login, ClientError> {
-    let version = shared.backend_version().await.unwrap_or_else(|| FALLBACK_VERSION.to_string());
+    let (version, caps) =
+        shared.backend_info().await.unwrap_or_else(|| (FALLBACK_VERSION.to_string(), auth::supported_capabilities()));
     let nonce = auth::new_scramble();
-    client.send(0, &auth::greeting(&version, id, &nonce, DEFAULT_COLLATION)).await?;
+    client.send(0, &auth::greeting(&version, id, &nonce, DEFAULT_COLLATION, caps)).await?;
     let frame = client.expect_frame().await?;
     let mut seq = frame.seq().wrapping_add(1);
     let Some(hello) = auth::parse_client_login(frame.payload()) else {

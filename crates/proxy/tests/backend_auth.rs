@@ -1,0 +1,156 @@
+//! Backend login paths MariaDB cannot exercise (it has no caching_sha2_password), against a scripted server
+//! speaking the MySQL 8 handshake as documented: fast auth, full auth with the server's RSA public key,
+//! auth switch, and a refused login.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rwsplit::backend::{BackendConn, Credentials, LoginKey};
+use rwsplit::config::Secret;
+use rwsplit_wire::auth;
+use rwsplit_wire::packet::{err_payload, ok_payload};
+use rwsplit_wire::{CapabilityFlags, Frame, StatusFlags};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const PEM: &[u8] = include_bytes!("data/rsa_public_key.pem");
+
+async fn read(s: &mut TcpStream) -> Frame {
+    let mut h = [0u8; 4];
+    s.read_exact(&mut h).await.unwrap();
+    let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+    let mut p = vec![0; len];
+    s.read_exact(&mut p).await.unwrap();
+    Frame::new(h[3], &p)
+}
+
+async fn write(s: &mut TcpStream, seq: u8, p: &[u8]) {
+    s.write_all(Frame::new(seq, p).as_bytes()).await.unwrap();
+}
+
+/// What the scripted server does after the client's handshake response.
+#[derive(Clone, Copy)]
+enum Script {
+    FastAuth,
+    FullAuth,
+    SwitchToNative,
+    Refuse,
+}
+
+/// Serves one login; returns what the server received from the client after the greeting.
+async fn serve(listener: TcpListener, script: Script) -> Vec<Vec<u8>> {
+    let (mut s, _) = listener.accept().await.unwrap();
+    let nonce = auth::new_scramble();
+    let mut greeting = auth::greeting("8.0.36", 7, &nonce, 255, auth::supported_capabilities()).to_vec();
+    // Announce caching_sha2_password as the default plugin (the last NUL-terminated string).
+    let native = greeting.windows(21).position(|w| w == auth::NATIVE.as_bytes()).unwrap();
+    greeting.truncate(native);
+    greeting.extend_from_slice(auth::CACHING_SHA2.as_bytes());
+    greeting.push(0);
+    write(&mut s, 0, &greeting).await;
+    let mut got = Vec::new();
+    let resp = read(&mut s).await;
+    let login = auth::parse_client_login(resp.payload()).unwrap();
+    assert_eq!(login.plugin, auth::CACHING_SHA2);
+    assert!(auth::verify_scramble(auth::CACHING_SHA2, &nonce, b"secret", &login.auth_response));
+    got.push(resp.payload().to_vec());
+    got.push(Vec::new()); // placeholder for the encrypted password (full auth)
+    got.push(nonce.to_vec());
+    let ok = ok_payload(0, 0, StatusFlags::SERVER_STATUS_AUTOCOMMIT, 0);
+    match script {
+        Script::FastAuth => {
+            write(&mut s, 2, &[0x01, auth::sha2_msg::FAST_AUTH_OK]).await;
+            write(&mut s, 3, &ok).await;
+        }
+        Script::FullAuth => {
+            write(&mut s, 2, &[0x01, auth::sha2_msg::PERFORM_FULL_AUTH]).await;
+            let req = read(&mut s).await;
+            assert_eq!((req.seq(), req.payload()), (3, &[auth::sha2_msg::REQUEST_PUBLIC_KEY][..]));
+            let mut key = vec![0x01];
+            key.extend_from_slice(PEM);
+            write(&mut s, 4, &key).await;
+            let encrypted = read(&mut s).await;
+            assert_eq!(encrypted.seq(), 5);
+            got[1] = encrypted.payload().to_vec();
+            write(&mut s, 6, &ok).await;
+        }
+        Script::SwitchToNative => {
+            let new_nonce = auth::new_scramble();
+            write(&mut s, 2, &auth::auth_switch_request(auth::NATIVE, &new_nonce)).await;
+            let answer = read(&mut s).await;
+            assert!(auth::verify_scramble(auth::NATIVE, &new_nonce, b"secret", answer.payload()));
+            write(&mut s, answer.seq() + 1, &ok).await;
+        }
+        Script::Refuse => {
+            write(&mut s, 2, &err_payload(1045, b"28000", "Access denied for user 'app'")).await;
+        }
+    }
+    got
+}
+
+type Login = Result<(BackendConn, (String, CapabilityFlags)), rwsplit::error::BackendError>;
+
+async fn login(script: Script) -> (Login, Vec<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+    let server = tokio::spawn(serve(listener, script));
+    let creds = Credentials {
+        key: LoginKey {
+            addr,
+            user: "app".into(),
+            database: None,
+            collation: 45,
+            capabilities: auth::supported_capabilities().bits(),
+        },
+        password: Secret::new("secret"),
+        attributes: Arc::new(Vec::new()),
+    };
+    let result = BackendConn::connect(&creds, Duration::from_secs(5)).await;
+    (result, server.await.unwrap())
+}
+
+#[tokio::test]
+async fn caching_sha2_fast_auth() {
+    let (result, _) = login(Script::FastAuth).await;
+    let (conn, (version, _)) = result.expect("fast auth logs in");
+    assert_eq!(version, "8.0.36");
+    assert_eq!(conn.thread_id, 7);
+    assert!(conn.caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41));
+}
+
+#[tokio::test]
+async fn caching_sha2_full_auth_sends_the_rsa_encrypted_password() {
+    let (result, got) = login(Script::FullAuth).await;
+    result.expect("full auth logs in");
+    assert_eq!(got[1].len(), 256, "RSA-2048 ciphertext");
+    // Decrypt with the test key's private half (RSA-OAEP, as MySQL 8 uses): password + NUL, XOR the nonce.
+    let dir = std::env::temp_dir().join(format!("rwsplit-rsa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("c.bin"), &got[1]).unwrap();
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rsa_private_key.pem");
+    let out = std::process::Command::new("openssl")
+        .args(["pkeyutl", "-decrypt", "-inkey", key, "-pkeyopt", "rsa_padding_mode:oaep", "-in"])
+        .arg(dir.join("c.bin"))
+        .output()
+        .expect("openssl is installed");
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let nonce = &got[2];
+    let plain: Vec<u8> = out.stdout.iter().zip(nonce.iter().cycle()).map(|(b, n)| b ^ n).collect();
+    assert_eq!(plain, b"secret\0");
+}
+
+#[tokio::test]
+async fn auth_switch_to_native() {
+    let (result, _) = login(Script::SwitchToNative).await;
+    result.expect("auth switch logs in");
+}
+
+#[tokio::test]
+async fn refused_login_is_reported_with_the_server_error() {
+    let (result, _) = login(Script::Refuse).await;
+    match result {
+        Err(rwsplit::error::BackendError::Login(e)) => assert_eq!(e.code, 1045),
+        other => panic!("expected a login error, got {:?}", other.map(|_| ())),
+    }
+}
