@@ -33,6 +33,14 @@ pub fn config_yaml(topo: &Topology) -> String {
     )
 }
 
+/// The test config plus a `health:` section (monitor account, fast probes) with extra `health` lines.
+pub fn config_with_health(topo: &Topology, extra: &str) -> String {
+    format!(
+        "{}health:\n  user: monitor\n  password: monitorpw\n  interval: 100ms\n  timeout: 500ms\n{extra}",
+        config_yaml(topo)
+    )
+}
+
 impl Proxy {
     /// Starts a proxy with the default test config.
     pub async fn start(topo: &Topology) -> Proxy {
@@ -70,5 +78,31 @@ impl Proxy {
     pub async fn conn_db(&self, db: &str) -> mysql_async::Conn {
         let opts = mysql_async::OptsBuilder::from_opts(self.opts("app", "apppw")).db_name(Some(db));
         mysql_async::Conn::new(opts).await.expect("connect through rwsplit")
+    }
+}
+
+impl Proxy {
+    /// Polls (every 20 ms, at most `within`) until the health snapshot satisfies `cond`; panics with the
+    /// snapshot otherwise.
+    pub async fn wait_health(
+        &self,
+        what: &str,
+        within: std::time::Duration,
+        cond: impl Fn(&rwsplit::health::Snapshot) -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let snap = self.shared.health.load_full();
+            if cond(&snap) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}\nhealth: {snap:#?}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the replica at `addr` gets reads, per the health snapshot.
+    pub fn serves_reads(&self, addr: SocketAddr) -> bool {
+        self.shared.health.load().serves_reads(&addr.to_string())
     }
 }

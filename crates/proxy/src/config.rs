@@ -93,8 +93,40 @@ pub struct Health {
     pub password: Secret,
     /// Probe interval.
     pub interval: Duration,
+    /// A probe not answered within this takes the server out at once.
+    pub timeout: Duration,
     /// Largest replication lag at which a replica still serves reads.
     pub max_replica_lag: Duration,
+    /// Consecutive good probes a replica needs to come back after being taken out.
+    pub rise: u32,
+    /// Where lag is measured.
+    pub lag_source: LagSource,
+    /// What reads do when no replica qualifies.
+    pub when_no_replica: WhenNoReplica,
+    /// Route writes to whichever configured server is writable (`read_only=0`).
+    pub detect_master: bool,
+}
+
+/// How replication lag is measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LagSource {
+    /// `Seconds_Behind_Master` / `Seconds_Behind_Source`: whole seconds, no write access needed.
+    Replication,
+    /// A timestamp row the checker writes on the master every interval and reads on each replica:
+    /// millisecond resolution; needs CREATE, INSERT, UPDATE and SELECT on the table's schema.
+    Heartbeat {
+        /// `schema.table`.
+        table: String,
+    },
+}
+
+/// What a read does when no replica qualifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenNoReplica {
+    /// Read from the master (default).
+    Master,
+    /// Return an error to the client.
+    Error,
 }
 
 /// Metrics endpoint.
@@ -195,7 +227,13 @@ struct RawHealth {
     password: Option<String>,
     password_env: Option<String>,
     interval: Option<String>,
+    timeout: Option<String>,
     max_replica_lag: Option<String>,
+    rise: Option<u32>,
+    lag_source: Option<String>,
+    heartbeat_table: Option<String>,
+    when_no_replica: Option<String>,
+    detect_master: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -300,19 +338,7 @@ impl Validator {
             }
             replicas.push(Replica { address: r.address, weight });
         }
-        let health = raw.health.and_then(|h| {
-            let password = self.password("health", h.password, h.password_env)?;
-            Some(Health {
-                user: h.user,
-                password,
-                interval: self.duration("health.interval", h.interval.as_deref(), Duration::from_millis(250))?,
-                max_replica_lag: self.duration(
-                    "health.max_replica_lag",
-                    h.max_replica_lag.as_deref(),
-                    Duration::from_secs(2),
-                )?,
-            })
-        });
+        let health = raw.health.and_then(|h| self.health(h));
         let metrics =
             raw.metrics.and_then(|m| Some(Metrics { listen: self.socket_addr("metrics.listen", &m.listen)? }));
         let admin = raw.admin.and_then(|a| {
@@ -337,6 +363,57 @@ impl Validator {
             connect_timeout: connect_timeout?,
             max_allowed_packet: max_allowed_packet?,
             shutdown_grace: shutdown_grace?,
+        })
+    }
+
+    fn health(&mut self, h: RawHealth) -> Option<Health> {
+        let password = self.password("health", h.password, h.password_env);
+        let interval = self.duration("health.interval", h.interval.as_deref(), Duration::from_millis(250));
+        let timeout = self.duration("health.timeout", h.timeout.as_deref(), Duration::from_millis(500));
+        let max_lag = self.duration("health.max_replica_lag", h.max_replica_lag.as_deref(), Duration::from_secs(2));
+        let rise = h.rise.unwrap_or(2);
+        if rise == 0 {
+            self.problem("health.rise", "must be at least 1");
+        }
+        let table = h.heartbeat_table.unwrap_or_else(|| "rwsplit.heartbeat".to_string());
+        let valid_table = table.split_once('.').is_some_and(|(a, b)| ident_ok(a) && ident_ok(b));
+        if !valid_table {
+            self.problem("health.heartbeat_table", format!("'{table}' is not schema.table (letters, digits, _, $)"));
+        }
+        let lag_source = match h.lag_source.as_deref().unwrap_or("replication") {
+            "replication" => Some(LagSource::Replication),
+            "heartbeat" => Some(LagSource::Heartbeat { table }),
+            other => {
+                self.problem("health.lag_source", format!("'{other}' is not one of: replication, heartbeat"));
+                None
+            }
+        };
+        if let (Some(LagSource::Replication), Some(lag)) = (&lag_source, max_lag) {
+            if lag < Duration::from_secs(1) {
+                self.problem(
+                    "health.max_replica_lag",
+                    "below 1s needs lag_source: heartbeat (Seconds_Behind_Master counts whole seconds)",
+                );
+            }
+        }
+        let when_no_replica = match h.when_no_replica.as_deref().unwrap_or("master") {
+            "master" => Some(WhenNoReplica::Master),
+            "error" => Some(WhenNoReplica::Error),
+            other => {
+                self.problem("health.when_no_replica", format!("'{other}' is not one of: master, error"));
+                None
+            }
+        };
+        Some(Health {
+            user: h.user,
+            password: password?,
+            interval: interval?,
+            timeout: timeout?,
+            max_replica_lag: max_lag?,
+            rise,
+            lag_source: lag_source?,
+            when_no_replica: when_no_replica?,
+            detect_master: h.detect_master.unwrap_or(false),
         })
     }
 
@@ -399,6 +476,10 @@ impl Validator {
             }
         }
     }
+}
+
+fn ident_ok(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
 /// Parses `250ms`, `2s`, `1.5s`, `1m`, `1h`, `100us`.
@@ -472,6 +553,29 @@ mod tests {
         let err = Config::parse(&text, "t.yaml").unwrap_err();
         assert_eq!(err.problems[0].field, "master.adress");
         assert!(err.problems[0].message.contains("unknown field `adress`"), "{err}");
+    }
+
+    #[test]
+    fn health_options_are_validated() {
+        let c = Config::parse(GOOD, "t").unwrap();
+        let h = c.health.unwrap();
+        assert_eq!((h.timeout, h.rise, h.lag_source.clone()), (Duration::from_millis(500), 2, LagSource::Replication));
+        assert_eq!((h.when_no_replica, h.detect_master), (WhenNoReplica::Master, false));
+        let sub_second = GOOD.replace("max_replica_lag: 2s", "max_replica_lag: 500ms");
+        let err = Config::parse(&sub_second, "t").unwrap_err();
+        assert_eq!(err.problems[0].field, "health.max_replica_lag", "{err}");
+        let heartbeat = sub_second.replace("  interval: 250ms", "  interval: 250ms\n  lag_source: heartbeat");
+        let h = Config::parse(&heartbeat, "t").unwrap().health.unwrap();
+        assert_eq!(h.lag_source, LagSource::Heartbeat { table: "rwsplit.heartbeat".into() });
+        let bad = GOOD.replace(
+            "  interval: 250ms",
+            "  interval: 250ms\n  lag_source: gossip\n  when_no_replica: panic\n  rise: 0\n  heartbeat_table: nodot",
+        );
+        let err = Config::parse(&bad, "t").unwrap_err();
+        let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+        for f in ["health.lag_source", "health.when_no_replica", "health.rise", "health.heartbeat_table"] {
+            assert!(fields.contains(&f), "missing {f}: {err}");
+        }
     }
 
     #[test]

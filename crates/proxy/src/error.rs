@@ -48,6 +48,9 @@ pub enum BackendError {
     /// Socket error or close while talking to it.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The health checker reports the backend unreachable (e.g. hung) while the proxy waited on it.
+    #[error("the health checker reports it unreachable")]
+    Unreachable,
     /// The server sent something the proxy cannot walk.
     #[error("protocol: {0}")]
     Protocol(String),

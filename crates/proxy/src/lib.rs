@@ -14,6 +14,7 @@
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod io;
 pub mod pool;
 pub mod session;
@@ -45,6 +46,12 @@ pub struct Shared {
     /// The backends' version string and capabilities, learned from the first backend greeting: the version
     /// is announced to clients, the capabilities narrow what rwsplit offers them.
     backend: OnceLock<(String, CapabilityFlags)>,
+    /// Health of every backend, as last published by the checker (read without locks).
+    pub health: ArcSwap<health::Snapshot>,
+    /// The checker's working copy of the snapshot (locked by probe tasks only).
+    health_state: health::HealthState,
+    /// Ticks when some backend's reachability changes, waking sessions waiting on a hung backend.
+    health_tick: tokio::sync::watch::Sender<u64>,
     /// Live sessions by connection id, for KILL: who they are and which backend threads they use.
     /// Locked only when a session starts, ends or attaches a backend, never per query.
     sessions: Mutex<HashMap<u32, SessionEntry>>,
@@ -71,11 +78,37 @@ impl Shared {
             next_id: AtomicU32::new(1),
             backend: OnceLock::new(),
             sessions: Mutex::new(HashMap::new()),
+            health: ArcSwap::from_pointee(health::Snapshot::default()),
+            health_state: Mutex::new(health::Snapshot::default()),
+            health_tick: tokio::sync::watch::Sender::new(0),
         })
     }
 
     fn next_connection_id(&self) -> u32 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Publishes a new health snapshot.
+    pub fn publish_health(&self, snapshot: health::Snapshot) {
+        self.health.store(Arc::new(snapshot));
+    }
+
+    /// Wakes sessions waiting for a backend to become unreachable.
+    pub fn health_changed(&self) {
+        self.health_tick.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Completes when the health checker reports `addr` unreachable (never, without a checker).
+    pub async fn unreachable(&self, addr: &str) {
+        let mut rx = self.health_tick.subscribe();
+        loop {
+            if !self.health.load().reachable(addr) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u32, SessionEntry>> {
@@ -141,6 +174,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: Cancell
     if shared.backend_info().await.is_none() {
         tracing::warn!("no backend reachable at start; will announce a generic version until one is");
     }
+    health::spawn(&shared, &shutdown);
     let tracker = TaskTracker::new();
     tracing::info!(listen = %listener.local_addr()?, "rwsplit accepting connections");
     loop {

@@ -6,6 +6,7 @@
 //! transaction (on another replica or the master); otherwise the client gets a MySQL error, or, when part
 //! of the response was already sent, the session is closed (nothing else would be honest).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use rwsplit_wire::StatusFlags;
 use super::route::{Decision, Side};
 use super::Session;
 use crate::backend::BackendConn;
+use crate::config::WhenNoReplica;
 use crate::error::{BackendError, ClientError, SessionError};
 use crate::io::{Wire, FLUSH_AT};
 
@@ -133,7 +135,19 @@ impl Session {
             }) else {
                 return Ok(None);
             };
-            let result = pump(conn, &mut self.client, &mut self.client_seq, &payload, expect, prepare_id).await;
+            // A read on a replica is abandoned as soon as the health checker finds the replica unreachable
+            // (e.g. hung): retried elsewhere if the client has seen nothing of the response yet.
+            let watch = (side == Side::Replica).then(|| Arc::clone(&conn.key.addr));
+            let shared = Arc::clone(&self.shared);
+            let sent = AtomicBool::new(false);
+            let pumping = pump(conn, &mut self.client, &mut self.client_seq, &payload, expect, prepare_id, &sent);
+            let result = match watch {
+                Some(addr) => tokio::select! {
+                    r = pumping => r,
+                    _ = shared.unreachable(&addr) => Err(Fail::Backend { error: BackendError::Unreachable, sent: sent.load(Ordering::Relaxed) }),
+                },
+                None => pumping.await,
+            };
             match result {
                 Ok(mut outcome) => {
                     outcome.side = side;
@@ -165,15 +179,38 @@ impl Session {
     }
 
     /// Makes sure the session has a ready connection for `side` and returns the side actually used: a read
-    /// for which no replica can be reached goes to the master. `None` when the client was sent an error.
+    /// for which no replica qualifies goes to the master (or fails, with `when_no_replica: error`). `None`
+    /// when the client was sent an error.
     pub(super) async fn attach(&mut self, side: Side) -> Result<Option<Side>, SessionError> {
         if side == Side::Replica {
             if self.attach_replica().await {
                 return Ok(Some(Side::Replica));
             }
+            let config = self.shared.config.load();
+            if config.health.as_ref().is_some_and(|h| h.when_no_replica == WhenNoReplica::Error) {
+                drop(config);
+                let msg = "rwsplit: no replica can serve reads now (health.when_no_replica: error)";
+                self.send_err(1105, b"HY000", msg).await?;
+                return Ok(None);
+            }
             tracing::debug!("no replica available; reading from the master");
         }
-        let master_addr = Arc::clone(&self.shared.topology.load().master);
+        let master_addr = {
+            let topology = self.shared.topology.load();
+            let health = self.shared.health.load();
+            match health.writer(&topology.master) {
+                Ok(addr) => Arc::clone(addr),
+                Err(why) => {
+                    drop((topology, health));
+                    self.send_err(1105, b"HY000", &format!("rwsplit: {why}")).await?;
+                    return Ok(None);
+                }
+            }
+        };
+        // Writes follow the writer: a connection to a former writer is let go outside a transaction.
+        if self.master.as_ref().is_some_and(|c| c.key.addr != master_addr) && self.state.trx != Some(Side::Master) {
+            self.release(Side::Master);
+        }
         if self.master.is_none() {
             match self.acquire(&master_addr).await {
                 Ok(conn) => self.master = Some(conn),
@@ -195,20 +232,55 @@ impl Session {
         }
     }
 
-    /// Attaches a replica (keeping the session's current one), trying replicas in weighted order.
+    /// Gives the connection on `side` back to the pool (it is healthy, just no longer wanted here).
+    fn release(&mut self, side: Side) {
+        let conn = match side {
+            Side::Master => self.master.take(),
+            Side::Replica => self.replica.take().map(|(_, c)| c),
+        };
+        if let Some(conn) = conn {
+            let creds = self.login.credentials(&conn.key.addr);
+            self.shared.pool.release(conn, creds, self.shared.config.load().pool.max_idle);
+        }
+    }
+
+    /// Attaches a replica, trying qualified replicas in weighted order. The session keeps its replica
+    /// (sticky) while it qualifies; a read-only transaction keeps it until the transaction ends even if its
+    /// lag rises (the transaction is a consistent snapshot), unless it becomes unreachable.
     async fn attach_replica(&mut self) -> bool {
+        if let Some((_, conn)) = &self.replica {
+            let health = self.shared.health.load();
+            let addr = &conn.key.addr;
+            let in_its_trx = self.state.trx == Some(Side::Replica);
+            if !health.reachable(addr) {
+                drop(health);
+                self.drop_conn(Side::Replica);
+            } else if !in_its_trx && !health.serves_reads(addr) {
+                drop(health);
+                tracing::debug!("the session's replica no longer qualifies; choosing another");
+                self.release(Side::Replica);
+            }
+        }
         if self.replica.is_none() {
             let topology = self.shared.topology.load_full();
+            let shared = Arc::clone(&self.shared);
             for i in topology.replica_candidates() {
                 let addr = Arc::clone(&topology.replicas[i].addr);
-                match self.acquire(&addr).await {
+                if !shared.health.load().serves_reads(&addr) {
+                    continue;
+                }
+                let acquired = tokio::select! {
+                    r = self.acquire(&addr) => r,
+                    _ = shared.unreachable(&addr) => Err(BackendError::Unreachable),
+                };
+                match acquired {
                     Ok(conn) => {
                         self.replica = Some((i, conn));
                         break;
                     }
                     Err(e) => {
                         tracing::warn!(backend = %addr, error = %e, "replica unavailable; trying another");
-                        if matches!(e, BackendError::Connect(_)) {
+                        if matches!(e, BackendError::Connect(_) | BackendError::Unreachable) {
                             topology.mark_down(i);
                         }
                     }
@@ -292,6 +364,7 @@ async fn pump(
     payload: &[u8],
     expect: Expect,
     prepare_id: Option<u32>,
+    sent_flag: &AtomicBool,
 ) -> Result<Outcome, Fail> {
     let backend = |error: BackendError, sent: bool| Fail::Backend { error, sent };
     conn.clean = false;
@@ -318,17 +391,20 @@ async fn pump(
         match step {
             Step::More => {
                 if client.pending() >= FLUSH_AT {
-                    client.flush().await.map_err(|e| Fail::Client(e.into()))?;
                     sent = true;
+                    sent_flag.store(true, Ordering::Relaxed);
+                    client.flush().await.map_err(|e| Fail::Client(e.into()))?;
                 }
             }
             Step::LocalInfile => {
-                client.flush().await.map_err(|e| Fail::Client(e.into()))?;
                 sent = true;
+                sent_flag.store(true, Ordering::Relaxed);
+                client.flush().await.map_err(|e| Fail::Client(e.into()))?;
                 stream_local_infile(conn, client, client_seq).await?;
                 walker.after_local_infile();
             }
             Step::Done { status, error } => {
+                sent_flag.store(true, Ordering::Relaxed);
                 client.flush().await.map_err(|e| Fail::Client(e.into()))?;
                 conn.clean = true;
                 return Ok(Outcome { side: Side::Master, status, error, prepared });

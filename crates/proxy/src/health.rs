@@ -1,0 +1,468 @@
+//! The health checker: one task per backend that probes replication state every `interval` and publishes
+//! the whole topology's health as one snapshot that sessions read without locks.
+//!
+//! Gating (a replica serves reads only while all hold): it answers within `timeout`; both replication
+//! threads run; lag is known (not NULL) and ≤ `max_replica_lag`. A failed probe takes it out at once; coming
+//! back needs `rise` consecutive good probes (the first probe after start needs one). Lag comes from
+//! `Seconds_Behind_Master`/`Seconds_Behind_Source` (whole seconds) or, in heartbeat mode, from a timestamp
+//! row the checker writes on the master and reads on each replica (both times from this process's clock,
+//! so server clock skew does not matter; the measured lag over-estimates by at most one interval).
+//!
+//! Role detection: every probe reads `@@read_only`. A master reporting `read_only=1` or a replica reporting
+//! `read_only=0` is logged loudly and exposed. With `detect_master`, writes go to the one configured server
+//! that is writable; none or several writable servers refuse writes with an error.
+//!
+//! Snapshot lifecycle per server: `unknown --good probe--> serving --bad probe--> out --rise good--> serving`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Row};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Health, LagSource};
+use crate::Shared;
+
+/// Health of one backend as last probed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerHealth {
+    /// The last probe answered in time.
+    pub reachable: bool,
+    /// Both replication threads run (replicas only).
+    pub replicating: bool,
+    /// Replication lag in seconds, when known.
+    pub lag: Option<f64>,
+    /// `@@read_only` as last seen.
+    pub read_only: Option<bool>,
+    /// GTID position (`@@gtid_slave_pos` on MariaDB, `@@gtid_executed` on MySQL).
+    pub gtid: Option<String>,
+    /// The replica passes the gate and gets reads.
+    pub serves_reads: bool,
+    /// Why the last probe was bad (None after a good one).
+    pub last_error: Option<String>,
+    /// When `serves_reads` or `reachable` last changed.
+    pub changed_at: SystemTime,
+    /// When the last probe finished.
+    pub probed_at: SystemTime,
+    /// Consecutive good probes.
+    pub good_streak: u32,
+    /// Probes done so far.
+    pub probes: u64,
+}
+
+impl Default for ServerHealth {
+    fn default() -> Self {
+        ServerHealth {
+            reachable: false,
+            replicating: false,
+            lag: None,
+            read_only: None,
+            gtid: None,
+            serves_reads: false,
+            last_error: None,
+            changed_at: SystemTime::now(),
+            probed_at: UNIX_EPOCH,
+            good_streak: 0,
+            probes: 0,
+        }
+    }
+}
+
+/// Where writes go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Writer {
+    /// The configured master (no detection).
+    #[default]
+    Configured,
+    /// Detected: the one writable configured server.
+    Detected(Arc<str>),
+    /// Detected: no configured server is writable.
+    None,
+    /// Detected: several configured servers are writable; writes are refused.
+    Ambiguous(Vec<Arc<str>>),
+}
+
+/// The health of the whole topology, published as one value.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// A checker runs; without one every replica is usable and the configured master takes writes.
+    pub checked: bool,
+    /// By backend address.
+    pub servers: HashMap<Arc<str>, ServerHealth>,
+    /// Where writes go.
+    pub writer: Writer,
+}
+
+impl Snapshot {
+    /// Whether a replica may get reads now.
+    pub fn serves_reads(&self, addr: &str) -> bool {
+        !self.checked || self.servers.get(addr).is_some_and(|s| s.serves_reads)
+    }
+
+    /// Whether a backend answered its last probe (true when unknown or unchecked).
+    pub fn reachable(&self, addr: &str) -> bool {
+        !self.checked || self.servers.get(addr).is_none_or(|s| s.reachable || s.probes == 0)
+    }
+
+    /// The address writes go to, or why there is none.
+    pub fn writer<'a>(&'a self, configured: &'a Arc<str>) -> Result<&'a Arc<str>, String> {
+        match &self.writer {
+            Writer::Configured => Ok(configured),
+            Writer::Detected(a) => Ok(a),
+            Writer::None => Err("no configured server is writable (read_only=0)".into()),
+            Writer::Ambiguous(all) => {
+                let list: Vec<&str> = all.iter().map(|a| &**a).collect();
+                Err(format!("refusing writes: several servers are writable: {}", list.join(", ")))
+            }
+        }
+    }
+}
+
+/// What one probe saw.
+#[derive(Debug, Clone, Default)]
+struct Observation {
+    read_only: Option<bool>,
+    replicating: bool,
+    lag: Option<f64>,
+    gtid: Option<String>,
+    /// The server has a replication configuration (SHOW SLAVE STATUS returned a row).
+    is_replica: bool,
+}
+
+/// Starts one probe task per configured backend. Tasks stop when `cancel` is cancelled.
+pub fn spawn(shared: &Arc<Shared>, cancel: &CancellationToken) {
+    let config = shared.config.load_full();
+    let Some(health) = config.health.clone() else { return };
+    let instance = format!("{:016x}", rand::random::<u64>());
+    let topology = shared.topology.load_full();
+    let mut initial = Snapshot { checked: true, ..Snapshot::default() };
+    let servers = std::iter::once((Arc::clone(&topology.master), true))
+        .chain(topology.replicas.iter().map(|r| (Arc::clone(&r.addr), false)));
+    let servers: Vec<(Arc<str>, bool)> = servers.collect();
+    for (addr, _) in &servers {
+        initial.servers.insert(Arc::clone(addr), ServerHealth::default());
+    }
+    *shared.health_state() = initial.clone();
+    shared.publish_health(initial);
+    for (addr, is_master) in servers {
+        let task = Probe {
+            shared: Arc::clone(shared),
+            addr,
+            is_master,
+            health: health.clone(),
+            instance: instance.clone(),
+            conn: None,
+            table_ready: false,
+        };
+        tokio::spawn(task.run(cancel.clone()));
+    }
+}
+
+/// One backend's probe loop.
+struct Probe {
+    /// Where results are published.
+    shared: Arc<Shared>,
+    /// The backend.
+    addr: Arc<str>,
+    /// Configured as the master.
+    is_master: bool,
+    /// Settings.
+    health: Health,
+    /// This process's heartbeat row id.
+    instance: String,
+    /// The monitoring connection, kept between probes; dropped after any failure.
+    conn: Option<Conn>,
+    /// The heartbeat table was created (master only).
+    table_ready: bool,
+}
+
+impl Probe {
+    async fn run(mut self, cancel: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.health.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = cancel.cancelled() => return,
+            }
+            let outcome = match tokio::time::timeout(self.health.timeout, self.probe()).await {
+                Ok(Ok(obs)) => Ok(obs),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(format!("no answer within {:?}", self.health.timeout)),
+            };
+            if outcome.is_err() {
+                // A broken or hung connection is not reused; the next probe connects afresh.
+                self.conn = None;
+            }
+            let writer_is_me = self.record(outcome);
+            if writer_is_me {
+                if let LagSource::Heartbeat { table } = &self.health.lag_source {
+                    let table = table.clone();
+                    let beat = tokio::time::timeout(self.health.timeout, self.heartbeat(&table)).await;
+                    if !matches!(beat, Ok(Ok(()))) {
+                        tracing::warn!(backend = %self.addr, "heartbeat write failed: {beat:?}");
+                        self.conn = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn opts(&self) -> Opts {
+        let (host, port) = self.addr.rsplit_once(':').unwrap_or((&self.addr, "3306"));
+        OptsBuilder::default()
+            .ip_or_hostname(host.trim_matches(['[', ']']))
+            .tcp_port(port.parse().unwrap_or(3306))
+            .user(Some(self.health.user.clone()))
+            .pass(Some(String::from_utf8_lossy(self.health.password.expose()).into_owned()))
+            .prefer_socket(false)
+            .into()
+    }
+
+    async fn conn(&mut self) -> Result<&mut Conn, String> {
+        if self.conn.is_none() {
+            let conn = Conn::new(self.opts()).await.map_err(|e| format!("connect: {e}"))?;
+            self.conn = Some(conn);
+        }
+        self.conn.as_mut().ok_or_else(|| "no connection".to_string())
+    }
+
+    async fn probe(&mut self) -> Result<Observation, String> {
+        let heartbeat_table = match &self.health.lag_source {
+            LagSource::Heartbeat { table } => Some(table.clone()),
+            LagSource::Replication => None,
+        };
+        let probe_replication = !self.is_master || self.health.detect_master;
+        let instance = self.instance.clone();
+        let conn = self.conn().await?;
+        let row: Option<(u8, String)> =
+            conn.query_first("SELECT @@read_only, @@version").await.map_err(|e| e.to_string())?;
+        let mariadb = row.as_ref().is_some_and(|(_, v)| v.contains("MariaDB"));
+        let mut obs = Observation { read_only: row.map(|(ro, _)| ro != 0), ..Observation::default() };
+        if !probe_replication {
+            return Ok(obs);
+        }
+        let status: Option<Row> = match conn.query_first("SHOW SLAVE STATUS").await {
+            Ok(r) => r,
+            // MySQL 8.4 removed SHOW SLAVE STATUS.
+            Err(mysql_async::Error::Server(e)) if e.code == 1064 => {
+                conn.query_first("SHOW REPLICA STATUS").await.map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        if let Some(row) = status {
+            let (io, sql, seconds) = replication_fields(&row);
+            obs.is_replica = true;
+            obs.replicating = io && sql;
+            obs.lag = seconds.map(|s| s as f64);
+        }
+        let gtid_var = if mariadb { "SELECT @@gtid_slave_pos" } else { "SELECT @@gtid_executed" };
+        obs.gtid = conn.query_first(gtid_var).await.map_err(|e| e.to_string())?;
+        if let (Some(table), true) = (heartbeat_table, obs.is_replica) {
+            let sql = format!("SELECT ts FROM {table} WHERE id = '{instance}'");
+            obs.lag = match conn.query_first::<i64, _>(sql).await {
+                Ok(Some(ts)) => Some(((now_micros() - ts) as f64 / 1e6).max(0.0)),
+                // No heartbeat replicated yet (or the table is missing): lag unknown.
+                Ok(None) | Err(mysql_async::Error::Server(_)) => None,
+                Err(e) => return Err(e.to_string()),
+            };
+        }
+        Ok(obs)
+    }
+
+    /// Writes this process's heartbeat row on the writer, creating the table the first time.
+    async fn heartbeat(&mut self, table: &str) -> Result<(), String> {
+        let instance = self.instance.clone();
+        let create = !self.table_ready;
+        let conn = self.conn().await?;
+        if create {
+            let schema = table.split('.').next().unwrap_or("rwsplit");
+            conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS {schema}")).await.map_err(|e| e.to_string())?;
+            conn.query_drop(format!(
+                "CREATE TABLE IF NOT EXISTS {table} (id VARCHAR(64) NOT NULL PRIMARY KEY, ts BIGINT NOT NULL)"
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        let sql = format!(
+            "INSERT INTO {table} (id, ts) VALUES ('{instance}', {}) ON DUPLICATE KEY UPDATE ts = VALUES(ts)",
+            now_micros()
+        );
+        conn.query_drop(sql).await.map_err(|e| e.to_string())?;
+        self.table_ready = true;
+        Ok(())
+    }
+
+    /// Applies a probe outcome to the shared state and publishes a new snapshot. Returns whether this
+    /// backend is the writer (and so writes the heartbeat).
+    fn record(&self, outcome: Result<Observation, String>) -> bool {
+        let max_lag = self.health.max_replica_lag.as_secs_f64();
+        let rise = self.health.rise;
+        let detect = self.health.detect_master;
+        let shared = &self.shared;
+        let mut state = shared.health_state();
+        let entry = state.servers.entry(Arc::clone(&self.addr)).or_default();
+        let before = (entry.reachable, entry.serves_reads, entry.read_only);
+        let first = entry.probes == 0;
+        entry.probes += 1;
+        entry.probed_at = SystemTime::now();
+        match outcome {
+            Ok(obs) => {
+                entry.reachable = true;
+                entry.read_only = obs.read_only;
+                entry.replicating = obs.replicating;
+                entry.lag = obs.lag;
+                entry.gtid = obs.gtid;
+                entry.last_error = None;
+                let mut why_not = None;
+                if !self.is_master || detect {
+                    if !obs.is_replica {
+                        why_not = Some("not configured as a replica".to_string());
+                    } else if !obs.replicating {
+                        why_not = Some("a replication thread is stopped".to_string());
+                    } else {
+                        match obs.lag {
+                            None => why_not = Some("replication lag is unknown (NULL)".to_string()),
+                            Some(l) if l > max_lag => why_not = Some(format!("lag {l:.3}s exceeds {max_lag:.3}s")),
+                            Some(_) => {}
+                        }
+                    }
+                }
+                match why_not {
+                    None => {
+                        entry.good_streak += 1;
+                        entry.serves_reads = entry.serves_reads || first || entry.good_streak >= rise;
+                    }
+                    Some(why) => {
+                        entry.good_streak = 0;
+                        entry.serves_reads = false;
+                        entry.last_error = Some(why);
+                    }
+                }
+            }
+            Err(e) => {
+                entry.reachable = false;
+                entry.serves_reads = false;
+                entry.replicating = false;
+                entry.lag = None;
+                entry.good_streak = 0;
+                entry.last_error = Some(e);
+            }
+        }
+        if self.is_master && !detect {
+            entry.serves_reads = false;
+        }
+        let after = (entry.reachable, entry.serves_reads, entry.read_only);
+        if before.0 != after.0 || before.1 != after.1 {
+            entry.changed_at = SystemTime::now();
+            tracing::info!(
+                backend = %self.addr, reachable = after.0, serves_reads = after.1,
+                lag = ?entry.lag, error = ?entry.last_error, "backend state changed"
+            );
+        }
+        if before.2 != after.2 {
+            match (self.is_master, after.2) {
+                (true, Some(true)) if !detect => {
+                    tracing::error!(backend = %self.addr, "the configured master reports read_only=1: writes will fail")
+                }
+                (false, Some(false)) => {
+                    tracing::warn!(backend = %self.addr, "a configured replica reports read_only=0 (writable)")
+                }
+                _ => {}
+            }
+        }
+        if detect {
+            state.writer = detect_writer(&state);
+        }
+        let reachability_changed = before.0 != after.0;
+        let writer_is_me = match &state.writer {
+            Writer::Configured => self.is_master,
+            Writer::Detected(a) => **a == *self.addr,
+            _ => false,
+        };
+        let snapshot = state.clone();
+        drop(state);
+        shared.publish_health(snapshot);
+        if reachability_changed {
+            shared.health_changed();
+        }
+        writer_is_me
+    }
+}
+
+/// The one writable, reachable server, or why there is none.
+fn detect_writer(state: &Snapshot) -> Writer {
+    let mut writable: Vec<Arc<str>> = state
+        .servers
+        .iter()
+        .filter(|(_, s)| s.reachable && s.read_only == Some(false))
+        .map(|(a, _)| Arc::clone(a))
+        .collect();
+    writable.sort();
+    match writable.len() {
+        0 => Writer::None,
+        1 => Writer::Detected(writable.remove(0)),
+        _ => Writer::Ambiguous(writable),
+    }
+}
+
+/// IO thread running, SQL thread running, seconds behind, under MariaDB/MySQL 5.7 or MySQL 8 names.
+fn replication_fields(row: &Row) -> (bool, bool, Option<u64>) {
+    let text = |names: &[&str]| -> Option<String> {
+        names.iter().find_map(|n| row.get_opt::<Option<String>, _>(*n).and_then(Result::ok)).flatten()
+    };
+    let io = text(&["Slave_IO_Running", "Replica_IO_Running"]).is_some_and(|v| v == "Yes");
+    let sql = text(&["Slave_SQL_Running", "Replica_SQL_Running"]).is_some_and(|v| v == "Yes");
+    let seconds = text(&["Seconds_Behind_Master", "Seconds_Behind_Source"]).and_then(|v| v.parse().ok());
+    (io, sql, seconds)
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Shared-state accessors used by the checker.
+impl Shared {
+    pub(crate) fn health_state(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        self.health_state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Mutex type of the checker's working copy (held only by probe tasks, never by sessions).
+pub type HealthState = Mutex<Snapshot>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(reachable: bool, read_only: Option<bool>) -> ServerHealth {
+        ServerHealth { reachable, read_only, probes: 1, ..ServerHealth::default() }
+    }
+
+    #[test]
+    fn writer_detection() {
+        let mut s = Snapshot { checked: true, ..Snapshot::default() };
+        s.servers.insert("a:1".into(), server(true, Some(true)));
+        s.servers.insert("b:1".into(), server(true, Some(false)));
+        s.servers.insert("c:1".into(), server(false, Some(false)));
+        assert_eq!(detect_writer(&s), Writer::Detected("b:1".into()));
+        s.servers.insert("a:1".into(), server(true, Some(false)));
+        assert!(matches!(detect_writer(&s), Writer::Ambiguous(v) if v.len() == 2));
+        s.servers.clear();
+        assert_eq!(detect_writer(&s), Writer::None);
+        let configured: Arc<str> = "m:1".into();
+        assert!(s.writer(&configured).is_ok());
+    }
+
+    #[test]
+    fn unchecked_snapshots_allow_everything() {
+        let s = Snapshot::default();
+        assert!(s.serves_reads("x:1") && s.reachable("x:1"));
+        let mut checked = Snapshot { checked: true, ..Snapshot::default() };
+        assert!(!checked.serves_reads("x:1"));
+        checked.servers.insert("x:1".into(), ServerHealth::default());
+        assert!(checked.reachable("x:1"), "not yet probed counts as reachable");
+    }
+}
