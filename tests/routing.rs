@@ -286,3 +286,23 @@ async fn unicode_large_blobs_and_large_results_stream_intact() {
     drop(r);
     assert_eq!((rows, sum), (200_000, 200_000 * 200_001 / 2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drivers_that_prefer_unix_sockets_stay_on_the_proxy() {
+    // mysql_async by default asks a localhost server for @@socket and reconnects to that socket: given a
+    // backend's path it would bypass rwsplit. rwsplit answers NULL (it listens on TCP only).
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = fixture(topo, &proxy).await;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(proxy.addr.port())
+        .user(Some("app"))
+        .pass(Some("apppw"));
+    let mut c = Conn::new(opts).await.unwrap();
+    let socket: Option<String> = c.query_first("SELECT @@socket").await.unwrap().unwrap();
+    assert_eq!(socket, None);
+    assert!(is_replica(server_id(&mut c).await));
+    c.query_drop(format!("INSERT INTO {db}.t (v) VALUES ('via tcp')")).await.expect("write reaches the master");
+    assert!(proxy.shared.session_count() >= 1, "the client is connected through rwsplit");
+}

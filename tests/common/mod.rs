@@ -286,7 +286,9 @@ pub fn unique_name(prefix: &str) -> String {
 
 /// The repository root (where `deploy/sandbox.sh` lives).
 pub fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // The harness is also compiled into crates/proxy's tests (for the real binary), so look upwards.
+    let start = Path::new(env!("CARGO_MANIFEST_DIR"));
+    start.ancestors().find(|d| d.join("deploy/sandbox.sh").is_file()).unwrap_or(start)
 }
 
 /// Runs `deploy/sandbox.sh ARGS` and returns its output.

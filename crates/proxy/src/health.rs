@@ -14,7 +14,7 @@
 //!
 //! Snapshot lifecycle per server: `unknown --good probe--> serving --bad probe--> out --rise good--> serving`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -93,12 +93,14 @@ pub struct Snapshot {
     pub servers: HashMap<Arc<str>, ServerHealth>,
     /// Where writes go.
     pub writer: Writer,
+    /// Replicas taken out of rotation by hand (admin `SET BACKEND … OFFLINE`); kept across reloads.
+    pub offline: HashSet<Arc<str>>,
 }
 
 impl Snapshot {
     /// Whether a replica may get reads now.
     pub fn serves_reads(&self, addr: &str) -> bool {
-        !self.checked || self.servers.get(addr).is_some_and(|s| s.serves_reads)
+        !self.offline.contains(addr) && (!self.checked || self.servers.get(addr).is_some_and(|s| s.serves_reads))
     }
 
     /// Whether a backend answered its last probe (true when unknown or unchecked).
@@ -131,33 +133,58 @@ struct Observation {
     is_replica: bool,
 }
 
-/// Starts one probe task per configured backend. Tasks stop when `cancel` is cancelled.
-pub fn spawn(shared: &Arc<Shared>, cancel: &CancellationToken) {
+/// (Re)starts the checker for the current config and topology: cancels the previous probe tasks and starts
+/// one per backend. Health state of backends still configured is kept (a reload does not reset them);
+/// state of removed backends is dropped.
+pub fn start(shared: &Arc<Shared>) {
     let config = shared.config.load_full();
-    let Some(health) = config.health.clone() else { return };
-    let instance = format!("{:016x}", rand::random::<u64>());
     let topology = shared.topology.load_full();
-    let mut initial = Snapshot { checked: true, ..Snapshot::default() };
-    let servers = std::iter::once((Arc::clone(&topology.master), true))
-        .chain(topology.replicas.iter().map(|r| (Arc::clone(&r.addr), false)));
-    let servers: Vec<(Arc<str>, bool)> = servers.collect();
-    for (addr, _) in &servers {
-        initial.servers.insert(Arc::clone(addr), ServerHealth::default());
+    let servers: Vec<(Arc<str>, bool)> = std::iter::once((Arc::clone(&topology.master), true))
+        .chain(topology.replicas.iter().map(|r| (Arc::clone(&r.addr), false)))
+        .collect();
+    let configured = |a: &Arc<str>| servers.iter().any(|(s, _)| s == a);
+    {
+        let mut state = shared.health_state();
+        state.checked = config.health.is_some();
+        state.servers.retain(|a, _| configured(a));
+        state.offline.retain(|a| configured(a));
+        for (addr, _) in &servers {
+            state.servers.entry(Arc::clone(addr)).or_default();
+        }
+        if !config.health.as_ref().is_some_and(|h| h.detect_master) {
+            state.writer = Writer::Configured;
+        }
+        shared.publish_health(state.clone());
     }
-    *shared.health_state() = initial.clone();
-    shared.publish_health(initial);
+    let generation = shared.new_checker_generation();
+    let Some(health) = config.health.clone() else { return };
     for (addr, is_master) in servers {
         let task = Probe {
             shared: Arc::clone(shared),
             addr,
             is_master,
             health: health.clone(),
-            instance: instance.clone(),
+            instance: shared.instance_id().to_string(),
             conn: None,
             table_ready: false,
         };
-        tokio::spawn(task.run(cancel.clone()));
+        tokio::spawn(task.run(generation.clone()));
     }
+}
+
+/// Takes a replica out of rotation by hand, or puts it back. Returns false for an unknown replica.
+pub fn set_offline(shared: &Shared, addr: &str, offline: bool) -> bool {
+    let Some(addr) = shared.topology.load().replicas.iter().map(|r| Arc::clone(&r.addr)).find(|a| &**a == addr) else {
+        return false;
+    };
+    let mut state = shared.health_state();
+    if offline {
+        state.offline.insert(addr);
+    } else {
+        state.offline.remove(&addr);
+    }
+    shared.publish_health(state.clone());
+    true
 }
 
 /// One backend's probe loop.

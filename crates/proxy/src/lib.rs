@@ -11,12 +11,16 @@
 //! [`run`] is the whole proxy: tests start it in-process on `127.0.0.1:0`; `main.rs` only parses arguments.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod http;
 pub mod io;
+pub mod metrics;
 pub mod pool;
+pub mod reload;
 pub mod session;
 pub mod topology;
 
@@ -31,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+use metrics::BackendGauges;
 
 /// State shared by every session.
 #[derive(Debug)]
@@ -52,16 +57,28 @@ pub struct Shared {
     health_state: health::HealthState,
     /// Ticks when some backend's reachability changes, waking sessions waiting on a hung backend.
     health_tick: tokio::sync::watch::Sender<u64>,
+    /// Prometheus metrics.
+    pub metrics: metrics::Metrics,
+    /// Cancelled at shutdown; parent of every background task (checker generations, watcher).
+    root: CancellationToken,
+    /// The running checker generation; cancelled and replaced on reload.
+    checker: Mutex<Option<CancellationToken>>,
+    /// This process's id (heartbeat row key), stable across reloads.
+    instance: String,
     /// Live sessions by connection id, for KILL: who they are and which backend threads they use.
     /// Locked only when a session starts, ends or attaches a backend, never per query.
     sessions: Mutex<HashMap<u32, SessionEntry>>,
 }
 
-/// What KILL needs to know about a session.
+/// What KILL and the admin interface need to know about a session.
 #[derive(Debug, Clone)]
 pub struct SessionEntry {
     /// The account it is logged in as.
     pub user: String,
+    /// The client's address.
+    pub peer: String,
+    /// When the session started.
+    pub started: std::time::SystemTime,
     /// Backend threads it currently uses: (backend address, server thread id), master then replica.
     pub backends: [Option<(Arc<str>, u32)>; 2],
     /// Cancelling it closes the session (KILL CONNECTION).
@@ -81,11 +98,30 @@ impl Shared {
             health: ArcSwap::from_pointee(health::Snapshot::default()),
             health_state: Mutex::new(health::Snapshot::default()),
             health_tick: tokio::sync::watch::Sender::new(0),
+            metrics: metrics::Metrics::new(),
+            root: CancellationToken::new(),
+            checker: Mutex::new(None),
+            instance: format!("{:016x}", rand::random::<u64>()),
         })
     }
 
     fn next_connection_id(&self) -> u32 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A new checker generation token (child of the root), cancelling the previous one.
+    fn new_checker_generation(&self) -> CancellationToken {
+        let token = self.root.child_token();
+        let mut slot = self.checker.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = slot.replace(token.clone()) {
+            old.cancel();
+        }
+        token
+    }
+
+    /// This process's id, used as its heartbeat row key.
+    pub fn instance_id(&self) -> &str {
+        &self.instance
     }
 
     /// Publishes a new health snapshot.
@@ -128,6 +164,48 @@ impl Shared {
     /// A session by connection id.
     pub fn session(&self, id: u32) -> Option<SessionEntry> {
         self.sessions().get(&id).cloned()
+    }
+
+    /// Every live session, by connection id.
+    pub fn sessions_list(&self) -> Vec<(u32, SessionEntry)> {
+        let mut v: Vec<(u32, SessionEntry)> = self.sessions().iter().map(|(k, e)| (*k, e.clone())).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
+    /// Backend connections sessions hold to `addr` right now.
+    pub fn in_use_count(&self, addr: &str) -> usize {
+        self.sessions().values().flat_map(|e| e.backends.iter().flatten()).filter(|(a, _)| &**a == addr).count()
+    }
+
+    /// The Prometheus text exposition, with backend gauges refreshed from the current state.
+    pub fn render_metrics(&self) -> String {
+        let topology = self.topology.load();
+        let health = self.health.load();
+        let writer = health.writer(&topology.master).ok().cloned();
+        let mut rows = Vec::new();
+        let master_addr = writer.unwrap_or_else(|| Arc::clone(&topology.master));
+        let master_up =
+            health.reachable(&master_addr) && (!health.checked || health.servers.contains_key(&*master_addr));
+        let gauges = |addr: &str| (self.in_use_count(addr) as i64, self.pool.idle_count(addr) as i64);
+        let (in_use, idle) = gauges(&master_addr);
+        rows.push(BackendGauges {
+            addr: master_addr.to_string(),
+            role: "master",
+            up: master_up,
+            lag: None,
+            in_use,
+            idle,
+        });
+        for r in &topology.replicas {
+            let lag = health.servers.get(&r.addr).and_then(|s| s.lag);
+            let (in_use, idle) = gauges(&r.addr);
+            let up = health.serves_reads(&r.addr);
+            rows.push(BackendGauges { addr: r.addr.to_string(), role: "replica", up, lag, in_use, idle });
+        }
+        self.metrics.set_backends(&rows);
+        self.metrics.client_connections.set(self.session_count() as i64);
+        self.metrics.encode()
     }
 
     /// Number of live client sessions.
@@ -174,7 +252,25 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: Cancell
     if shared.backend_info().await.is_none() {
         tracing::warn!("no backend reachable at start; will announce a generic version until one is");
     }
-    health::spawn(&shared, &shutdown);
+    let root = shared.root.clone();
+    let outer = shutdown.clone();
+    tokio::spawn(async move {
+        outer.cancelled().await;
+        root.cancel();
+    });
+    health::start(&shared);
+    reload::spawn_watcher(&shared);
+    let config = shared.config.load_full();
+    if let Some(m) = &config.metrics {
+        let listener = TcpListener::bind(m.listen).await?;
+        tracing::info!(listen = %m.listen, "metrics endpoint (/metrics, /healthz, /readyz)");
+        tokio::spawn(http::serve(Arc::clone(&shared), listener, shared.root.clone()));
+    }
+    if let Some(a) = &config.admin {
+        let listener = TcpListener::bind(a.listen).await?;
+        tracing::info!(listen = %a.listen, "admin interface");
+        tokio::spawn(admin::serve(Arc::clone(&shared), listener, shared.root.clone()));
+    }
     let tracker = TaskTracker::new();
     tracing::info!(listen = %listener.local_addr()?, "rwsplit accepting connections");
     loop {

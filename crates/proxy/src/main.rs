@@ -7,24 +7,37 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "usage: rwsplit [--config FILE] [--check]
+const USAGE: &str = "usage: rwsplit [--config FILE] [--check] [--log-format text|json]
 
-  --config FILE   configuration file (default: proxy.yaml)
-  --check         validate the configuration, print every problem, and exit
-  RUST_LOG        log filter, e.g. info, rwsplit=debug (default: info)";
+  --config FILE        configuration file (default: proxy.yaml)
+  --check              validate the configuration, print every problem, and exit
+  --log-format FORMAT  text (default) or json; also RWSPLIT_LOG_FORMAT
+  RUST_LOG             log filter, e.g. info, rwsplit=debug (default: info)
+
+signals: SIGHUP reloads the configuration file (a bad file is rejected and the running configuration
+kept); SIGTERM and SIGINT stop accepting connections and give sessions shutdown_grace to finish.";
 
 struct Args {
     config: PathBuf,
     check: bool,
+    json_logs: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args { config: PathBuf::from("proxy.yaml"), check: false };
+    let env_json = std::env::var("RWSPLIT_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let mut args = Args { config: PathBuf::from("proxy.yaml"), check: false, json_logs: env_json };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--config" | "-c" => args.config = it.next().context("--config needs a file name")?.into(),
             "--check" => args.check = true,
+            "--log-format" => {
+                args.json_logs = match it.next().as_deref() {
+                    Some("json") => true,
+                    Some("text") => false,
+                    other => anyhow::bail!("--log-format takes text or json, not {other:?}"),
+                }
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -52,9 +65,13 @@ fn main() -> anyhow::Result<()> {
         println!("{}: OK", args.config.display());
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Logs go to stderr; stdout is left to --check and --help output.
+    if args.json_logs {
+        tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -62,7 +79,9 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        rwsplit::run(config, listener, shutdown).await.context("proxy failed")
+        let shared = rwsplit::Shared::new(config);
+        tokio::spawn(reload_on_sighup(std::sync::Arc::clone(&shared)));
+        rwsplit::serve(shared, listener, shutdown).await.context("proxy failed")
     })
 }
 
@@ -78,4 +97,17 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutting down");
     shutdown.cancel();
+}
+
+/// SIGHUP: re-read and validate the config file; a bad file is logged and counted, the old config stays.
+async fn reload_on_sighup(shared: std::sync::Arc<rwsplit::Shared>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        let _ = shared.reload_from_file();
+    }
 }

@@ -82,6 +82,18 @@ impl Topology {
         out
     }
 
+    /// Whether `addr` is one of the configured replicas.
+    pub fn has_replica(&self, addr: &str) -> bool {
+        self.replicas.iter().any(|r| &*r.addr == addr)
+    }
+
+    /// [`Topology::mark_down`] by address (no-op for an address not in this topology).
+    pub fn mark_down_addr(&self, addr: &str) {
+        if let Some(i) = self.replicas.iter().position(|r| &*r.addr == addr) {
+            self.mark_down(i);
+        }
+    }
+
     /// Marks a replica as unusable for [`RETRY_AFTER`] after a failed connection.
     pub fn mark_down(&self, i: usize) {
         if let Some(r) = self.replicas.get(i) {

@@ -75,7 +75,7 @@ impl Session {
     pub(super) fn conn_mut(&mut self, side: Side) -> Option<&mut BackendConn> {
         match side {
             Side::Master => self.master.as_mut(),
-            Side::Replica => self.replica.as_mut().map(|(_, c)| c),
+            Side::Replica => self.replica.as_mut(),
         }
     }
 
@@ -84,8 +84,8 @@ impl Session {
         match side {
             Side::Master => self.master = None,
             Side::Replica => {
-                if let Some((i, _)) = self.replica.take() {
-                    self.shared.topology.load().mark_down(i);
+                if let Some(conn) = self.replica.take() {
+                    self.shared.topology.load().mark_down_addr(&conn.key.addr);
                 }
             }
         }
@@ -115,6 +115,7 @@ impl Session {
         command: Command,
     ) -> Result<Option<Outcome>, SessionError> {
         let mut retried = false;
+        let started = std::time::Instant::now();
         loop {
             let Some(side) = self.attach(decision.side).await? else {
                 return Ok(None);
@@ -131,7 +132,7 @@ impl Session {
             let start_seq = self.client_seq;
             let Some(conn) = (match side {
                 Side::Master => self.master.as_mut(),
-                Side::Replica => self.replica.as_mut().map(|(_, c)| c),
+                Side::Replica => self.replica.as_mut(),
             }) else {
                 return Ok(None);
             };
@@ -152,11 +153,22 @@ impl Session {
                 Ok(mut outcome) => {
                     outcome.side = side;
                     self.state.observe(side, outcome.status);
+                    let reason = if decision.side == Side::Replica && side == Side::Master {
+                        "no_replica_available"
+                    } else {
+                        decision.reason
+                    };
+                    if let Some(conn) = self.conn_mut(side) {
+                        let addr = Arc::clone(&conn.key.addr);
+                        let elapsed = started.elapsed().as_secs_f64();
+                        self.shared.metrics.query(&mut self.counters, side == Side::Replica, &addr, reason, elapsed);
+                    }
                     tracing::trace!(?side, reason = decision.reason, error = outcome.error, "routed");
                     return Ok(Some(outcome));
                 }
                 Err(Fail::Client(e)) => return Err(e.into()),
                 Err(Fail::Backend { error, sent }) => {
+                    self.shared.metrics.error(crate::metrics::ErrorKind::BackendQuery);
                     let addr = self.conn_mut(side).map(|c| c.key.addr.to_string()).unwrap_or_default();
                     tracing::warn!(backend = %addr, %error, sent, "backend failed during a command");
                     self.drop_conn(side);
@@ -236,7 +248,7 @@ impl Session {
     fn release(&mut self, side: Side) {
         let conn = match side {
             Side::Master => self.master.take(),
-            Side::Replica => self.replica.take().map(|(_, c)| c),
+            Side::Replica => self.replica.take(),
         };
         if let Some(conn) = conn {
             let creds = self.login.credentials(&conn.key.addr);
@@ -248,14 +260,17 @@ impl Session {
     /// (sticky) while it qualifies; a read-only transaction keeps it until the transaction ends even if its
     /// lag rises (the transaction is a consistent snapshot), unless it becomes unreachable.
     async fn attach_replica(&mut self) -> bool {
-        if let Some((_, conn)) = &self.replica {
+        if let Some(conn) = &self.replica {
             let health = self.shared.health.load();
             let addr = &conn.key.addr;
             let in_its_trx = self.state.trx == Some(Side::Replica);
+            // A replica removed by a reload, taken offline by hand, or no longer qualifying is left at the
+            // next safe point (outside its transaction).
+            let configured = self.shared.topology.load().has_replica(addr);
             if !health.reachable(addr) {
                 drop(health);
                 self.drop_conn(Side::Replica);
-            } else if !in_its_trx && !health.serves_reads(addr) {
+            } else if !in_its_trx && (!health.serves_reads(addr) || !configured) {
                 drop(health);
                 tracing::debug!("the session's replica no longer qualifies; choosing another");
                 self.release(Side::Replica);
@@ -275,7 +290,7 @@ impl Session {
                 };
                 match acquired {
                     Ok(conn) => {
-                        self.replica = Some((i, conn));
+                        self.replica = Some(conn);
                         break;
                     }
                     Err(e) => {
@@ -325,7 +340,9 @@ impl Session {
             return Ok(conn);
         }
         let timeout = self.shared.config.load().connect_timeout;
-        let (conn, (version, caps)) = BackendConn::connect(&creds, timeout).await?;
+        let (conn, (version, caps)) = BackendConn::connect(&creds, timeout).await.inspect_err(|_| {
+            self.shared.metrics.error(crate::metrics::ErrorKind::BackendConnect);
+        })?;
         self.shared.learn_backend(&version, caps);
         Ok(conn)
     }
@@ -334,7 +351,7 @@ impl Session {
     async fn sync_history(&mut self, side: Side) -> Result<(), AttachError> {
         let Some(conn) = (match side {
             Side::Master => self.master.as_mut(),
-            Side::Replica => self.replica.as_mut().map(|(_, c)| c),
+            Side::Replica => self.replica.as_mut(),
         }) else {
             return Ok(());
         };

@@ -48,6 +48,12 @@ pub struct Session {
     cancel: CancellationToken,
     /// Backend threads last published to the session registry (for KILL).
     published: [Option<u32>; 2],
+    /// The client's address (for the admin interface).
+    peer: String,
+    /// When the session started.
+    started: std::time::SystemTime,
+    /// This session's cache of query counters (resolved once per label set, then atomic increments).
+    counters: crate::metrics::QueryCounters,
     /// The client socket.
     client: Wire,
     /// Config, topology and pool shared by all sessions.
@@ -57,7 +63,7 @@ pub struct Session {
     /// Connection to the master, opened on first need.
     master: Option<BackendConn>,
     /// Connection to this session's replica (index into the topology), opened on first read.
-    replica: Option<(usize, BackendConn)>,
+    replica: Option<BackendConn>,
     /// Session-state commands (SET, USE, COM_INIT_DB, COM_SET_OPTION) in order, replayed on every backend
     /// connection before it runs anything, so all of them see the same session state.
     history: Vec<Bytes>,
@@ -82,6 +88,11 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
             Ok(login) => login,
             Err(e) => {
                 tracing::info!(error = %e, "login failed");
+                let kind = match e {
+                    ClientError::AuthFailed(_) => crate::metrics::ErrorKind::AuthFailure,
+                    _ => crate::metrics::ErrorKind::ClientProtocol,
+                };
+                shared.metrics.error(kind);
                 return;
             }
         };
@@ -92,6 +103,9 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
             id,
             cancel: cancel.clone(),
             published: [None, None],
+            peer: peer.clone(),
+            started: std::time::SystemTime::now(),
+            counters: crate::metrics::QueryCounters::default(),
             client,
             shared,
             login,
@@ -106,7 +120,17 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
         session.publish(true);
         match session.command_loop(&cancel).await {
             Ok(()) => tracing::debug!("session closed"),
-            Err(e) => tracing::info!(error = %e, "session ended"),
+            Err(e) => {
+                tracing::info!(error = %e, "session ended");
+                let kind = match e {
+                    SessionError::Client(ClientError::Io(_)) => None,
+                    SessionError::Client(_) => Some(crate::metrics::ErrorKind::ClientProtocol),
+                    SessionError::Backend { .. } => Some(crate::metrics::ErrorKind::BackendQuery),
+                };
+                if let Some(kind) = kind {
+                    session.shared.metrics.error(kind);
+                }
+            }
         }
         session.shared.forget_session(id);
         session.release_backends();
@@ -246,16 +270,18 @@ impl Session {
 
     /// Publishes the session's backend threads to the registry if they changed (or `force`).
     pub(super) fn publish(&mut self, force: bool) {
-        let threads = [self.master.as_ref().map(|c| c.thread_id), self.replica.as_ref().map(|(_, c)| c.thread_id)];
+        let threads = [self.master.as_ref().map(|c| c.thread_id), self.replica.as_ref().map(|c| c.thread_id)];
         if !force && threads == self.published {
             return;
         }
         self.published = threads;
         let entry = crate::SessionEntry {
             user: self.login.user.clone(),
+            peer: self.peer.clone(),
+            started: self.started,
             backends: [
                 self.master.as_ref().map(|c| (c.key.addr.clone(), c.thread_id)),
-                self.replica.as_ref().map(|(_, c)| (c.key.addr.clone(), c.thread_id)),
+                self.replica.as_ref().map(|c| (c.key.addr.clone(), c.thread_id)),
             ],
             cancel: self.cancel.clone(),
         };
@@ -265,7 +291,7 @@ impl Session {
     /// Hands the session's backend connections back to the pool.
     fn release_backends(&mut self) {
         let max_idle = self.shared.config.load().pool.max_idle;
-        for conn in self.master.take().into_iter().chain(self.replica.take().map(|(_, c)| c)) {
+        for conn in self.master.take().into_iter().chain(self.replica.take()) {
             let creds = self.login.credentials(&conn.key.addr);
             self.shared.pool.release(conn, creds, max_idle);
         }

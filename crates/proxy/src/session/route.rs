@@ -151,7 +151,14 @@ impl State {
 impl Session {
     /// COM_QUERY: classify, route, forward.
     pub(super) async fn com_query(&mut self, payload: Bytes) -> Result<(), SessionError> {
-        let sql = String::from_utf8_lossy(&payload[1..]);
+        let (payload, sql) = match without_socket(&String::from_utf8_lossy(&payload[1..])) {
+            Some(rewritten) => {
+                let mut p = vec![rwsplit_wire::packet::com::QUERY];
+                p.extend_from_slice(rewritten.as_bytes());
+                (Bytes::from(p), rewritten)
+            }
+            None => (payload.clone(), String::from_utf8_lossy(&payload[1..]).into_owned()),
+        };
         let verdict = classify(&sql);
         tracing::debug!(?verdict, "query");
         if verdict.kind == Kind::SessionSet {
@@ -201,6 +208,32 @@ impl Session {
     }
 }
 
+/// For a query that only selects system variables (`SELECT @@a,@@b,@@socket`, as drivers send at connect),
+/// the same query with `@@socket` replaced by `NULL AS `@@socket``; `None` for any other query.
+///
+/// rwsplit listens on TCP only, so "no socket" is the true answer for it. A backend's socket path would
+/// make drivers that prefer sockets on localhost (mysql_async does by default) reconnect straight to that
+/// backend and silently bypass the proxy and its routing.
+fn without_socket(sql: &str) -> Option<String> {
+    let body = sql.trim().trim_end_matches(';').trim_end();
+    let (select, list) = body.split_at_checked(6)?;
+    if !select.eq_ignore_ascii_case("SELECT") || !list.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let items: Vec<&str> = list.split(',').map(str::trim).collect();
+    let is_var = |i: &str| {
+        i.len() > 2 && i.starts_with("@@") && i[2..].chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    };
+    let is_socket =
+        |i: &str| ["@@socket", "@@global.socket", "@@session.socket"].iter().any(|s| i.eq_ignore_ascii_case(s));
+    if !items.iter().all(|i| is_var(i)) || !items.iter().any(|i| is_socket(i)) {
+        return None;
+    }
+    let items: Vec<String> =
+        items.iter().map(|i| if is_socket(i) { format!("NULL AS `{i}`") } else { i.to_string() }).collect();
+    Some(format!("SELECT {}", items.join(",")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +274,20 @@ mod tests {
             let d = state.route(&classify(sql));
             assert_eq!((d.side, d.reason), (*side, *reason), "{sql}");
         }
+    }
+
+    #[test]
+    fn socket_variable_is_answered_as_null() {
+        let w = |s: &str| without_socket(s);
+        assert_eq!(
+            w("SELECT @@max_allowed_packet,@@wait_timeout,@@socket").as_deref(),
+            Some("SELECT @@max_allowed_packet,@@wait_timeout,NULL AS `@@socket`")
+        );
+        assert_eq!(w(" select @@SOCKET ;").as_deref(), Some("SELECT NULL AS `@@SOCKET`"));
+        assert_eq!(w("SELECT @@socket, 1"), None);
+        assert_eq!(w("SELECT @@server_id"), None);
+        assert_eq!(w("SELECT @@socket FROM t"), None);
+        assert_eq!(w("SELECTED"), None);
     }
 
     #[test]

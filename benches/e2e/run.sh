@@ -1,0 +1,571 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of rwsplit against a direct replica connection and HAProxy (TCP mode), all in one run,
+# so every comparison is between figures taken minutes apart on the same machine. Reports ratios; the
+# absolute numbers are printed for context only (the machine is shared and noisy).
+#
+#   bash benches/e2e/run.sh
+#
+# Parts (all by default; choose with BENCH_PARTS="sysbench latency churn idle"):
+#   sysbench  oltp_point_select, oltp_read_only --skip_trx=on, oltp_read_only with transactions; text
+#             (--db-ps-mode=disable) and prepared (--db-ps-mode=auto); BENCH_THREADS threads; against the
+#             direct replica, HAProxy and rwsplit: QPS, p95 latency, proxy CPU µs per query
+#   latency   1-thread oltp_point_select (unloaded): median latency per target and what each proxy adds
+#   churn     connect / SELECT 1 / disconnect loop (benches/churn.rs): connections/s and proxy CPU µs per
+#             connection
+#   idle      VmRSS of a fresh rwsplit before/after BENCH_IDLE_CONNS idle logged-in client connections
+#             (benches/idle.rs): bytes per connection
+#
+# Environment (defaults): BENCH_TIME=10 (seconds per sysbench run), BENCH_LATENCY_TIME=BENCH_TIME,
+# BENCH_CHURN_TIME=BENCH_TIME, BENCH_THREADS=16, BENCH_TABLES=4, BENCH_TABLE_SIZE=10000,
+# BENCH_CHURN_WORKERS=4, BENCH_IDLE_CONNS=10000, BENCH_PORT=23306 (sandbox master; replicas +1, +2;
+# HAProxy +10; rwsplit +11), BENCH_DIR=/tmp/rwsplit-bench (sandbox data, wiped at the end),
+# BENCH_KEEP_SANDBOX=1 (leave the sandbox running for another run), BENCH_RWSPLIT_LOG=warn (RUST_LOG).
+#
+# Needs: mariadb (installed by deploy/sandbox.sh), sysbench and haproxy (installed with apt-get if missing).
+# Everything it starts (sandbox, HAProxy, rwsplit) is stopped on exit, also on failure or Ctrl-C.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+readonly REPO_ROOT
+cd "$REPO_ROOT"
+
+readonly DURATION="${BENCH_TIME:-10}"
+readonly LATENCY_TIME="${BENCH_LATENCY_TIME:-$DURATION}"
+readonly CHURN_TIME="${BENCH_CHURN_TIME:-$DURATION}"
+readonly THREADS="${BENCH_THREADS:-16}"
+readonly TABLES="${BENCH_TABLES:-4}"
+readonly TABLE_SIZE="${BENCH_TABLE_SIZE:-10000}"
+readonly CHURN_WORKER_COUNT="${BENCH_CHURN_WORKERS:-4}"
+IDLE_CONNS="${BENCH_IDLE_CONNS:-10000}"
+readonly BASE="${BENCH_PORT:-23306}"
+readonly SANDBOX_DIR="${BENCH_DIR:-/tmp/rwsplit-bench}"
+readonly PARTS=" ${BENCH_PARTS:-sysbench latency churn idle} "
+readonly MASTER_PORT=$BASE R1_PORT=$((BASE + 1)) R2_PORT=$((BASE + 2))
+readonly HAPROXY_PORT=$((BASE + 10)) RWSPLIT_PORT=$((BASE + 11))
+readonly DIRECT_PORT=$R1_PORT
+CLK_TCK="$(getconf CLK_TCK)"
+readonly CLK_TCK
+
+WORK="$(mktemp -d /tmp/rwsplit-bench-run.XXXXXX)"
+readonly WORK
+HAPROXY_PID="" RWSPLIT_PID="" SANDBOX_STARTED=0 FAILED=0
+STARTED_AT=$SECONDS
+
+log() { echo "[bench $((SECONDS - STARTED_AT))s] $*" >&2; }
+die() {
+    echo "bench: error: $*" >&2
+    exit 1
+}
+has_part() { [[ "$PARTS" == *" $1 "* ]]; }
+
+# --- cleanup -----------------------------------------------------------------------------------------------
+
+stop_pid() {
+    local pid=$1 name=$2 i
+    [[ -n "$pid" ]] || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name (pid $pid) ignored SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_pid "$RWSPLIT_PID" rwsplit
+    stop_pid "$HAPROXY_PID" haproxy
+    if ((SANDBOX_STARTED)); then
+        if [[ "${BENCH_KEEP_SANDBOX:-0}" == 1 ]]; then
+            log "leaving the sandbox running in $SANDBOX_DIR" \
+                "(stop: bash deploy/sandbox.sh down --wipe --dir $SANDBOX_DIR)"
+        else
+            bash deploy/sandbox.sh down --wipe --dir "$SANDBOX_DIR" >/dev/null 2>&1 || log "sandbox down failed"
+        fi
+    fi
+    if ((rc == 0)); then
+        rm -rf "$WORK"
+    else
+        log "failed (exit $rc); logs kept in $WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- setup -------------------------------------------------------------------------------------------------
+
+apt_install() {
+    local sudo=()
+    [[ "$(id -u)" == 0 ]] || sudo=(sudo)
+    log "installing $* with apt-get"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2
+}
+
+ensure_tools() {
+    local missing=()
+    command -v sysbench >/dev/null || missing+=(sysbench)
+    export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+    command -v haproxy >/dev/null || missing+=(haproxy)
+    ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+}
+
+# Raises the open-files limit of this shell and its children to the hard limit (rwsplit and the idle client
+# each hold one descriptor per idle connection; HAProxy checks it can hold 2 per maxconn).
+raise_nofile() {
+    local want=$((IDLE_CONNS + 1024)) hard
+    ((want >= 10000)) || want=10000
+    hard="$(ulimit -Hn)"
+    if [[ "$hard" != unlimited ]] && ((hard < want)); then
+        ulimit -Hn "$want" 2>/dev/null || true
+        hard="$(ulimit -Hn)"
+    fi
+    if [[ "$hard" == unlimited ]]; then
+        ulimit -n "$want"
+    else
+        ulimit -n "$hard"
+    fi
+    NOFILE="$(ulimit -n)"
+    if ((NOFILE < IDLE_CONNS + 1024)); then
+        IDLE_CONNS=$((NOFILE - 1024))
+        log "open-files limit is $NOFILE; idle test reduced to $IDLE_CONNS connections"
+    fi
+}
+
+# Prints the "executable" path cargo reports for target $1 in the JSON messages on stdin.
+executable_of() {
+    sed -n "s/.*\"name\":\"$1\".*\"executable\":\"\([^\"]*\)\".*/\1/p" | tail -n 1
+}
+
+build() {
+    log "building rwsplit (release) and the load clients (benches/churn.rs, benches/idle.rs)"
+    local json
+    json="$(cargo build --release -p rwsplit --bin rwsplit --message-format=json-render-diagnostics)"
+    RWSPLIT_BIN="$(executable_of rwsplit <<<"$json")"
+    json="$(cargo bench --no-run --bench churn --bench idle --message-format=json-render-diagnostics)"
+    CHURN_BIN="$(executable_of churn <<<"$json")"
+    IDLE_BIN="$(executable_of idle <<<"$json")"
+    [[ -x "$RWSPLIT_BIN" && -x "$CHURN_BIN" && -x "$IDLE_BIN" ]] || die "build did not produce the binaries"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Waits until $1 (port) accepts connections while pid $2 lives.
+wait_port() {
+    local port=$1 pid=$2 name=$3 deadline=$((SECONDS + 30))
+    until port_open "$port"; do
+        kill -0 "$pid" 2>/dev/null || die "$name exited during startup; see $WORK/$name.log"
+        ((SECONDS < deadline)) || die "$name did not listen on $port within 30s"
+        sleep 0.1
+    done
+}
+
+sql_root() {
+    local port=$1
+    shift
+    mariadb --no-defaults -h127.0.0.1 -P "$port" -uroot -prootpw --protocol=TCP -N -B "$@"
+}
+
+start_sandbox() {
+    local p
+    for p in "$HAPROXY_PORT" "$RWSPLIT_PORT"; do
+        ! port_open "$p" || die "port $p is in use; choose another BENCH_PORT"
+    done
+    log "starting the MariaDB sandbox in $SANDBOX_DIR on ports $MASTER_PORT-$R2_PORT"
+    SANDBOX_STARTED=1
+    bash deploy/sandbox.sh up --dir "$SANDBOX_DIR" --port "$BASE" >"$WORK/sandbox.log" 2>&1 ||
+        {
+            tail -n 30 "$WORK/sandbox.log" >&2
+            die "sandbox did not start"
+        }
+}
+
+sysbench_common() {
+    echo --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=app --mysql-password=apppw --mysql-db=app \
+        --tables="$TABLES" --table-size="$TABLE_SIZE"
+}
+
+prepare_data() {
+    log "preparing sysbench tables on the master ($TABLES × $TABLE_SIZE rows in database app)"
+    # shellcheck disable=SC2046
+    sysbench oltp_read_only $(sysbench_common) --mysql-port="$MASTER_PORT" cleanup >"$WORK/prepare.log" 2>&1
+    # shellcheck disable=SC2046
+    sysbench oltp_read_only $(sysbench_common) --mysql-port="$MASTER_PORT" --threads=2 prepare \
+        >>"$WORK/prepare.log" 2>&1 || {
+        tail -n 20 "$WORK/prepare.log" >&2
+        die "sysbench prepare failed"
+    }
+    local pos r
+    pos="$(sql_root "$MASTER_PORT" -e 'SELECT @@gtid_binlog_pos')"
+    for r in "$R1_PORT" "$R2_PORT"; do
+        [[ "$(sql_root "$r" -e "SELECT MASTER_GTID_WAIT('$pos', 120)")" == 0 ]] ||
+            die "replica on port $r did not catch up with the master ($pos) within 120s"
+    done
+    log "replicas caught up (gtid $pos)"
+}
+
+start_haproxy() {
+    cat >"$WORK/haproxy.cfg" <<EOF
+# HAProxy in TCP mode in front of the two replicas (benchmark reference).
+global
+    maxconn $(((NOFILE - 100) / 2 < 4000 ? (NOFILE - 100) / 2 : 4000))
+    nbthread 2
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend mysql
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend replicas
+backend replicas
+    balance roundrobin
+    server replica1 127.0.0.1:$R1_PORT
+    server replica2 127.0.0.1:$R2_PORT
+EOF
+    haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+    HAPROXY_PID=$!
+    wait_port "$HAPROXY_PORT" "$HAPROXY_PID" haproxy
+    local version
+    version="$(haproxy -v | sed -n '1s/HAProxy version \([^ ]*\).*/\1/p')"
+    log "haproxy $version on 127.0.0.1:$HAPROXY_PORT (pid $HAPROXY_PID)"
+}
+
+start_rwsplit() {
+    cat >"$WORK/rwsplit.yaml" <<EOF
+listen: 127.0.0.1:$RWSPLIT_PORT
+users:
+  - user: app
+    password: apppw
+master:
+  address: 127.0.0.1:$MASTER_PORT
+replicas:
+  - address: 127.0.0.1:$R1_PORT
+  - address: 127.0.0.1:$R2_PORT
+shutdown_grace: 2s
+EOF
+    "$RWSPLIT_BIN" --config "$WORK/rwsplit.yaml" --check >/dev/null || die "rwsplit rejected $WORK/rwsplit.yaml"
+    RUST_LOG="${BENCH_RWSPLIT_LOG:-warn}" "$RWSPLIT_BIN" --config "$WORK/rwsplit.yaml" >>"$WORK/rwsplit.log" 2>&1 &
+    RWSPLIT_PID=$!
+    wait_port "$RWSPLIT_PORT" "$RWSPLIT_PID" rwsplit
+    log "rwsplit on 127.0.0.1:$RWSPLIT_PORT (pid $RWSPLIT_PID)"
+}
+
+# --- measuring ---------------------------------------------------------------------------------------------
+
+# utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15; the command name in field 2
+# may contain spaces, so count from the field after it).
+cpu_ticks() {
+    local stat rest
+    local -a f
+    [[ -n "$1" ]] || {
+        echo 0
+        return
+    }
+    stat="$(<"/proc/$1/stat")"
+    rest="${stat##*) }"
+    read -r -a f <<<"$rest"
+    echo $((f[11] + f[12]))
+}
+
+port_of_target() {
+    case "$1" in
+        direct) echo "$DIRECT_PORT" ;;
+        haproxy) echo "$HAPROXY_PORT" ;;
+        rwsplit) echo "$RWSPLIT_PORT" ;;
+    esac
+}
+
+pid_of_target() {
+    case "$1" in
+        direct) echo "" ;;
+        haproxy) echo "$HAPROXY_PID" ;;
+        rwsplit) echo "$RWSPLIT_PID" ;;
+    esac
+}
+
+# Questions answered by master, replica1, replica2 (to show where a run's queries went).
+questions() {
+    local p
+    for p in "$MASTER_PORT" "$R1_PORT" "$R2_PORT"; do
+        sql_root "$p" -e "SHOW GLOBAL STATUS LIKE 'Com_select'" | awk '{printf "%s ", $2}'
+    done
+}
+
+# "m/r1/r2" shares of SELECTs between two questions() samples, in percent.
+shares() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); t = 0
+        for (i = 1; i <= 3; i++) { d[i] = y[i] - x[i]; t += d[i] }
+        if (t <= 0) { print "-"; exit }
+        printf "%d/%d/%d", 100 * d[1] / t + 0.5, 100 * d[2] / t + 0.5, 100 * d[3] / t + 0.5 }'
+}
+
+declare -A QPS P95 CPU WHERE
+
+# One sysbench run: target, label, sysbench test, extra options.
+sysbench_run() {
+    local target=$1 label=$2 test=$3
+    shift 3
+    local port pid out t0 t1 q0 q1 queries
+    port="$(port_of_target "$target")"
+    pid="$(pid_of_target "$target")"
+    out="$WORK/sysbench-${label//\//-}-$target.log"
+    q0="$(questions)"
+    t0="$(cpu_ticks "$pid")"
+    # shellcheck disable=SC2046
+    if ! sysbench "$test" $(sysbench_common) --mysql-port="$port" --threads="$THREADS" --time="$DURATION" \
+        --percentile=95 "$@" run >"$out" 2>&1; then
+        log "FAILED: $label via $target (see below)"
+        tail -n 15 "$out" >&2
+        FAILED=1
+        QPS[$label/$target]=FAIL
+        return 0
+    fi
+    t1="$(cpu_ticks "$pid")"
+    q1="$(questions)"
+    queries="$(sed -n 's/^ *queries: *\([0-9]*\) .*/\1/p' "$out")"
+    QPS[$label/$target]="$(sed -n 's/^ *queries: *[0-9]* *(\([0-9.]*\) per sec.*/\1/p' "$out")"
+    P95[$label/$target]="$(sed -n 's/^ *95th percentile: *\([0-9.]*\).*/\1/p' "$out")"
+    WHERE[$label/$target]="$(shares "$q0" "$q1")"
+    if [[ -n "$pid" ]]; then
+        CPU[$label/$target]="$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v q="$queries" \
+            'BEGIN { printf "%.1f", d * 1e6 / hz / q }')"
+    else
+        CPU[$label/$target]="-"
+    fi
+    log "$label via $target: ${QPS[$label/$target]} qps, p95 ${P95[$label/$target]} ms," \
+        "cpu/query ${CPU[$label/$target]} µs"
+}
+
+# a ÷ b with two decimals, or "-" if either is missing or failed.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
+}
+
+readonly WORKLOADS=(
+    "point_select|oltp_point_select|--skip_trx=on"
+    "read_only_autocommit|oltp_read_only|--skip_trx=on"
+    "read_only_trx|oltp_read_only|--skip_trx=off"
+)
+readonly TARGETS=(direct haproxy rwsplit)
+
+part_sysbench() {
+    local w name test opt mode label target
+    for w in "${WORKLOADS[@]}"; do
+        IFS='|' read -r name test opt <<<"$w"
+        for mode in disable auto; do
+            label="$name/$([[ $mode == disable ]] && echo text || echo ps)"
+            # Targets back to back per workload, so load drift on the machine hits all three alike.
+            for target in "${TARGETS[@]}"; do
+                sysbench_run "$target" "$label" "$test" "$opt" --db-ps-mode="$mode"
+            done
+        done
+    done
+    echo
+    echo "== sysbench: $THREADS threads, ${DURATION}s per run, $TABLES tables × $TABLE_SIZE rows =="
+    printf '%-28s %-8s %10s %8s %14s %10s\n' workload target QPS "p95 ms" "CPU µs/query" "m/r1/r2 %"
+    for w in "${WORKLOADS[@]}"; do
+        IFS='|' read -r name test opt <<<"$w"
+        for label in "$name/text" "$name/ps"; do
+            for target in "${TARGETS[@]}"; do
+                printf '%-28s %-8s %10s %8s %14s %10s\n' "$label" "$target" "${QPS[$label/$target]:-}" \
+                    "${P95[$label/$target]:-}" "${CPU[$label/$target]:-}" "${WHERE[$label/$target]:-}"
+            done
+        done
+    done
+    echo
+    echo "== sysbench ratios (same run) =="
+    printf '%-28s %14s %14s %14s %14s %14s\n' workload "rw÷ha CPU/q" "rw÷ha QPS" "rw÷direct QPS" \
+        "ha÷direct QPS" "rw÷ha p95"
+    for w in "${WORKLOADS[@]}"; do
+        IFS='|' read -r name test opt <<<"$w"
+        for label in "$name/text" "$name/ps"; do
+            printf '%-28s %14s %14s %14s %14s %14s\n' "$label" \
+                "$(ratio "${CPU[$label/rwsplit]:-}" "${CPU[$label/haproxy]:-}")" \
+                "$(ratio "${QPS[$label/rwsplit]:-}" "${QPS[$label/haproxy]:-}")" \
+                "$(ratio "${QPS[$label/rwsplit]:-}" "${QPS[$label/direct]:-}")" \
+                "$(ratio "${QPS[$label/haproxy]:-}" "${QPS[$label/direct]:-}")" \
+                "$(ratio "${P95[$label/rwsplit]:-}" "${P95[$label/haproxy]:-}")"
+        done
+    done
+    cat <<EOF
+
+Notes: 'direct' is replica1 alone (127.0.0.1:$DIRECT_PORT). HAProxy balances connections round-robin over both
+replicas; rwsplit picks a replica per session and keeps it (sticky), so sysbench's $THREADS connections spread
+over both replicas too ('m/r1/r2 %' = share of SELECTs each server executed). All servers, the proxies and
+sysbench share this machine's $(nproc) cores, so two replicas do not add CPU: QPS ratios measure the cost of
+the extra hop. In read_only_trx every event is BEGIN … COMMIT, which rwsplit sends to the master (a
+transaction runs where it started), while HAProxy keeps it on a replica. CPU µs/query = the proxy process's
+utime+stime (/proc/PID/stat) over the run ÷ the queries sysbench counted (BEGIN/COMMIT included).
+EOF
+}
+
+# Median latency (ms) over sysbench --histogram=on reports (files given): buckets of all files are merged, and
+# the median is the first bucket value where the running count reaches half of the total.
+histogram_median() {
+    awk '/^ +[0-9.]+ \|/ { print $1, $NF }' "$@" | sort -n -k1,1 |
+        awk '{ v[n] = $1; c[n] = $2; total += $2; n++ }
+            END { if (total == 0) { print "-"; exit }
+                  for (i = 0; i < n; i++) { s += c[i]; if (s * 2 >= total) { printf "%.3f", v[i]; exit } } }'
+}
+
+part_latency() {
+    local mode target label round rounds=$(((LATENCY_TIME + 1) / 2))
+    local -A MED
+    ((rounds >= 1)) || rounds=1
+    for mode in disable auto; do
+        label="$([[ $mode == disable ]] && echo text || echo ps)"
+        # Short runs alternating between the targets, merged per target, so drift hits all targets alike.
+        for ((round = 1; round <= rounds; round++)); do
+            for target in "${TARGETS[@]}"; do
+                local out="$WORK/latency-$label-$target-$round.log"
+                # shellcheck disable=SC2046
+                if ! sysbench oltp_point_select $(sysbench_common) --mysql-port="$(port_of_target "$target")" \
+                    --threads=1 --time=2 --histogram=on --percentile=50 --db-ps-mode="$mode" \
+                    run >"$out" 2>&1; then
+                    log "FAILED: latency $label via $target"
+                    tail -n 15 "$out" >&2
+                    FAILED=1
+                    MED[$label/$target]=-
+                fi
+            done
+        done
+        for target in "${TARGETS[@]}"; do
+            [[ "${MED[$label/$target]:-}" == - ]] && continue
+            MED[$label/$target]="$(histogram_median "$WORK/latency-$label-$target-"*.log)"
+            log "latency $label via $target: median ${MED[$label/$target]} ms"
+        done
+    done
+    echo
+    echo "== unloaded latency: 1 thread oltp_point_select, $rounds alternating 2s runs per target (median, ms) =="
+    printf '%-6s %10s %10s %10s %14s %14s %12s %12s\n' mode direct haproxy rwsplit "rwsplit adds" \
+        "haproxy adds" "rw÷direct" "rw÷haproxy"
+    for label in text ps; do
+        printf '%-6s %10s %10s %10s %14s %14s %12s %12s\n' "$label" "${MED[$label/direct]}" \
+            "${MED[$label/haproxy]}" "${MED[$label/rwsplit]}" \
+            "$(awk -v a="${MED[$label/rwsplit]}" -v b="${MED[$label/direct]}" 'BEGIN { printf "%+.3f", a - b }')" \
+            "$(awk -v a="${MED[$label/haproxy]}" -v b="${MED[$label/direct]}" 'BEGIN { printf "%+.3f", a - b }')" \
+            "$(ratio "${MED[$label/rwsplit]}" "${MED[$label/direct]}")" \
+            "$(ratio "${MED[$label/rwsplit]}" "${MED[$label/haproxy]}")"
+    done
+}
+
+part_churn() {
+    local target pid out t0 t1 line
+    local -A RATE CPUC
+    for target in "${TARGETS[@]}"; do
+        pid="$(pid_of_target "$target")"
+        out="$WORK/churn-$target.log"
+        t0="$(cpu_ticks "$pid")"
+        if ! CHURN_ADDR="127.0.0.1:$(port_of_target "$target")" CHURN_SECS="$CHURN_TIME" \
+            CHURN_WORKERS="$CHURN_WORKER_COUNT" "$CHURN_BIN" >"$out" 2>&1; then
+            log "FAILED: churn via $target"
+            tail -n 15 "$out" >&2
+            FAILED=1
+            RATE[$target]=-
+            CPUC[$target]=-
+            continue
+        fi
+        t1="$(cpu_ticks "$pid")"
+        line="$(grep '^churn ' "$out")"
+        RATE[$target]="$(sed -n 's/.* conn_per_s=\([0-9.]*\).*/\1/p' <<<"$line")"
+        if [[ -n "$pid" ]]; then
+            CPUC[$target]="$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" \
+                -v n="$(sed -n 's/.* connections=\([0-9]*\).*/\1/p' <<<"$line")" \
+                'BEGIN { printf "%.1f", d * 1e6 / hz / n }')"
+        else
+            CPUC[$target]="-"
+        fi
+        log "churn via $target: $line"
+    done
+    echo
+    echo "== connection churn: $CHURN_WORKER_COUNT workers, connect + SELECT 1 + disconnect," \
+        "${CHURN_TIME}s per target =="
+    printf '%-8s %12s %18s\n' target "conn/s" "proxy CPU µs/conn"
+    for target in "${TARGETS[@]}"; do
+        printf '%-8s %12s %18s\n' "$target" "${RATE[$target]}" "${CPUC[$target]}"
+    done
+    local fmt='ratios: rwsplit÷direct conn/s %s, haproxy÷direct conn/s %s, rwsplit÷haproxy conn/s %s,'
+    printf "$fmt rwsplit÷haproxy CPU/conn %s\n" \
+        "$(ratio "${RATE[rwsplit]}" "${RATE[direct]}")" "$(ratio "${RATE[haproxy]}" "${RATE[direct]}")" \
+        "$(ratio "${RATE[rwsplit]}" "${RATE[haproxy]}")" "$(ratio "${CPUC[rwsplit]}" "${CPUC[haproxy]}")"
+    echo "(rwsplit serves SELECT 1 from its pool of backend connections; HAProxy opens a replica connection per client)"
+}
+
+part_idle() {
+    # A fresh rwsplit, so memory freed by earlier sessions cannot hide the cost of new ones.
+    stop_pid "$RWSPLIT_PID" rwsplit
+    RWSPLIT_PID=""
+    start_rwsplit
+    local out="$WORK/idle.log" line
+    if ! IDLE_ADDR="127.0.0.1:$RWSPLIT_PORT" IDLE_PID="$RWSPLIT_PID" IDLE_CONNS="$IDLE_CONNS" "$IDLE_BIN" \
+        >"$out" 2>&1; then
+        log "FAILED: idle connections"
+        tail -n 15 "$out" >&2
+        FAILED=1
+        return 0
+    fi
+    line="$(grep '^idle ' "$out")"
+    log "$line"
+    echo
+    echo "== idle connections: $IDLE_CONNS logged-in client connections held open on a fresh rwsplit =="
+    awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+        END { printf "VmRSS before %.1f MiB, with %d idle connections %.1f MiB, after closing them %.1f MiB\n",
+                     v["rss_before"] / 1048576, v["conns"], v["rss_open"] / 1048576, v["rss_closed"] / 1048576
+              printf "=> %d bytes (%.1f KiB) of rwsplit RSS per idle connection (no backend connection is opened)\n",
+                     v["bytes_per_conn"], v["bytes_per_conn"] / 1024
+              printf "second open/close cycle: %.1f MiB open, %.1f MiB closed; the peak grew by %d bytes/connection\n",
+                     v["rss_open2"] / 1048576, v["rss_closed2"] / 1048576, (v["rss_open2"] - v["rss_open"]) / v["conns"]
+              print "(about 0: what stays after closing is kept by the allocator and reused, not leaked)" }' <<<"$line"
+}
+
+# --- main --------------------------------------------------------------------------------------------------
+
+main() {
+    ensure_tools
+    raise_nofile
+    build
+    start_sandbox
+    if has_part sysbench || has_part latency; then
+        prepare_data
+    fi
+    start_haproxy
+    start_rwsplit
+    local t
+    local commit
+    commit="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+    echo "rwsplit e2e benchmark: $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit"
+    if has_part sysbench; then
+        t=$SECONDS
+        part_sysbench
+        log "sysbench part took $((SECONDS - t))s"
+    fi
+    if has_part latency; then
+        t=$SECONDS
+        part_latency
+        log "latency part took $((SECONDS - t))s"
+    fi
+    if has_part churn; then
+        t=$SECONDS
+        part_churn
+        log "churn part took $((SECONDS - t))s"
+    fi
+    if has_part idle; then
+        t=$SECONDS
+        part_idle
+        log "idle part took $((SECONDS - t))s"
+    fi
+    log "done in $((SECONDS - STARTED_AT))s"
+    ((FAILED == 0)) || die "some runs failed (marked FAIL or '-' above)"
+}
+
+main "$@"

@@ -1,0 +1,231 @@
+//! Prometheus metrics. One [`Registry`] per process, owned by [`crate::Shared`] (no global state, so tests
+//! read exactly what a scrape would).
+//!
+//! The query path never takes a lock: sessions resolve the labelled children they need once (a read lock
+//! inside `prometheus`, at most once per session and label set) and then only do atomic increments.
+//! Gauges about backends are set by the health checker and the pool, off the query path.
+
+use std::collections::HashMap;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Error kinds counted in `rwsplit_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A client broke the protocol (malformed, oversized or out-of-order packets).
+    ClientProtocol,
+    /// Connecting or logging in to a backend failed.
+    BackendConnect,
+    /// A backend failed during a command.
+    BackendQuery,
+    /// A client login was refused.
+    AuthFailure,
+}
+
+impl ErrorKind {
+    fn label(self) -> &'static str {
+        match self {
+            ErrorKind::ClientProtocol => "client_protocol",
+            ErrorKind::BackendConnect => "backend_connect",
+            ErrorKind::BackendQuery => "backend_query",
+            ErrorKind::AuthFailure => "auth_failure",
+        }
+    }
+}
+
+/// Every metric rwsplit exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// The registry `/metrics` encodes.
+    pub registry: Registry,
+    queries: IntCounterVec,
+    duration: [Histogram; 2],
+    /// Open client sessions.
+    pub client_connections: IntGauge,
+    backend_connections: IntGaugeVec,
+    replica_lag: GaugeVec,
+    backend_up: IntGaugeVec,
+    reloads: IntCounterVec,
+    last_reload: Gauge,
+    errors: IntCounterVec,
+}
+
+/// One backend's gauges at scrape time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendGauges {
+    /// `host:port`.
+    pub addr: String,
+    /// `master` or `replica`.
+    pub role: &'static str,
+    /// Answered its last probe (and, for a replica, serves reads).
+    pub up: bool,
+    /// Replication lag in seconds, when known.
+    pub lag: Option<f64>,
+    /// Connections sessions hold.
+    pub in_use: i64,
+    /// Idle pooled connections.
+    pub idle: i64,
+}
+
+/// A session's cache of query counters by (backend, reason).
+#[derive(Debug, Default)]
+pub struct QueryCounters {
+    counters: HashMap<(std::sync::Arc<str>, &'static str), IntCounter>,
+}
+
+/// Histogram buckets for query latency: from 100 µs (a proxy's scale) to 10 s.
+const BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let queries = IntCounterVec::new(
+            Opts::new("rwsplit_queries_total", "Statements routed, by route, backend and the reason for the route"),
+            &["route", "backend", "reason"],
+        )
+        .expect("valid metric");
+        let duration_vec = HistogramVec::new(
+            HistogramOpts::new(
+                "rwsplit_query_duration_seconds",
+                "Time from a command's arrival to the end of its response",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid metric");
+        let client_connections =
+            IntGauge::new("rwsplit_client_connections", "Open client sessions").expect("valid metric");
+        let backend_connections = IntGaugeVec::new(
+            Opts::new("rwsplit_backend_connections", "Backend connections by state (in_use, idle)"),
+            &["backend", "state"],
+        )
+        .expect("valid metric");
+        let replica_lag = GaugeVec::new(
+            Opts::new("rwsplit_replica_lag_seconds", "Replication lag as last probed (NaN when unknown)"),
+            &["backend"],
+        )
+        .expect("valid metric");
+        let backend_up = IntGaugeVec::new(
+            Opts::new("rwsplit_backend_up", "1 when the backend answered its last probe and (replicas) serves reads"),
+            &["backend", "role"],
+        )
+        .expect("valid metric");
+        let reloads =
+            IntCounterVec::new(Opts::new("rwsplit_config_reloads_total", "Config reloads by result"), &["result"])
+                .expect("valid metric");
+        let last_reload = Gauge::new(
+            "rwsplit_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load (start or reload)",
+        )
+        .expect("valid metric");
+        let errors =
+            IntCounterVec::new(Opts::new("rwsplit_errors_total", "Errors by kind"), &["kind"]).expect("valid metric");
+        for c in [
+            Box::new(queries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration_vec.clone()),
+            Box::new(client_connections.clone()),
+            Box::new(backend_connections.clone()),
+            Box::new(replica_lag.clone()),
+            Box::new(backend_up.clone()),
+            Box::new(reloads.clone()),
+            Box::new(last_reload.clone()),
+            Box::new(errors.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        for kind in
+            [ErrorKind::ClientProtocol, ErrorKind::BackendConnect, ErrorKind::BackendQuery, ErrorKind::AuthFailure]
+        {
+            errors.with_label_values(&[kind.label()]);
+        }
+        for result in ["ok", "rejected"] {
+            reloads.with_label_values(&[result]);
+        }
+        let duration = [duration_vec.with_label_values(&["master"]), duration_vec.with_label_values(&["replica"])];
+        let m = Metrics {
+            registry,
+            queries,
+            duration,
+            client_connections,
+            backend_connections,
+            replica_lag,
+            backend_up,
+            reloads,
+            last_reload,
+            errors,
+        };
+        m.last_reload.set(unix_now());
+        m
+    }
+
+    /// Counts a routed statement and its duration. `counters` is the session's cache.
+    pub fn query(
+        &self,
+        counters: &mut QueryCounters,
+        replica: bool,
+        backend: &std::sync::Arc<str>,
+        reason: &'static str,
+        seconds: f64,
+    ) {
+        let route = if replica { "replica" } else { "master" };
+        let counter = counters
+            .counters
+            .entry((std::sync::Arc::clone(backend), reason))
+            .or_insert_with(|| self.queries.with_label_values(&[route, backend, reason]));
+        counter.inc();
+        self.duration[usize::from(replica)].observe(seconds);
+    }
+
+    /// Counts an error.
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors.with_label_values(&[kind.label()]).inc();
+    }
+
+    /// Counts a reload attempt.
+    pub fn reload(&self, ok: bool) {
+        self.reloads.with_label_values(&[if ok { "ok" } else { "rejected" }]).inc();
+        if ok {
+            self.last_reload.set(unix_now());
+        }
+    }
+
+    /// Sets the per-backend gauges from a view taken at scrape time. Series of backends not listed go away.
+    pub fn set_backends(&self, backends: &[BackendGauges]) {
+        self.backend_connections.reset();
+        self.backend_up.reset();
+        self.replica_lag.reset();
+        for b in backends {
+            let addr = b.addr.as_str();
+            self.backend_up.with_label_values(&[addr, b.role]).set(i64::from(b.up));
+            if b.role == "replica" {
+                self.replica_lag.with_label_values(&[addr]).set(b.lag.unwrap_or(f64::NAN));
+            }
+            self.backend_connections.with_label_values(&[addr, "in_use"]).set(b.in_use);
+            self.backend_connections.with_label_values(&[addr, "idle"]).set(b.idle);
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        if TextEncoder::new().encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
