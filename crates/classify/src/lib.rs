@@ -14,8 +14,10 @@
 //! - `rules.rs`: token rules for queries: locking reads, `INTO`, side-effect functions, variables.
 //! - `query.rs`: `SELECT`/`WITH`/`VALUES`/`TABLE`, `SHOW`, `DESCRIBE`/`EXPLAIN`, and the sqlparser parse.
 //! - `tables.rs`: names of the tables a read reads, from its tokens.
+//! - `cache.rs`: [`classify_cached`], a per-thread cache of verdicts by statement shape (literals masked).
 #![forbid(unsafe_code)]
 
+mod cache;
 mod lex;
 mod query;
 mod rules;
@@ -23,6 +25,8 @@ mod scan;
 mod set;
 mod stmt;
 mod tables;
+
+pub use cache::{classify_cached, shape};
 
 /// Classifies one COM_QUERY text (possibly several `;`-separated statements).
 pub fn classify(sql: &str) -> Verdict {

@@ -411,6 +411,20 @@ fn table() {
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), TABLE.len(), failures.join("\n"));
 }
 
+/// The shape cache must give exactly the direct verdict for every row, both on a miss and on a hit, and for
+/// a variant of the row with different literal values (which shares its shape).
+#[test]
+fn cached_verdicts_equal_direct_ones() {
+    let vary = |sql: &str| sql.replace('1', "7").replace("'a'", "'zz'").replace("'x'", "'for update'");
+    for (sql, _) in TABLE {
+        for text in [sql.to_string(), vary(sql)] {
+            let direct = classify(&text);
+            assert_eq!(*rwsplit_classify::classify_cached(&text), direct, "miss: {text:?}");
+            assert_eq!(*rwsplit_classify::classify_cached(&text), direct, "hit: {text:?}");
+        }
+    }
+}
+
 #[test]
 fn hints() {
     let cases: &[(&str, Option<Hint>)] = &[

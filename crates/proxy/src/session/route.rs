@@ -15,7 +15,9 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use rwsplit_classify::{classify, Hint, Kind, Reason, Verdict};
+#[cfg(test)]
+use rwsplit_classify::classify;
+use rwsplit_classify::{classify_cached, Hint, Kind, Reason, Verdict};
 use rwsplit_wire::walk::Expect;
 use rwsplit_wire::StatusFlags;
 
@@ -159,7 +161,7 @@ impl Session {
             }
             None => (payload.clone(), String::from_utf8_lossy(&payload[1..]).into_owned()),
         };
-        let verdict = classify(&sql);
+        let verdict = classify_cached(&sql);
         tracing::debug!(?verdict, "query");
         if verdict.kind == Kind::SessionSet {
             return self.session_command(payload, Expect::ResultSets).await;

@@ -11,7 +11,7 @@
 //! - FETCH goes to the backend that opened the cursor; CLOSE to every backend that has the statement.
 
 use bytes::{Bytes, BytesMut};
-use rwsplit_classify::{classify, Verdict};
+use rwsplit_classify::{classify_cached, Verdict};
 use rwsplit_wire::packet::{self, com, ErrPacket, PrepareOk};
 use rwsplit_wire::walk::Expect;
 
@@ -26,7 +26,7 @@ pub struct Stmt {
     /// The client's COM_STMT_PREPARE packet, to prepare the statement on another backend.
     prepare: Bytes,
     /// Classification of its text, done once.
-    verdict: Verdict,
+    verdict: std::sync::Arc<Verdict>,
     /// Number of `?` parameters.
     params: u16,
     /// Parameter types (2 bytes each) from the last execute that sent them.
@@ -50,7 +50,7 @@ impl Session {
     }
 
     pub(super) async fn com_stmt_prepare(&mut self, payload: Bytes) -> Result<(), SessionError> {
-        let verdict = classify(&String::from_utf8_lossy(&payload[1..]));
+        let verdict = classify_cached(&String::from_utf8_lossy(&payload[1..]));
         let decision = self.state.route(&verdict);
         let id = self.next_stmt_id;
         let command = Command::Prepare { payload: payload.clone(), id };
