@@ -15,4 +15,9 @@ if { ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; } || 
 fi
 
 # One test binary at a time (each starts its own topology); tests inside a binary run in parallel.
-exec cargo test --workspace --locked "$@"
+cargo test --workspace --locked "$@"
+
+# Deployment files (Dockerfile, compose, Kubernetes, systemd, dashboard): everything checkable without a
+# container engine. The image-build emulation is skipped here (it is a second release build); run
+# `bash deploy/check.sh` for it.
+RWSPLIT_BIN="$PWD/target/debug/rwsplit" CHECK_SKIP_IMAGE_BUILD=1 bash deploy/check.sh
