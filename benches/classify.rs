@@ -1,12 +1,16 @@
-//! Cost of `rwsplit_classify::classify` on typical statements.
+//! Cost of statement classification on typical statements: `rwsplit_classify::classify` (the full
+//! classifier) and `classify_cached` (the per-thread statement-shape cache in front of it, what the proxy
+//! calls for COM_QUERY).
 //!
-//! Two groups:
-//! - `classify/repeated/*`: the same text every iteration (what an exact-text cache would hit).
-//! - `classify/varying/*`: the same shape with different literals every iteration, cycling through 1024
-//!   pre-built texts (what a statement-shape cache would hit and an exact-text cache would not).
+//! Criterion groups, for `classify` and `classify_cached` alike:
+//! - `…/repeated/*`: the same text every iteration (what an exact-text cache would hit).
+//! - `…/varying/*`: the same shape with different literals every iteration, cycling through 1024 pre-built
+//!   texts (what a statement-shape cache hits and an exact-text cache would not).
+//! - `classify_cached/miss/point_select`: 8192 distinct shapes in turn (more than the cache keeps), so
+//!   nearly every call misses: the cache's own overhead.
 //!
-//! After criterion, an interleaved ratio pass (see `common/ratio.rs`) prints each statement's cost as a multiple
-//! of a fixed reference (SipHash of 1 KiB, independent of rwsplit's code) and the varying ÷ repeated ratio.
+//! After criterion, an interleaved ratio pass (see `common/ratio.rs`) prints each cost as a multiple of a
+//! fixed reference (SipHash of 1 KiB, independent of rwsplit's code), and cached ÷ uncached.
 //!
 //! Run: `cargo bench --bench classify` (filter: `cargo bench --bench classify -- varying/join3`).
 
@@ -15,13 +19,15 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
-use rwsplit_classify::{classify, Kind};
+use rwsplit_classify::{classify, classify_cached, Kind};
 
 #[path = "common/ratio.rs"]
 mod ratio;
 
-/// Number of distinct texts per shape in the `varying` group.
+/// Number of distinct texts per shape in the `varying` groups.
 const VARIANTS: usize = 1024;
+/// Number of distinct shapes in the cache-miss case (the cache keeps 4096 per thread).
+const SHAPES: usize = 8192;
 
 /// A small deterministic generator so every run classifies the same texts.
 struct Gen(u64);
@@ -138,29 +144,73 @@ fn check(name: &str, sql: &str) {
         _ => v.kind == Kind::SessionSet,
     };
     assert!(ok, "{name}: unexpected verdict {v:?} for {sql}");
+    assert_eq!(*classify_cached(sql), v, "{name}: cached verdict differs for {sql}");
 }
 
-fn bench(c: &mut Criterion, stmts: &[(&'static str, String, Option<Vec<String>>)]) {
-    let mut group = c.benchmark_group("classify/repeated");
-    for (name, sql, _) in stmts {
-        group.bench_with_input(BenchmarkId::from_parameter(name), sql.as_str(), |b, sql| {
-            b.iter(|| classify(black_box(sql)))
-        });
-    }
-    group.finish();
+/// Point selects of 8192 distinct shapes (the table name varies).
+fn distinct_shapes() -> Vec<String> {
+    (0..SHAPES).map(|i| format!("SELECT c FROM sbtest{i} WHERE id={}", 1 + i * 7)).collect()
+}
 
-    let mut group = c.benchmark_group("classify/varying");
-    for (name, _, variants) in stmts {
-        let Some(variants) = variants else { continue };
-        group.bench_with_input(BenchmarkId::from_parameter(name), variants, |b, variants| {
-            let mut i = 0usize;
-            b.iter(|| {
-                i = (i + 1) % VARIANTS;
-                classify(black_box(&variants[i]))
-            })
-        });
+/// Runs one classifier on one text.
+type Run = fn(&str);
+
+/// The two classifiers under test, with a uniform signature.
+const CLASSIFIERS: [(&str, Run); 2] = [
+    ("classify", |sql| {
+        black_box(classify(sql));
+    }),
+    ("classify_cached", |sql| {
+        black_box(classify_cached(sql));
+    }),
+];
+
+type Stmts = [(&'static str, String, Option<Vec<String>>)];
+
+fn bench(c: &mut Criterion, stmts: &Stmts) {
+    for (prefix, run) in CLASSIFIERS {
+        let mut group = c.benchmark_group(format!("{prefix}/repeated"));
+        for (name, sql, _) in stmts {
+            group.bench_with_input(BenchmarkId::from_parameter(name), sql.as_str(), |b, sql| {
+                b.iter(|| run(black_box(sql)))
+            });
+        }
+        group.finish();
+
+        let mut group = c.benchmark_group(format!("{prefix}/varying"));
+        for (name, _, variants) in stmts {
+            let Some(variants) = variants else { continue };
+            group.bench_with_input(BenchmarkId::from_parameter(name), variants, |b, variants| {
+                let mut i = 0usize;
+                b.iter(|| {
+                    i = (i + 1) % VARIANTS;
+                    run(black_box(&variants[i]))
+                })
+            });
+        }
+        group.finish();
     }
+    let shapes = distinct_shapes();
+    let mut group = c.benchmark_group("classify_cached/miss");
+    group.bench_function("point_select", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            i = (i + 1) % SHAPES;
+            black_box(classify_cached(black_box(&shapes[i])))
+        })
+    });
     group.finish();
+}
+
+/// A ratio-pass case running `run` over `texts` in turn.
+fn case<'a>(name: String, run: Run, texts: &'a [String]) -> ratio::Case<'a> {
+    let mut i = 0usize;
+    ratio::Case::new(name, move |n| {
+        for _ in 0..n {
+            i = (i + 1) % texts.len();
+            run(black_box(&texts[i]));
+        }
+    })
 }
 
 /// Fixed reference work, unrelated to rwsplit: SipHash-1-3 (std's DefaultHasher) over 1 KiB.
@@ -170,45 +220,56 @@ fn reference(buf: &[u8; 1024]) -> u64 {
     h.finish()
 }
 
-fn ratios(stmts: &[(&'static str, String, Option<Vec<String>>)]) {
+fn ratios(stmts: &Stmts) {
     let buf = [0x5Au8; 1024];
+    let fixed: Vec<Vec<String>> = stmts.iter().map(|(_, sql, _)| vec![sql.clone()]).collect();
+    let shapes = distinct_shapes();
     let mut cases = vec![ratio::Case::new("reference", |n| {
         for _ in 0..n {
             black_box(reference(&buf));
         }
     })];
-    for (name, sql, variants) in stmts {
-        cases.push(ratio::Case::new(format!("{name}/repeated"), move |n| {
-            for _ in 0..n {
-                black_box(classify(black_box(sql)));
+    for (prefix, run) in CLASSIFIERS {
+        for ((name, _, variants), one) in stmts.iter().zip(&fixed) {
+            cases.push(case(format!("{prefix}/{name}/repeated"), run, one));
+            if let Some(variants) = variants {
+                cases.push(case(format!("{prefix}/{name}/varying"), run, variants));
             }
-        }));
-        if let Some(variants) = variants {
-            let mut i = 0usize;
-            cases.push(ratio::Case::new(format!("{name}/varying"), move |n| {
-                for _ in 0..n {
-                    i = (i + 1) % VARIANTS;
-                    black_box(classify(black_box(&variants[i])));
-                }
-            }));
         }
+        cases.push(case(format!("{prefix}/distinct_shapes"), run, &shapes));
     }
     let t = ratio::measure(&mut cases);
-    let reference = t.of("reference");
+    let rel = |name: String| t.of(&name) / t.of("reference");
 
-    ratio::heading("classify cost ÷ reference (SipHash of 1 KiB)");
-    println!("{:<24} {:>12} {:>12} {:>18}", "statement", "repeated", "varying", "varying÷repeated");
+    ratio::heading("classification cost ÷ reference (SipHash of 1 KiB)");
+    println!(
+        "{:<22} {:>9} {:>9} {:>16} {:>16} {:>15}",
+        "statement", "repeated", "varying", "cached repeated", "cached varying", "cached÷uncached"
+    );
     for (name, _, variants) in stmts {
-        let rep = t.of(&format!("{name}/repeated"));
-        let (var, ratio) = match variants {
+        let rep = rel(format!("classify/{name}/repeated"));
+        let cached_rep = rel(format!("classify_cached/{name}/repeated"));
+        let (var, cached_var, gain) = match variants {
             Some(_) => {
-                let var = t.of(&format!("{name}/varying"));
-                (format!("{:.2}", var / reference), format!("{:.2}", var / rep))
+                let var = rel(format!("classify/{name}/varying"));
+                let cached_var = rel(format!("classify_cached/{name}/varying"));
+                (format!("{var:.2}"), format!("{cached_var:.2}"), cached_var / var)
             }
-            None => ("-".to_owned(), "-".to_owned()),
+            None => ("-".to_owned(), "-".to_owned(), cached_rep / rep),
         };
-        println!("{name:<24} {:>12.2} {var:>12} {ratio:>18}", rep / reference);
+        println!("{name:<22} {rep:>9.2} {var:>9} {cached_rep:>16.2} {cached_var:>16} {gain:>15.2}");
     }
+    println!(
+        "{:<22} {:>9.2} {:>9} {:>16} {:>16.2} {:>15.2}",
+        "8192 distinct shapes",
+        rel("classify/distinct_shapes".into()),
+        "-",
+        "-",
+        rel("classify_cached/distinct_shapes".into()),
+        t.of("classify_cached/distinct_shapes") / t.of("classify/distinct_shapes")
+    );
+    println!("(cached÷uncached: of the varying texts where there are some, else of the repeated text; the last row");
+    println!(" cycles through more shapes than the cache keeps, so it shows the cost of a miss)");
 }
 
 fn main() {

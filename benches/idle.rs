@@ -6,10 +6,11 @@
 //! Environment:
 //! - `IDLE_ADDR` (required, `host:port`), `IDLE_PID` (required, the process whose RSS is measured)
 //! - `IDLE_USER` (app), `IDLE_PASSWORD` (apppw), `IDLE_CONNS` (10000), `IDLE_CONCURRENCY` (32),
-//!   `IDLE_SETTLE_MS` (1000: wait before each RSS sample)
+//!   `IDLE_SETTLE_MS` (1000: wait before each RSS sample), `IDLE_CYCLES` (2: open/close cycles; more show
+//!   whether memory left after closing grows cycle after cycle, i.e. leaks)
 //!
-//! Opens and closes the N connections twice and prints one line (sizes in bytes):
-//! `idle conns=… rss_before=… open_secs=… rss_open=… rss_closed=… open_secs2=… rss_open2=… rss_closed2=…
+//! Opens and closes the N connections `IDLE_CYCLES` times and prints one line (sizes in bytes):
+//! `idle conns=… rss_before=… open_secs=… rss_open=… rss_closed=… open_secs2=… rss_open2=… rss_closed2=… …
 //! bytes_per_conn=…`, where `bytes_per_conn = (rss_open - rss_before) / conns` (first cycle).
 //! The process running this needs `ulimit -n` above N.
 
@@ -85,6 +86,7 @@ fn main() -> anyhow::Result<()> {
     let password = client::env_or("IDLE_PASSWORD", "apppw");
     let n: usize = client::env_parse("IDLE_CONNS", 10_000)?;
     let concurrency: usize = client::env_parse("IDLE_CONCURRENCY", 32)?;
+    let cycles: usize = client::env_parse("IDLE_CYCLES", 2)?;
     let settle = client::secs(client::env_parse::<f64>("IDLE_SETTLE_MS", 1000.0)? / 1000.0);
     let opts = client::opts(&addr, &user, &password, None)?;
 
@@ -94,9 +96,9 @@ fn main() -> anyhow::Result<()> {
         let before = rss(pid)?;
         let mut line = format!("idle conns={n} rss_before={before}");
         let mut first_open = 0;
-        // Two open/close cycles: if the second cycle's peak is no higher than the first's, memory left after
-        // closing is kept by the allocator for reuse, not leaked.
-        for cycle in 1..=2 {
+        // Several open/close cycles: if later peaks are no higher than the first, memory left after closing is
+        // kept by the allocator for reuse, not leaked.
+        for cycle in 1..=cycles {
             let started = std::time::Instant::now();
             let mut conns = open_all(&opts, n, concurrency).await?;
             let open_secs = started.elapsed().as_secs_f64();

@@ -48,7 +48,7 @@ readonly CLK_TCK
 
 WORK="$(mktemp -d /tmp/rwsplit-bench-run.XXXXXX)"
 readonly WORK
-HAPROXY_PID="" RWSPLIT_PID="" SANDBOX_STARTED=0 FAILED=0
+HAPROXY_PID="" RWSPLIT_PID="" CHILD_PID="" CHILD_NAME="" SANDBOX_STARTED=0 FAILED=0
 STARTED_AT=$SECONDS
 
 log() { echo "[bench $((SECONDS - STARTED_AT))s] $*" >&2; }
@@ -79,6 +79,7 @@ stop_pid() {
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    stop_pid "$CHILD_PID" "$CHILD_NAME"
     stop_pid "$RWSPLIT_PID" rwsplit
     stop_pid "$HAPROXY_PID" haproxy
     if ((SANDBOX_STARTED)); then
@@ -89,7 +90,7 @@ cleanup() {
             bash deploy/sandbox.sh down --wipe --dir "$SANDBOX_DIR" >/dev/null 2>&1 || log "sandbox down failed"
         fi
     fi
-    if ((rc == 0)); then
+    if ((rc == 0 || rc == 130)); then
         rm -rf "$WORK"
     else
         log "failed (exit $rc); logs kept in $WORK"
@@ -98,6 +99,20 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# run_child LOG CMD...: runs CMD as a background child with stdout and stderr appended to LOG, and waits for
+# it. A foreground child would delay Ctrl-C: bash runs the INT trap only after the child ends, and not at all
+# if the child (sysbench) handles SIGINT itself. `wait` is interrupted at once, and cleanup stops the child.
+# (The log is the child's redirection, not the function's, so cleanup's messages still reach stderr.)
+run_child() {
+    local rc=0 log=$1
+    shift
+    "$@" >>"$log" 2>&1 &
+    CHILD_PID=$! CHILD_NAME=$1
+    wait "$CHILD_PID" || rc=$?
+    CHILD_PID=""
+    return "$rc"
+}
 
 # --- setup -------------------------------------------------------------------------------------------------
 
@@ -180,7 +195,7 @@ start_sandbox() {
     done
     log "starting the MariaDB sandbox in $SANDBOX_DIR on ports $MASTER_PORT-$R2_PORT"
     SANDBOX_STARTED=1
-    bash deploy/sandbox.sh up --dir "$SANDBOX_DIR" --port "$BASE" >"$WORK/sandbox.log" 2>&1 ||
+    run_child "$WORK/sandbox.log" bash deploy/sandbox.sh up --dir "$SANDBOX_DIR" --port "$BASE" ||
         {
             tail -n 30 "$WORK/sandbox.log" >&2
             die "sandbox did not start"
@@ -195,10 +210,10 @@ sysbench_common() {
 prepare_data() {
     log "preparing sysbench tables on the master ($TABLES × $TABLE_SIZE rows in database app)"
     # shellcheck disable=SC2046
-    sysbench oltp_read_only $(sysbench_common) --mysql-port="$MASTER_PORT" cleanup >"$WORK/prepare.log" 2>&1
+    run_child "$WORK/prepare.log" sysbench oltp_read_only $(sysbench_common) --mysql-port="$MASTER_PORT" cleanup
     # shellcheck disable=SC2046
-    sysbench oltp_read_only $(sysbench_common) --mysql-port="$MASTER_PORT" --threads=2 prepare \
-        >>"$WORK/prepare.log" 2>&1 || {
+    run_child "$WORK/prepare.log" sysbench oltp_read_only $(sysbench_common) --mysql-port="$MASTER_PORT" \
+        --threads=2 prepare || {
         tail -n 20 "$WORK/prepare.log" >&2
         die "sysbench prepare failed"
     }
@@ -213,10 +228,11 @@ prepare_data() {
 
 start_haproxy() {
     cat >"$WORK/haproxy.cfg" <<EOF
-# HAProxy in TCP mode in front of the two replicas (benchmark reference).
+# HAProxy in TCP mode in front of the two replicas (benchmark reference); as many threads as rwsplit's
+# runtime has workers (one per core).
 global
     maxconn $(((NOFILE - 100) / 2 < 4000 ? (NOFILE - 100) / 2 : 4000))
-    nbthread 2
+    nbthread $(nproc)
 defaults
     mode tcp
     timeout connect 5s
@@ -321,8 +337,8 @@ sysbench_run() {
     q0="$(questions)"
     t0="$(cpu_ticks "$pid")"
     # shellcheck disable=SC2046
-    if ! sysbench "$test" $(sysbench_common) --mysql-port="$port" --threads="$THREADS" --time="$DURATION" \
-        --percentile=95 "$@" run >"$out" 2>&1; then
+    if ! run_child "$out" sysbench "$test" $(sysbench_common) --mysql-port="$port" --threads="$THREADS" \
+        --time="$DURATION" --percentile=95 "$@" run; then
         log "FAILED: $label via $target (see below)"
         tail -n 15 "$out" >&2
         FAILED=1
@@ -429,9 +445,9 @@ part_latency() {
             for target in "${TARGETS[@]}"; do
                 local out="$WORK/latency-$label-$target-$round.log"
                 # shellcheck disable=SC2046
-                if ! sysbench oltp_point_select $(sysbench_common) --mysql-port="$(port_of_target "$target")" \
-                    --threads=1 --time=2 --histogram=on --percentile=50 --db-ps-mode="$mode" \
-                    run >"$out" 2>&1; then
+                if ! run_child "$out" sysbench oltp_point_select $(sysbench_common) \
+                    --mysql-port="$(port_of_target "$target")" --threads=1 --time=2 --histogram=on \
+                    --percentile=50 --db-ps-mode="$mode" run; then
                     log "FAILED: latency $label via $target"
                     tail -n 15 "$out" >&2
                     FAILED=1
@@ -467,7 +483,7 @@ part_churn() {
         out="$WORK/churn-$target.log"
         t0="$(cpu_ticks "$pid")"
         if ! CHURN_ADDR="127.0.0.1:$(port_of_target "$target")" CHURN_SECS="$CHURN_TIME" \
-            CHURN_WORKERS="$CHURN_WORKER_COUNT" "$CHURN_BIN" >"$out" 2>&1; then
+            CHURN_WORKERS="$CHURN_WORKER_COUNT" run_child "$out" "$CHURN_BIN"; then
             log "FAILED: churn via $target"
             tail -n 15 "$out" >&2
             FAILED=1
@@ -507,8 +523,8 @@ part_idle() {
     RWSPLIT_PID=""
     start_rwsplit
     local out="$WORK/idle.log" line
-    if ! IDLE_ADDR="127.0.0.1:$RWSPLIT_PORT" IDLE_PID="$RWSPLIT_PID" IDLE_CONNS="$IDLE_CONNS" "$IDLE_BIN" \
-        >"$out" 2>&1; then
+    if ! IDLE_ADDR="127.0.0.1:$RWSPLIT_PORT" IDLE_PID="$RWSPLIT_PID" IDLE_CONNS="$IDLE_CONNS" \
+        run_child "$out" "$IDLE_BIN"; then
         log "FAILED: idle connections"
         tail -n 15 "$out" >&2
         FAILED=1
@@ -523,9 +539,12 @@ part_idle() {
                      v["rss_before"] / 1048576, v["conns"], v["rss_open"] / 1048576, v["rss_closed"] / 1048576
               printf "=> %d bytes (%.1f KiB) of rwsplit RSS per idle connection (no backend connection is opened)\n",
                      v["bytes_per_conn"], v["bytes_per_conn"] / 1024
-              printf "second open/close cycle: %.1f MiB open, %.1f MiB closed; the peak grew by %d bytes/connection\n",
-                     v["rss_open2"] / 1048576, v["rss_closed2"] / 1048576, (v["rss_open2"] - v["rss_open"]) / v["conns"]
-              print "(about 0: what stays after closing is kept by the allocator and reused, not leaked)" }' <<<"$line"
+              for (k = 2; ("rss_open" k) in v; k++)
+                  printf "open/close cycle %d: %.1f MiB open, %.1f MiB closed; the peak grew by %d bytes/connection\n",
+                         k, v["rss_open" k] / 1048576, v["rss_closed" k] / 1048576,
+                         (v["rss_open" k] - v["rss_open" (k == 2 ? "" : k - 1)]) / v["conns"]
+              print "(about 0: what stays after closing is reused; steady growth per cycle would be a leak;",
+                    "IDLE_CYCLES=N runs more cycles)" }' <<<"$line"
 }
 
 # --- main --------------------------------------------------------------------------------------------------
