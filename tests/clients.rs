@@ -238,6 +238,30 @@ async fn pooled_backend_connections_are_reused_and_reset() {
     assert_eq!(thread, master_thread, "the pooled master connection is reused");
     let leaked: Option<String> = c.query_first("SELECT /* rwsplit:master */ @leak").await.unwrap().unwrap();
     assert_eq!(leaked, None, "state must not leak between sessions through the pool");
+    // Replica connections too: one that ran SET is reset before reuse, one that only read is reused as is.
+    let mut threads = std::collections::HashSet::new();
+    let mut reused = false;
+    let open_before = proxy.shared.session_count();
+    for i in 0..12 {
+        let mut c = proxy.conn().await;
+        if i % 3 == 0 {
+            c.query_drop("SET @leak = 'secret'").await.unwrap();
+        }
+        let (leak, thread, server): (Option<String>, u64, u32) =
+            c.query_first("SELECT @leak, @@pseudo_thread_id, @@server_id").await.unwrap().unwrap();
+        if i % 3 != 0 {
+            assert_eq!(leak, None, "a pooled replica connection carried another session's variable");
+        }
+        reused |= !threads.insert((server, thread));
+        c.disconnect().await.unwrap();
+        // Wait until the proxy has ended the session and released its connections.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while proxy.shared.session_count() > open_before {
+            assert!(std::time::Instant::now() < deadline, "session never ended");
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    assert!(reused, "pooled replica connections are reused");
 }
 
 #[tokio::test(flavor = "multi_thread")]

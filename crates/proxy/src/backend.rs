@@ -48,6 +48,9 @@ pub struct BackendConn {
     pub types_sent: HashSet<u32>,
     /// False while a response is being read: a connection abandoned mid-response must not be pooled.
     pub clean: bool,
+    /// Something other than a plain autocommit read ran here since login or the last reset, so its session
+    /// state may differ from a fresh login's: it must be reset before another session uses it.
+    pub dirty: bool,
     /// The server's greeting nonce and plugin, reused by COM_CHANGE_USER.
     nonce: Vec<u8>,
     plugin: String,
@@ -127,6 +130,7 @@ impl BackendConn {
             stmts: HashMap::new(),
             types_sent: HashSet::new(),
             clean: true,
+            dirty: false,
             nonce: greeting.nonce.clone(),
             plugin: greeting.plugin.clone(),
         };
@@ -161,6 +165,7 @@ impl BackendConn {
         self.history_applied = 0;
         self.stmts.clear();
         self.types_sent.clear();
+        self.dirty = false;
         Ok(())
     }
 

@@ -1,9 +1,11 @@
 //! The backend connection pool: idle connections per [`LoginKey`], reset before reuse.
 //!
-//! A session releases its backend connections when it ends. Clean ones are reset in the background with
-//! COM_CHANGE_USER (same login: transactions rolled back, temporary tables, variables and prepared statements
-//! dropped, database and character set restored) and only then become idle, so taking one is instant.
-//! Connections abandoned mid-response, or that fail the reset, are closed instead.
+//! A session releases its backend connections when it ends. A connection that only ran plain autocommit
+//! reads (no session-state command, no prepared statement, no transaction, no write, no hint, no user
+//! variable assignment) has nothing to undo and goes straight back. Any other is reset in the background
+//! with COM_CHANGE_USER (same login: transactions rolled back, temporary tables, variables and prepared
+//! statements dropped, database and character set restored) and only then becomes idle, so taking one is
+//! instant. Connections abandoned mid-response, or that fail the reset, are closed instead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,10 @@ impl Pool {
     /// Hands a connection back: reset in the background, then kept if fewer than `max_idle` are idle.
     pub fn release(self: &Arc<Self>, mut conn: BackendConn, creds: Credentials, max_idle: usize) {
         if !conn.clean || max_idle == 0 {
+            return;
+        }
+        if !conn.dirty && conn.history_applied == 0 && conn.stmts.is_empty() {
+            self.put(conn, max_idle);
             return;
         }
         let pool = Arc::clone(self);

@@ -138,6 +138,10 @@ impl Session {
             };
             // A read on a replica is abandoned as soon as the health checker finds the replica unreachable
             // (e.g. hung): retried elsewhere if the client has seen nothing of the response yet.
+            // Only a plain autocommit read leaves no session state behind (see pool.rs).
+            let plain_read =
+                decision.reason == "read" && matches!(&command, Command::Plain(p) if p.first() == Some(&com::QUERY));
+            conn.dirty |= !plain_read;
             let watch = (side == Side::Replica).then(|| Arc::clone(&conn.key.addr));
             let shared = Arc::clone(&self.shared);
             let sent = AtomicBool::new(false);
