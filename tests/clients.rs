@@ -5,48 +5,17 @@ mod common;
 use std::net::SocketAddr;
 
 use common::proxy::{config_yaml, Proxy};
+use common::raw::{login_params, read_frame, write_frame, Raw};
 use common::{mariadb_cli, mariadb_dump, unique_name, Topology};
 use mysql_async::prelude::*;
-use rwsplit_wire::auth::{self, BackendLogin};
+use rwsplit_wire::auth;
 use rwsplit_wire::packet::ErrPacket;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// Reads one packet (header + payload) from a raw stream.
-async fn read_packet(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
-    let mut h = [0u8; 4];
-    s.read_exact(&mut h).await?;
-    let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
-    let mut p = vec![0; len];
-    s.read_exact(&mut p).await?;
-    Ok((h[3], p))
-}
-
-async fn write_packet(s: &mut TcpStream, seq: u8, payload: &[u8]) -> std::io::Result<()> {
-    let len = payload.len() as u32;
-    let mut buf = vec![len as u8, (len >> 8) as u8, (len >> 16) as u8, seq];
-    buf.extend_from_slice(payload);
-    s.write_all(&buf).await
-}
 
 /// Logs in over a raw socket as app/apppw; returns the stream ready for commands.
 async fn raw_login(addr: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let (_, greeting) = read_packet(&mut s).await.unwrap();
-    let greeting = auth::parse_greeting(&greeting).expect("proxy greeting parses");
-    let login = BackendLogin {
-        capabilities: auth::supported_capabilities(),
-        collation: 45,
-        user: "app",
-        password: b"apppw",
-        database: None,
-        attributes: &[],
-    };
-    let (payload, _) = auth::handshake_response(&greeting, &login);
-    write_packet(&mut s, 1, &payload).await.unwrap();
-    let (_, ok) = read_packet(&mut s).await.unwrap();
-    assert_eq!(ok[0], 0, "login OK expected, got {:?}", ErrPacket::parse(&ok));
-    s
+    Raw::login(addr, "app", "apppw", None).await.stream
 }
 
 async fn assert_proxy_serves(proxy: &Proxy) {
@@ -78,40 +47,33 @@ async fn caching_sha2_clients_log_in() {
     let proxy = Proxy::start(topo).await;
     // A client that answers the greeting with caching_sha2_password, as MySQL 8 clients do by default.
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    let (_, greeting) = read_packet(&mut s).await.unwrap();
-    let mut greeting = auth::parse_greeting(&greeting).unwrap();
+    let greeting = read_frame(&mut s).await.unwrap();
+    let mut greeting = auth::parse_greeting(greeting.payload()).unwrap();
     greeting.plugin = auth::CACHING_SHA2.into();
-    let login = BackendLogin {
-        capabilities: auth::supported_capabilities(),
-        collation: 45,
-        user: "app",
-        password: b"apppw",
-        database: None,
-        attributes: &[],
-    };
+    let login = login_params("app", "apppw", auth::supported_capabilities());
     let (payload, plugin) = auth::handshake_response(&greeting, &login);
     assert_eq!(plugin, auth::CACHING_SHA2);
-    write_packet(&mut s, 1, &payload).await.unwrap();
-    let (_, fast) = read_packet(&mut s).await.unwrap();
-    assert_eq!(fast, vec![0x01, 0x03], "fast-auth success");
-    let (_, ok) = read_packet(&mut s).await.unwrap();
-    assert_eq!(ok[0], 0);
+    write_frame(&mut s, 1, &payload).await.unwrap();
+    let fast = read_frame(&mut s).await.unwrap();
+    assert_eq!(fast.payload(), &[0x01, 0x03], "fast-auth success");
+    let ok = read_frame(&mut s).await.unwrap();
+    assert_eq!(ok.payload()[0], 0);
     // A client with an unknown plugin is switched to mysql_native_password.
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    let (_, g) = read_packet(&mut s).await.unwrap();
-    let mut g = auth::parse_greeting(&g).unwrap();
+    let g = read_frame(&mut s).await.unwrap();
+    let mut g = auth::parse_greeting(g.payload()).unwrap();
     g.plugin = "dialog".into();
     let (mut payload, _) = auth::handshake_response(&g, &login);
     let at = payload.windows(21).position(|w| w == b"mysql_native_password").unwrap();
     payload.splice(at..at + 21, b"dialog_plugin_x_y_z_w".iter().copied());
-    write_packet(&mut s, 1, &payload).await.unwrap();
-    let (seq, switch) = read_packet(&mut s).await.unwrap();
-    let (plugin, nonce) = auth::parse_auth_switch(&switch).expect("auth switch request");
+    write_frame(&mut s, 1, &payload).await.unwrap();
+    let switch = read_frame(&mut s).await.unwrap();
+    let (plugin, nonce) = auth::parse_auth_switch(switch.payload()).expect("auth switch request");
     assert_eq!(plugin, auth::NATIVE);
     let answer = auth::expected_scramble(auth::NATIVE, &nonce, b"apppw").unwrap();
-    write_packet(&mut s, seq + 1, &answer).await.unwrap();
-    let (_, ok) = read_packet(&mut s).await.unwrap();
-    assert_eq!(ok[0], 0, "{:?}", ErrPacket::parse(&ok));
+    write_frame(&mut s, switch.seq() + 1, &answer).await.unwrap();
+    let ok = read_frame(&mut s).await.unwrap();
+    assert_eq!(ok.payload()[0], 0, "{:?}", ErrPacket::parse(ok.payload()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,29 +83,29 @@ async fn malformed_packets_end_only_that_session() {
     let mut keep = proxy.conn().await;
     // Garbage instead of a handshake response.
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    read_packet(&mut s).await.unwrap();
-    write_packet(&mut s, 1, &[0xff, 0xff, 0x01]).await.unwrap();
-    let (_, err) = read_packet(&mut s).await.unwrap();
-    assert_eq!(ErrPacket::parse(&err).map(|e| e.code), Some(1043));
+    read_frame(&mut s).await.unwrap();
+    write_frame(&mut s, 1, &[0xff, 0xff, 0x01]).await.unwrap();
+    let err = read_frame(&mut s).await.unwrap();
+    assert_eq!(ErrPacket::parse(err.payload()).map(|e| e.code), Some(1043));
     // A header promising more than is sent, then a close.
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    read_packet(&mut s).await.unwrap();
+    read_frame(&mut s).await.unwrap();
     s.write_all(&[100, 0, 0, 1, 1, 2, 3]).await.unwrap();
     drop(s);
     // After login: an empty command, an unknown command, a truncated execute, a wrong sequence id.
     let mut s = raw_login(proxy.addr).await;
-    write_packet(&mut s, 0, &[0x1d]).await.unwrap(); // COM_DAEMON: unsupported
-    let (_, err) = read_packet(&mut s).await.unwrap();
-    assert_eq!(ErrPacket::parse(&err).map(|e| e.code), Some(1047), "unknown command gets a real error");
-    write_packet(&mut s, 0, &[0x17, 1]).await.unwrap(); // COM_STMT_EXECUTE, truncated
-    let (_, err) = read_packet(&mut s).await.unwrap();
-    assert_eq!(ErrPacket::parse(&err).map(|e| e.code), Some(1243));
-    write_packet(&mut s, 5, &[0x03, b'S']).await.unwrap(); // bad sequence id: session closed
-    let closed = read_packet(&mut s).await;
+    write_frame(&mut s, 0, &[0x1d]).await.unwrap(); // COM_DAEMON: unsupported
+    let err = read_frame(&mut s).await.unwrap();
+    assert_eq!(ErrPacket::parse(err.payload()).map(|e| e.code), Some(1047), "unknown command gets a real error");
+    write_frame(&mut s, 0, &[0x17, 1]).await.unwrap(); // COM_STMT_EXECUTE, truncated
+    let err = read_frame(&mut s).await.unwrap();
+    assert_eq!(ErrPacket::parse(err.payload()).map(|e| e.code), Some(1243));
+    write_frame(&mut s, 5, &[0x03, b'S']).await.unwrap(); // bad sequence id: session closed
+    let closed = read_frame(&mut s).await;
     assert!(closed.is_err(), "session must be closed after a protocol violation");
     let mut s = raw_login(proxy.addr).await;
-    write_packet(&mut s, 0, &[]).await.unwrap();
-    assert!(read_packet(&mut s).await.is_err(), "empty command closes the session");
+    write_frame(&mut s, 0, &[]).await.unwrap();
+    assert!(read_frame(&mut s).await.is_err(), "empty command closes the session");
     // The long-lived session and new ones are unaffected.
     let one: u32 = keep.query_first("SELECT 1").await.unwrap().unwrap();
     assert_eq!(one, 1);
@@ -170,8 +132,8 @@ async fn client_leaving_mid_result_does_not_disturb_others() {
     let proxy = Proxy::start(topo).await;
     let mut s = raw_login(proxy.addr).await;
     let q = b"\x03SELECT seq, REPEAT('x', 100) FROM mysql.seq_1_to_1000000";
-    write_packet(&mut s, 0, q).await.unwrap();
-    read_packet(&mut s).await.unwrap();
+    write_frame(&mut s, 0, q).await.unwrap();
+    read_frame(&mut s).await.unwrap();
     drop(s);
     for _ in 0..5 {
         assert_proxy_serves(&proxy).await;

@@ -6,26 +6,15 @@ mod common;
 use std::net::SocketAddr;
 
 use common::proxy::{config_with_health, Proxy};
-use common::raw::{read_frame, write_frame};
+use common::raw::try_login;
 use common::Topology;
 use mysql_async::prelude::*;
 use rwsplit::Config;
-use rwsplit_wire::auth::{self, BackendLogin};
+use rwsplit_wire::auth;
 
 /// Logs in over a raw socket (no query is sent), returning the first byte of the server's answer.
 async fn login_answer(addr: SocketAddr, user: &str, password: &str) -> u8 {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let greeting = auth::parse_greeting(read_frame(&mut s).await.unwrap().payload()).unwrap();
-    let login = BackendLogin {
-        capabilities: auth::supported_capabilities(),
-        collation: 45,
-        user,
-        password: password.as_bytes(),
-        database: None,
-        attributes: &[],
-    };
-    write_frame(&mut s, 1, &auth::handshake_response(&greeting, &login).0).await.unwrap();
-    read_frame(&mut s).await.unwrap().payload()[0]
+    try_login(addr, user, password, auth::supported_capabilities()).await.1.payload()[0]
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -33,24 +33,35 @@ pub async fn write_frame(s: &mut TcpStream, seq: u8, payload: &[u8]) -> std::io:
     s.write_all(Frame::new(seq, payload).as_bytes()).await
 }
 
+/// Login parameters (collation utf8mb4_general_ci, no database, no attributes).
+pub fn login_params<'a>(user: &'a str, password: &'a str, caps: CapabilityFlags) -> BackendLogin<'a> {
+    BackendLogin {
+        capabilities: caps,
+        collation: 45,
+        user,
+        password: password.as_bytes(),
+        database: None,
+        attributes: &[],
+    }
+}
+
+/// Connects, reads the greeting and sends a login; returns the stream and the server's first answer (OK,
+/// ERR, or an auth-switch/more-data packet), without judging it.
+pub async fn try_login(addr: SocketAddr, user: &str, password: &str, caps: CapabilityFlags) -> (TcpStream, Frame) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let greeting = read_frame(&mut stream).await.expect("greeting");
+    let greeting = auth::parse_greeting(greeting.payload()).expect("greeting parses");
+    let (payload, _) = auth::handshake_response(&greeting, &login_params(user, password, caps));
+    write_frame(&mut stream, 1, &payload).await.expect("send login");
+    let answer = read_frame(&mut stream).await.expect("login answer");
+    (stream, answer)
+}
+
 impl Raw {
     /// Logs in as `user`/`password` with the given capabilities (the proxy's supported set if None).
     pub async fn login(addr: SocketAddr, user: &str, password: &str, caps: Option<CapabilityFlags>) -> Raw {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let greeting = read_frame(&mut stream).await.expect("greeting");
-        let greeting = auth::parse_greeting(greeting.payload()).expect("greeting parses");
         let caps = caps.unwrap_or_else(auth::supported_capabilities);
-        let login = BackendLogin {
-            capabilities: caps,
-            collation: 45,
-            user,
-            password: password.as_bytes(),
-            database: None,
-            attributes: &[],
-        };
-        let (payload, _) = auth::handshake_response(&greeting, &login);
-        write_frame(&mut stream, 1, &payload).await.expect("send login");
-        let ok = read_frame(&mut stream).await.expect("login answer");
+        let (stream, ok) = try_login(addr, user, password, caps).await;
         assert_eq!(ok.payload()[0], 0, "login failed: {:?}", ErrPacket::parse(ok.payload()));
         Raw { stream, caps }
     }
