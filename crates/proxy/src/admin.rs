@@ -75,27 +75,16 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the admin interface until `cancel`; open admin connections end with it.
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, cancel: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = cancel.cancelled() => return,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let (shared, cancel) = (Arc::clone(&shared), cancel.clone());
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = connection(shared, stream, peer) => {}
-                        _ = cancel.cancelled() => {}
-                    }
-                });
+    crate::accept_loop(&listener, &cancel, "admin", |stream, peer| {
+        let (shared, cancel) = (Arc::clone(&shared), cancel.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection(shared, stream, peer) => {}
+                _ = cancel.cancelled() => {}
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+        });
+    })
+    .await;
 }
 
 /// Runs one admin connection: opensrv over an in-memory pipe, the relay between the pipe and the client.

@@ -21,18 +21,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves the endpoints until `cancel`.
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, cancel: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = cancel.cancelled() => return,
-        };
-        if let Ok((stream, _)) = accepted {
-            let shared = Arc::clone(&shared);
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(&shared, stream)).await;
-            });
-        }
-    }
+    crate::accept_loop(&listener, &cancel, "metrics", |stream, _| {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(&shared, stream)).await;
+        });
+    })
+    .await;
 }
 
 async fn handle(shared: &Shared, mut stream: TcpStream) -> std::io::Result<()> {

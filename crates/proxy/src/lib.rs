@@ -273,26 +273,36 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: Cancell
     }
     let tracker = TaskTracker::new();
     tracing::info!(listen = %listener.local_addr()?, "rwsplit accepting connections");
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => break,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                tracker.spawn(session::serve(stream, Arc::clone(&shared), shutdown.clone()));
-            }
-            // Out of file descriptors and similar: keep serving the sessions we have.
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    }
+    accept_loop(&listener, &shutdown, "client", |stream, _| {
+        tracker.spawn(session::serve(stream, Arc::clone(&shared), shutdown.clone()));
+    })
+    .await;
     tracker.close();
     let grace = shared.config.load().shutdown_grace;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(sessions = tracker.len(), "shutdown grace period over; closing remaining sessions");
     }
     Ok(())
+}
+
+/// Accepts connections on `listener` and hands each to `handle` until `cancel`. A failed accept (e.g. out of
+/// file descriptors) is logged and retried after a short pause, so the loop never spins; open connections
+/// are unaffected.
+pub(crate) async fn accept_loop<F>(listener: &TcpListener, cancel: &CancellationToken, what: &str, mut handle: F)
+where
+    F: FnMut(tokio::net::TcpStream, std::net::SocketAddr),
+{
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = cancel.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => handle(stream, peer),
+            Err(e) => {
+                tracing::warn!(error = %e, listener = what, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
