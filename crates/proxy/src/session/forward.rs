@@ -80,7 +80,7 @@ impl Session {
     }
 
     /// Closes the session's connection on `side` (after a failure): it is not pooled.
-    fn drop_conn(&mut self, side: Side) {
+    pub(super) fn drop_conn(&mut self, side: Side) {
         match side {
             Side::Master => self.master = None,
             Side::Replica => {
@@ -249,7 +249,7 @@ impl Session {
     }
 
     /// Gives the connection on `side` back to the pool (it is healthy, just no longer wanted here).
-    fn release(&mut self, side: Side) {
+    pub(super) fn release(&mut self, side: Side) {
         let conn = match side {
             Side::Master => self.master.take(),
             Side::Replica => self.replica.take(),

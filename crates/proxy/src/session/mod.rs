@@ -290,11 +290,8 @@ impl Session {
 
     /// Hands the session's backend connections back to the pool.
     fn release_backends(&mut self) {
-        let max_idle = self.shared.config.load().pool.max_idle;
-        for conn in self.master.take().into_iter().chain(self.replica.take()) {
-            let creds = self.login.credentials(&conn.key.addr);
-            self.shared.pool.release(conn, creds, max_idle);
-        }
+        self.release(Side::Master);
+        self.release(Side::Replica);
     }
 }
 

@@ -153,13 +153,14 @@ impl State {
 impl Session {
     /// COM_QUERY: classify, route, forward.
     pub(super) async fn com_query(&mut self, payload: Bytes) -> Result<(), SessionError> {
-        let (payload, sql) = match without_socket(&String::from_utf8_lossy(&payload[1..])) {
+        let text = String::from_utf8_lossy(&payload[1..]);
+        let (payload, sql) = match without_socket(&text) {
             Some(rewritten) => {
                 let mut p = vec![rwsplit_wire::packet::com::QUERY];
                 p.extend_from_slice(rewritten.as_bytes());
-                (Bytes::from(p), rewritten)
+                (Bytes::from(p), std::borrow::Cow::Owned(rewritten))
             }
-            None => (payload.clone(), String::from_utf8_lossy(&payload[1..]).into_owned()),
+            None => (payload.clone(), text),
         };
         let verdict = classify_cached(&sql);
         tracing::debug!(?verdict, "query");

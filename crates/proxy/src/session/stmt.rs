@@ -149,18 +149,11 @@ impl Session {
                 let mut p = vec![com::STMT_CLOSE];
                 p.extend_from_slice(&backend_id.to_le_bytes());
                 if conn.send_no_response(&p).await.is_err() {
-                    self.drop_conn_quietly(side);
+                    self.drop_conn(side);
                 }
             }
         }
         Ok(())
-    }
-
-    fn drop_conn_quietly(&mut self, side: Side) {
-        match side {
-            Side::Master => self.master = None,
-            Side::Replica => self.replica = None,
-        }
     }
 
     /// The packet for statement `id` on the connection of `side`: prepares the statement there if needed,
@@ -196,7 +189,7 @@ impl Session {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "backend failed while preparing a statement");
-                    self.drop_conn_quietly(side);
+                    self.drop_conn(side);
                     self.send_err(2013, b"HY000", &format!("rwsplit: lost connection to backend: {e}")).await?;
                     return Ok(None);
                 }
