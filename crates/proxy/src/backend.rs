@@ -8,7 +8,7 @@ use std::time::Duration;
 use rwsplit_wire::auth::{self, BackendLogin, ServerGreeting};
 use rwsplit_wire::packet::{self, com, ErrPacket};
 use rwsplit_wire::walk::{Expect, Step, Walker};
-use rwsplit_wire::{CapabilityFlags, Frame, StatusFlags};
+use rwsplit_wire::{CapabilityFlags, Frame};
 use tokio::net::TcpStream;
 
 use crate::error::BackendError;
@@ -276,9 +276,4 @@ async fn authenticate(
         }
     }
     Err(BackendError::Protocol("authentication did not finish".into()))
-}
-
-/// Status flags of an OK/EOF frame, if it is one.
-pub fn status_of(frame: &Frame) -> Option<StatusFlags> {
-    packet::terminal_status(frame.payload())
 }
