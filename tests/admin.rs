@@ -144,6 +144,7 @@ async fn show_backends_pools_and_config_through_the_cli() {
         ("health.lag_source", "replication"),
         ("health.detect_master", "false"),
         ("shutdown_grace", "1s"),
+        ("workers", "1"),
     ] {
         assert_eq!(config.get(key).map(String::as_str), Some(want), "{key} in {config:?}");
     }

@@ -822,6 +822,7 @@ fn config_rows(c: &Config) -> Vec<(String, Option<String>)> {
         kv("connect_timeout", fmt_duration(c.connect_timeout)),
         kv("max_allowed_packet", fmt_size(c.max_allowed_packet)),
         kv("shutdown_grace", fmt_duration(c.shutdown_grace)),
+        kv("workers", c.workers),
     ]);
     rows
 }

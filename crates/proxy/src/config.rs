@@ -57,6 +57,9 @@ pub struct Config {
     pub max_allowed_packet: usize,
     /// How long shutdown waits for sessions to finish.
     pub shutdown_grace: Duration,
+    /// Threads running sessions: 1 is a single-threaded event loop (the default: cheapest per query, no
+    /// cross-thread wakeups), more is a work-stealing pool of that many threads. Needs a restart.
+    pub workers: usize,
 }
 
 /// A client account.
@@ -197,6 +200,7 @@ struct RawConfig {
     connect_timeout: Option<String>,
     max_allowed_packet: Option<String>,
     shutdown_grace: Option<String>,
+    workers: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -350,6 +354,10 @@ impl Validator {
         let connect_timeout = self.duration("connect_timeout", raw.connect_timeout.as_deref(), Duration::from_secs(2));
         let shutdown_grace = self.duration("shutdown_grace", raw.shutdown_grace.as_deref(), Duration::from_secs(10));
         let max_allowed_packet = self.size("max_allowed_packet", raw.max_allowed_packet.as_deref(), 64 << 20);
+        let workers = raw.workers.unwrap_or(1);
+        if !(1..=1024).contains(&workers) {
+            self.problem("workers", "must be between 1 and 1024");
+        }
         Some(Config {
             source: None,
             listen: listen?,
@@ -363,6 +371,7 @@ impl Validator {
             connect_timeout: connect_timeout?,
             max_allowed_packet: max_allowed_packet?,
             shutdown_grace: shutdown_grace?,
+            workers,
         })
     }
 
@@ -531,7 +540,7 @@ mod tests {
         let text =
             "listen: nowhere\nusers:\n  - user: a\n    password: x\n  - user: a\n    password_env: RWSPLIT_UNSET_VAR\n\
                     master:\n  address: 127.0.0.1:13306\nreplicas:\n  - address: 127.0.0.1\n    weight: 0\n\
-                    connect_timeout: soon\n";
+                    connect_timeout: soon\nworkers: 0\n";
         let err = Config::parse(text, "t.yaml").unwrap_err();
         let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
         for want in [
@@ -541,10 +550,11 @@ mod tests {
             "replicas[0].address",
             "replicas[0].weight",
             "connect_timeout",
+            "workers",
         ] {
             assert!(fields.contains(&want), "missing {want} in {err}");
         }
-        assert!(err.to_string().starts_with("t.yaml: 6 problem(s)"), "{err}");
+        assert!(err.to_string().starts_with("t.yaml: 7 problem(s)"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!   new topology; a removed replica gets no new reads at once and its idle pooled connections are closed;
 //! - health state and pooled connections of unchanged backends are kept;
 //! - new users can log in at once, removed users cannot start sessions (running ones go on);
-//! - `listen`, `metrics.listen` and `admin.listen` need a restart: a change is reported and ignored.
+//! - `listen`, `metrics.listen`, `admin.listen` and `workers` need a restart: a change is reported and ignored.
 //!
 //! The watcher polls the file's content every 500 ms (a hash, not the mtime) and reloads when a change is
 //! stable for one more poll. Polling the path, rather than an inotify watch on the file, survives editors
@@ -92,6 +92,10 @@ impl Shared {
         if new.admin.as_ref().map(|a| a.listen) != old.admin.as_ref().map(|a| a.listen) {
             report.restart_needed.push("admin.listen");
             new.admin = old.admin.clone();
+        }
+        if new.workers != old.workers {
+            report.restart_needed.push("workers");
+            new.workers = old.workers;
         }
         let (before, after) = (backends(&old), backends(&new));
         report.removed = before.iter().filter(|b| !after.contains(b)).cloned().collect();
