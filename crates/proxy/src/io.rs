@@ -50,6 +50,36 @@ impl Wire {
         }
     }
 
+    /// The bytes read and not yet consumed, for walking frames in place: the response pump renumbers frames
+    /// in this buffer and writes them to the client straight from it (no copy), then [`Wire::consume`]s them.
+    pub fn buffered_mut(&mut self) -> &mut [u8] {
+        &mut self.rbuf
+    }
+
+    /// Drops the first `n` buffered bytes (forwarded elsewhere).
+    pub fn consume(&mut self, n: usize) {
+        self.rbuf.advance(n);
+    }
+
+    /// Reads more bytes into the read buffer, first making room for at least `room` more. Returns how many
+    /// bytes arrived (0: the peer closed).
+    pub async fn read_more(&mut self, room: usize) -> std::io::Result<usize> {
+        let room = room.max(4096);
+        if self.rbuf.capacity() - self.rbuf.len() < room {
+            self.rbuf.reserve(room.max(16 * 1024));
+        }
+        self.stream.read_buf(&mut self.rbuf).await
+    }
+
+    /// Writes `bytes` to the socket, after anything already queued.
+    pub async fn write_through(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.wbuf.extend_from_slice(bytes);
+            return self.flush().await;
+        }
+        self.stream.write_all(bytes).await
+    }
+
     /// Reads the next frame, treating a clean close as an error.
     pub async fn expect_frame(&mut self) -> std::io::Result<Frame> {
         self.read_frame()

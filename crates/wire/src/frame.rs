@@ -59,6 +59,21 @@ impl Frame {
     }
 }
 
+/// The length (header included) of the frame at the start of `buf`, if its header is there; the frame itself
+/// may not be complete yet. For walking frames in place in a read buffer.
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    match buf {
+        [a, b, c, _, ..] => Some(HEADER + (usize::from(*a) | usize::from(*b) << 8 | usize::from(*c) << 16)),
+        _ => None,
+    }
+}
+
+/// Offset of the sequence id in a frame.
+pub const SEQ_OFFSET: usize = 3;
+
+/// Size of a frame header.
+pub const HEADER_LEN: usize = HEADER;
+
 fn put_header(buf: &mut BytesMut, len: usize, seq: u8) {
     let len = len as u32;
     buf.put_slice(&[len as u8, (len >> 8) as u8, (len >> 16) as u8, seq]);
@@ -90,16 +105,15 @@ impl Decoder for FrameCodec {
     type Error = std::io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Self::Error> {
-        if src.len() < HEADER {
+        let Some(len) = frame_len(src) else {
             return Ok(None);
-        }
-        let len = usize::from(src[0]) | usize::from(src[1]) << 8 | usize::from(src[2]) << 16;
-        if src.len() < HEADER + len {
+        };
+        if src.len() < len {
             // Reserve what the rest of this frame needs so one read can complete it.
-            src.reserve(HEADER + len - src.len());
+            src.reserve(len - src.len());
             return Ok(None);
         }
-        Ok(Some(Frame { raw: src.split_to(HEADER + len) }))
+        Ok(Some(Frame { raw: src.split_to(len) }))
     }
 }
 

@@ -108,15 +108,20 @@ impl Walker {
 
     /// Feeds one frame of the response.
     pub fn feed(&mut self, frame: &Frame) -> Result<Step, WalkError> {
-        let continued = std::mem::replace(&mut self.in_continuation, frame.is_continued());
+        self.feed_payload(frame.payload())
+    }
+
+    /// Feeds the payload of one frame of the response (for callers that walk frames in their read buffer).
+    pub fn feed_payload(&mut self, payload: &[u8]) -> Result<Step, WalkError> {
+        let full_len = payload.len() == MAX_PAYLOAD;
+        let continued = std::mem::replace(&mut self.in_continuation, full_len);
         if continued {
             // The middle or tail of a large logical packet: carries no header to read. Its last frame
             // completes the response if the packet's first frame ended it.
             let complete = !self.in_continuation && self.state == State::Done;
             return Ok(if complete { Step::Done { status: self.status, error: false } } else { Step::More });
         }
-        let full_len = frame.payload().len() == MAX_PAYLOAD;
-        self.packet(frame.payload(), full_len)
+        self.packet(payload, full_len)
     }
 
     fn done(&mut self, error: bool) -> Step {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rwsplit_wire::packet::{com, ErrPacket, PrepareOk};
+use rwsplit_wire::frame;
 use rwsplit_wire::walk::{Expect, Step, Walker};
 use rwsplit_wire::StatusFlags;
 
@@ -378,6 +379,10 @@ impl Session {
 
 /// Sends `payload` to the backend and streams its response to the client, renumbering frames into the
 /// client's sequence. For a prepare, the statement id in the prepare-OK is replaced by `prepare_id`.
+///
+/// Frames are walked and renumbered in place in the backend connection's read buffer and written to the
+/// client straight from it: one write per response (or per [`FLUSH_AT`] bytes of a large one), no copy, no
+/// allocation per frame. Only whole frames are forwarded, so the walker sees every packet's header.
 async fn pump(
     conn: &mut BackendConn,
     client: &mut Wire,
@@ -393,43 +398,55 @@ async fn pump(
     let mut walker = Walker::new(expect, conn.deprecate_eof());
     let mut sent = false;
     let mut prepared = None;
+    // Bytes at the start of the read buffer that were walked and renumbered but not yet forwarded.
+    let mut walked = 0;
     loop {
-        let mut frame = match conn.wire.read_frame().await {
-            Ok(Some(f)) => f,
-            Ok(None) => return Err(backend(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into(), sent)),
-            Err(e) => return Err(backend(e.into(), sent)),
-        };
-        let step = walker.feed(&frame).map_err(|e| backend(e.into(), sent))?;
-        if let (Some(id), None) = (prepare_id, prepared) {
-            prepared = PrepareOk::parse(frame.payload());
-            if prepared.is_some() {
-                frame = rewrite_stmt_id(&frame, id);
-            }
-        }
-        frame.set_seq(*client_seq);
-        *client_seq = client_seq.wrapping_add(1);
-        client.queue(&frame);
-        match step {
-            Step::More => {
-                if client.pending() >= FLUSH_AT {
-                    sent = true;
-                    sent_flag.store(true, Ordering::Relaxed);
-                    client.flush().await.map_err(|e| Fail::Client(e.into()))?;
+        let buf = conn.wire.buffered_mut();
+        let mut step = Step::More;
+        let mut missing = 0;
+        while let Some(len) = frame::frame_len(&buf[walked..]) {
+            let Some(bytes) = buf.get_mut(walked..walked + len) else {
+                missing = walked + len - buf.len();
+                break;
+            };
+            let (header, payload) = bytes.split_at_mut(frame::HEADER_LEN);
+            step = walker.feed_payload(payload).map_err(|e| backend(e.into(), sent))?;
+            if let (Some(id), None) = (prepare_id, prepared) {
+                prepared = PrepareOk::parse(payload);
+                if prepared.is_some() {
+                    payload[1..5].copy_from_slice(&id.to_le_bytes());
                 }
             }
+            header[frame::SEQ_OFFSET] = *client_seq;
+            *client_seq = client_seq.wrapping_add(1);
+            walked += len;
+            if step != Step::More {
+                break;
+            }
+        }
+        if step != Step::More || walked >= FLUSH_AT {
+            sent = true;
+            sent_flag.store(true, Ordering::Relaxed);
+            client.write_through(&conn.wire.buffered_mut()[..walked]).await.map_err(|e| Fail::Client(e.into()))?;
+            conn.wire.consume(walked);
+            walked = 0;
+        }
+        match step {
+            Step::More => {}
             Step::LocalInfile => {
-                sent = true;
-                sent_flag.store(true, Ordering::Relaxed);
-                client.flush().await.map_err(|e| Fail::Client(e.into()))?;
                 stream_local_infile(conn, client, client_seq).await?;
                 walker.after_local_infile();
+                continue;
             }
             Step::Done { status, error } => {
-                sent_flag.store(true, Ordering::Relaxed);
-                client.flush().await.map_err(|e| Fail::Client(e.into()))?;
                 conn.clean = true;
                 return Ok(Outcome { side: Side::Master, status, error, prepared });
             }
+        }
+        match conn.wire.read_more(missing).await {
+            Ok(0) => return Err(backend(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into(), sent)),
+            Ok(_) => {}
+            Err(e) => return Err(backend(e.into(), sent)),
         }
     }
 }
@@ -452,13 +469,4 @@ async fn stream_local_infile(conn: &mut BackendConn, client: &mut Wire, client_s
             return Ok(());
         }
     }
-}
-
-/// A copy of a prepare-OK frame with the statement id replaced.
-fn rewrite_stmt_id(frame: &rwsplit_wire::Frame, id: u32) -> rwsplit_wire::Frame {
-    let mut p = frame.payload().to_vec();
-    if p.len() >= 5 {
-        p[1..5].copy_from_slice(&id.to_le_bytes());
-    }
-    rwsplit_wire::Frame::new(frame.seq(), &p)
 }

@@ -141,10 +141,16 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
 
 impl Session {
     async fn command_loop(&mut self, shutdown: &CancellationToken) -> Result<(), SessionError> {
+        // One cancellation future for the whole session: registering a waiter per command costs two locks.
+        // Polled first (biased: no random pick per command), so a client that pipelines commands cannot
+        // starve shutdown or KILL.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let payload = tokio::select! {
+                biased;
+                _ = &mut cancelled => return Ok(()),
                 p = self.read_command() => p?,
-                _ = shutdown.cancelled() => return Ok(()),
             };
             let Some(payload) = payload else {
                 return Ok(());

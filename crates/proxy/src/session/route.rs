@@ -223,6 +223,10 @@ fn without_socket(sql: &str) -> Option<String> {
     if !select.eq_ignore_ascii_case("SELECT") || !list.starts_with(char::is_whitespace) {
         return None;
     }
+    if !list.trim_start().starts_with("@@") {
+        // Not a list of variables (every application SELECT): skip the split below.
+        return None;
+    }
     let items: Vec<&str> = list.split(',').map(str::trim).collect();
     let is_var = |i: &str| {
         i.len() > 2 && i.starts_with("@@") && i[2..].chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
