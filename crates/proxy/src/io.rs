@@ -71,6 +71,20 @@ impl Wire {
         self.stream.read_buf(&mut self.rbuf).await
     }
 
+    /// Like [`Wire::read_more`] without waiting: `Ok(None)` when nothing is known to be readable now (tokio's
+    /// cached readiness says so without a system call).
+    pub fn try_read_more(&mut self, room: usize) -> std::io::Result<Option<usize>> {
+        let room = room.max(4096);
+        if self.rbuf.capacity() - self.rbuf.len() < room {
+            self.rbuf.reserve(room.max(16 * 1024));
+        }
+        match self.stream.try_read_buf(&mut self.rbuf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes `bytes` to the socket, after anything already queued.
     pub async fn write_through(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if !self.wbuf.is_empty() {

@@ -147,6 +147,11 @@ impl Shared {
         }
     }
 
+    /// Whether a health checker is configured (without one, [`Shared::unreachable`] never completes).
+    pub fn health_checked(&self) -> bool {
+        self.config.load().health.is_some()
+    }
+
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u32, SessionEntry>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -273,8 +278,8 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: Cancell
     }
     let tracker = TaskTracker::new();
     tracing::info!(listen = %listener.local_addr()?, "rwsplit accepting connections");
-    accept_loop(&listener, &shutdown, "client", |stream, _| {
-        tracker.spawn(session::serve(stream, Arc::clone(&shared), shutdown.clone()));
+    accept_loop(&listener, &shutdown, "client", |stream, peer| {
+        tracker.spawn(session::serve(stream, peer, Arc::clone(&shared), shutdown.clone()));
     })
     .await;
     tracker.close();

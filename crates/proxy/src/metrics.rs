@@ -5,7 +5,7 @@
 //! inside `prometheus`, at most once per session and label set) and then only do atomic increments.
 //! Gauges about backends are set by the health checker and the pool, off the query path.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
@@ -73,7 +73,9 @@ pub struct BackendGauges {
 /// A session's cache of query counters by (backend, reason).
 #[derive(Debug, Default)]
 pub struct QueryCounters {
-    counters: HashMap<(std::sync::Arc<str>, &'static str), IntCounter>,
+    /// (backend, reason, counter); a session meets a handful of combinations, so a linear scan comparing
+    /// pointers beats hashing the address on every statement.
+    counters: Vec<(std::sync::Arc<str>, &'static str, IntCounter)>,
 }
 
 /// Histogram buckets for query latency: from 100 µs (a proxy's scale) to 10 s.
@@ -179,11 +181,19 @@ impl Metrics {
         seconds: f64,
     ) {
         let route = if replica { "replica" } else { "master" };
-        let counter = counters
-            .counters
-            .entry((std::sync::Arc::clone(backend), reason))
-            .or_insert_with(|| self.queries.with_label_values(&[route, backend, reason]));
-        counter.inc();
+        let known = counters.counters.iter().find(|(b, r, _)| std::ptr::eq(*r, reason) && Arc::ptr_eq(b, backend));
+        match known {
+            Some((_, _, counter)) => counter.inc(),
+            None => {
+                if counters.counters.len() >= 64 {
+                    // Backends re-created by many reloads: start over rather than grow.
+                    counters.counters.clear();
+                }
+                let counter = self.queries.with_label_values(&[route, backend, reason]);
+                counter.inc();
+                counters.counters.push((Arc::clone(backend), reason, counter));
+            }
+        }
         self.duration[usize::from(replica)].observe(seconds);
     }
 

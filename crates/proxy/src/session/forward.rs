@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rwsplit_wire::packet::{com, ErrPacket, PrepareOk};
 use rwsplit_wire::frame;
+use rwsplit_wire::packet::{com, ErrPacket, PrepareOk};
 use rwsplit_wire::walk::{Expect, Step, Walker};
 use rwsplit_wire::StatusFlags;
 
@@ -143,7 +143,7 @@ impl Session {
             let plain_read =
                 decision.reason == "read" && matches!(&command, Command::Plain(p) if p.first() == Some(&com::QUERY));
             conn.dirty |= !plain_read;
-            let watch = (side == Side::Replica).then(|| Arc::clone(&conn.key.addr));
+            let watch = (side == Side::Replica && self.shared.health_checked()).then(|| Arc::clone(&conn.key.addr));
             let shared = Arc::clone(&self.shared);
             let sent = AtomicBool::new(false);
             let pumping = pump(conn, &mut self.client, &mut self.client_seq, &payload, expect, prepare_id, &sent);
@@ -426,10 +426,7 @@ async fn pump(
         }
         if step != Step::More || walked >= FLUSH_AT {
             sent = true;
-            sent_flag.store(true, Ordering::Relaxed);
-            client.write_through(&conn.wire.buffered_mut()[..walked]).await.map_err(|e| Fail::Client(e.into()))?;
-            conn.wire.consume(walked);
-            walked = 0;
+            forward_walked(conn, client, std::mem::take(&mut walked), sent_flag).await?;
         }
         match step {
             Step::More => {}
@@ -443,12 +440,35 @@ async fn pump(
                 return Ok(Outcome { side: Side::Master, status, error, prepared });
             }
         }
-        match conn.wire.read_more(missing).await {
-            Ok(0) => return Err(backend(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into(), sent)),
+        // More of the response is needed. If it has not arrived yet, what was walked goes to the client now
+        // (the client reads while the server still writes); if it has, it is batched into the next write.
+        let mut arrived = conn.wire.try_read_more(missing);
+        if walked > 0 && matches!(arrived, Ok(None)) {
+            sent = true;
+            forward_walked(conn, client, std::mem::take(&mut walked), sent_flag).await?;
+        }
+        if matches!(arrived, Ok(None)) {
+            arrived = conn.wire.read_more(missing).await.map(Some);
+        }
+        match arrived {
+            Ok(Some(0)) => return Err(backend(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into(), sent)),
             Ok(_) => {}
             Err(e) => return Err(backend(e.into(), sent)),
         }
     }
+}
+
+/// Writes the first `walked` bytes of the backend's read buffer (whole, renumbered frames) to the client.
+async fn forward_walked(
+    conn: &mut BackendConn,
+    client: &mut Wire,
+    walked: usize,
+    sent: &AtomicBool,
+) -> Result<(), Fail> {
+    sent.store(true, Ordering::Relaxed);
+    client.write_through(&conn.wire.buffered_mut()[..walked]).await.map_err(|e| Fail::Client(e.into()))?;
+    conn.wire.consume(walked);
+    Ok(())
 }
 
 /// Forwards the client's LOCAL INFILE data (frames up to an empty one) to the backend. The proxy sends each

@@ -78,9 +78,9 @@ pub struct Session {
 }
 
 /// Runs one client connection to completion. Errors end only this session.
-pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
+pub async fn serve(stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken) {
     let id = shared.next_connection_id();
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let peer = peer.to_string();
     let span = tracing::info_span!("session", id, %peer, user = tracing::field::Empty);
     async move {
         let mut client = Wire::new(stream);
