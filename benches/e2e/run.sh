@@ -228,8 +228,8 @@ prepare_data() {
 
 start_haproxy() {
     cat >"$WORK/haproxy.cfg" <<EOF
-# HAProxy in TCP mode in front of the two replicas (benchmark reference); as many threads as rwsplit's
-# runtime has workers (one per core).
+# HAProxy in TCP mode in front of the two replicas (benchmark reference), with its default of one thread
+# per core.
 global
     maxconn $(((NOFILE - 100) / 2 < 4000 ? (NOFILE - 100) / 2 : 4000))
     nbthread $(nproc)
@@ -265,6 +265,11 @@ master:
 replicas:
   - address: 127.0.0.1:$R1_PORT
   - address: 127.0.0.1:$R2_PORT
+# As deployed: the health checker probes every backend (its CPU counts in rwsplit's CPU per query).
+health:
+  user: monitor
+  password: monitorpw
+  interval: 250ms
 shutdown_grace: 2s
 EOF
     "$RWSPLIT_BIN" --config "$WORK/rwsplit.yaml" --check >/dev/null || die "rwsplit rejected $WORK/rwsplit.yaml"

@@ -86,7 +86,7 @@ pub async fn probe_version(addr: &str, timeout: Duration) -> Result<(String, Cap
         .await
         .map_err(|_| BackendError::Connect(std::io::ErrorKind::TimedOut.into()))?
         .map_err(BackendError::Connect)?;
-    let mut wire = Wire::new(stream);
+    let mut wire = Wire::new(stream, crate::io::BACKEND_READ_CHUNK);
     let frame = tokio::time::timeout(timeout, wire.expect_frame())
         .await
         .map_err(|_| BackendError::Connect(std::io::ErrorKind::TimedOut.into()))??;
@@ -115,7 +115,7 @@ impl BackendConn {
 
     async fn connect_inner(creds: &Credentials) -> Result<(BackendConn, (String, CapabilityFlags)), BackendError> {
         let stream = TcpStream::connect(&*creds.key.addr).await.map_err(BackendError::Connect)?;
-        let mut wire = Wire::new(stream);
+        let mut wire = Wire::new(stream, crate::io::BACKEND_READ_CHUNK);
         let greeting = greeting_of(&wire.expect_frame().await?)?;
         let (payload, plugin) = auth::handshake_response(&greeting, &creds.login());
         wire.send(1, &payload).await?;

@@ -13,6 +13,18 @@ use tokio_util::codec::Decoder;
 /// Write-buffer size at which queued frames are written out even mid-response.
 pub const FLUSH_AT: usize = 64 * 1024;
 
+/// Read-buffer growth step on a client connection: commands are small, and an idle client's buffers are
+/// what 10,000 idle connections cost (allocated, not just touched, bytes: freed buffers are reused at other
+/// offsets, so over time every allocated page becomes resident).
+pub const CLIENT_READ_CHUNK: usize = 2 * 1024;
+
+/// Read-buffer growth step on a backend connection: results stream through it.
+pub const BACKEND_READ_CHUNK: usize = 16 * 1024;
+
+/// A buffer this large is given back once empty, so one big packet does not pin its memory for the
+/// connection's lifetime.
+const SHRINK_ABOVE: usize = 4 * FLUSH_AT;
+
 /// A framed, buffered MySQL connection (either side).
 #[derive(Debug)]
 pub struct Wire {
@@ -22,13 +34,27 @@ pub struct Wire {
     rbuf: BytesMut,
     /// Frames queued for the next flush.
     wbuf: BytesMut,
+    /// How much room a read asks for.
+    read_chunk: usize,
 }
 
 impl Wire {
-    /// Wraps a connected stream (sets TCP_NODELAY: every flush is a complete message).
-    pub fn new(stream: TcpStream) -> Wire {
+    /// Wraps a connected stream (sets TCP_NODELAY: every flush is a complete message). Buffers start empty
+    /// and grow by `read_chunk` (see [`CLIENT_READ_CHUNK`], [`BACKEND_READ_CHUNK`]).
+    pub fn new(stream: TcpStream, read_chunk: usize) -> Wire {
         let _ = stream.set_nodelay(true);
-        Wire { stream, rbuf: BytesMut::with_capacity(16 * 1024), wbuf: BytesMut::with_capacity(16 * 1024) }
+        Wire { stream, rbuf: BytesMut::new(), wbuf: BytesMut::new(), read_chunk }
+    }
+
+    /// Makes room for a read of at least `room` bytes (and at least a read chunk).
+    fn reserve_read(&mut self, room: usize) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
+            self.rbuf = BytesMut::new();
+        }
+        let room = room.max(self.read_chunk / 4);
+        if self.rbuf.capacity() - self.rbuf.len() < room {
+            self.rbuf.reserve(room.max(self.read_chunk));
+        }
     }
 
     /// Reads the next frame. `Ok(None)` when the peer closed the connection cleanly between frames.
@@ -37,9 +63,7 @@ impl Wire {
             if let Some(frame) = FrameCodec.decode(&mut self.rbuf)? {
                 return Ok(Some(frame));
             }
-            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-                self.rbuf.reserve(16 * 1024);
-            }
+            self.reserve_read(0);
             if self.stream.read_buf(&mut self.rbuf).await? == 0 {
                 return if self.rbuf.is_empty() {
                     Ok(None)
@@ -64,20 +88,14 @@ impl Wire {
     /// Reads more bytes into the read buffer, first making room for at least `room` more. Returns how many
     /// bytes arrived (0: the peer closed).
     pub async fn read_more(&mut self, room: usize) -> std::io::Result<usize> {
-        let room = room.max(4096);
-        if self.rbuf.capacity() - self.rbuf.len() < room {
-            self.rbuf.reserve(room.max(16 * 1024));
-        }
+        self.reserve_read(room);
         self.stream.read_buf(&mut self.rbuf).await
     }
 
     /// Like [`Wire::read_more`] without waiting: `Ok(None)` when nothing is known to be readable now (tokio's
     /// cached readiness says so without a system call).
     pub fn try_read_more(&mut self, room: usize) -> std::io::Result<Option<usize>> {
-        let room = room.max(4096);
-        if self.rbuf.capacity() - self.rbuf.len() < room {
-            self.rbuf.reserve(room.max(16 * 1024));
-        }
+        self.reserve_read(room);
         match self.stream.try_read_buf(&mut self.rbuf) {
             Ok(n) => Ok(Some(n)),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
@@ -125,6 +143,9 @@ impl Wire {
     pub async fn flush(&mut self) -> std::io::Result<()> {
         while self.wbuf.has_remaining() {
             self.stream.write_all_buf(&mut self.wbuf).await?;
+        }
+        if self.wbuf.capacity() > SHRINK_ABOVE {
+            self.wbuf = BytesMut::new();
         }
         Ok(())
     }

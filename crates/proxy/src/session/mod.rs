@@ -83,7 +83,7 @@ pub async fn serve(stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Sh
     let peer = peer.to_string();
     let span = tracing::info_span!("session", id, %peer, user = tracing::field::Empty);
     async move {
-        let mut client = Wire::new(stream);
+        let mut client = Wire::new(stream, crate::io::CLIENT_READ_CHUNK);
         let login = match login::handshake(&mut client, &shared, id).await {
             Ok(login) => login,
             Err(e) => {
