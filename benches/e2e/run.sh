@@ -19,7 +19,8 @@
 # BENCH_CHURN_TIME=BENCH_TIME, BENCH_THREADS=16, BENCH_TABLES=4, BENCH_TABLE_SIZE=10000,
 # BENCH_CHURN_WORKERS=4, BENCH_IDLE_CONNS=10000, BENCH_PORT=23306 (sandbox master; replicas +1, +2;
 # HAProxy +10; rwsplit +11), BENCH_DIR=/tmp/rwsplit-bench (sandbox data, wiped at the end),
-# BENCH_KEEP_SANDBOX=1 (leave the sandbox running for another run), BENCH_RWSPLIT_LOG=warn (RUST_LOG).
+# BENCH_KEEP_SANDBOX=1 (leave the sandbox running for another run), BENCH_RWSPLIT_LOG=warn (RUST_LOG),
+# BENCH_RWSPLIT_WORKERS=1 (rwsplit's `workers`), BENCH_HAPROXY_THREADS=$(nproc) (HAProxy's nbthread).
 #
 # Needs: mariadb (installed by deploy/sandbox.sh), sysbench and haproxy (installed with apt-get if missing).
 # Everything it starts (sandbox, HAProxy, rwsplit) is stopped on exit, also on failure or Ctrl-C.
@@ -228,11 +229,11 @@ prepare_data() {
 
 start_haproxy() {
     cat >"$WORK/haproxy.cfg" <<EOF
-# HAProxy in TCP mode in front of the two replicas (benchmark reference), with its default of one thread
-# per core.
+# HAProxy in TCP mode in front of the two replicas (benchmark reference), by default with its own default of
+# one thread per core.
 global
     maxconn $(((NOFILE - 100) / 2 < 4000 ? (NOFILE - 100) / 2 : 4000))
-    nbthread $(nproc)
+    nbthread ${BENCH_HAPROXY_THREADS:-$(nproc)}
 defaults
     mode tcp
     timeout connect 5s
@@ -271,6 +272,7 @@ health:
   password: monitorpw
   interval: 250ms
 shutdown_grace: 2s
+workers: ${BENCH_RWSPLIT_WORKERS:-1}
 EOF
     "$RWSPLIT_BIN" --config "$WORK/rwsplit.yaml" --check >/dev/null || die "rwsplit rejected $WORK/rwsplit.yaml"
     RUST_LOG="${BENCH_RWSPLIT_LOG:-warn}" "$RWSPLIT_BIN" --config "$WORK/rwsplit.yaml" >>"$WORK/rwsplit.log" 2>&1 &
