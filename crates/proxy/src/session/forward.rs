@@ -381,8 +381,10 @@ impl Session {
 /// client's sequence. For a prepare, the statement id in the prepare-OK is replaced by `prepare_id`.
 ///
 /// Frames are walked and renumbered in place in the backend connection's read buffer and written to the
-/// client straight from it: one write per response (or per [`FLUSH_AT`] bytes of a large one), no copy, no
-/// allocation per frame. Only whole frames are forwarded, so the walker sees every packet's header.
+/// client straight from it, with no copy and no allocation per frame: one write per response that arrived
+/// whole, otherwise a write whenever the rest has not arrived yet or [`FLUSH_AT`] bytes are waiting (the
+/// bound on what a session buffers, plus one frame). Only whole frames are forwarded, so the walker sees
+/// every packet's header.
 async fn pump(
     conn: &mut BackendConn,
     client: &mut Wire,
