@@ -1,8 +1,12 @@
 //! Buffered frame I/O over one TCP stream: one read buffer and one write buffer per connection.
 //!
-//! Frames are decoded with the wire crate's codec straight out of the read buffer (`split_to`, no copy) and
-//! queued into the write buffer verbatim. Writers flush explicitly: at the end of a response, or when the
-//! buffer passes [`FLUSH_AT`] so a large result streams with bounded memory.
+//! Commands and the proxy's own packets: frames are decoded with the wire crate's codec straight out of the
+//! read buffer (`split_to`, no copy) and queued into the write buffer, flushed explicitly. Responses take a
+//! shorter way: the pump walks them in the backend's read buffer ([`Wire::buffered_mut`]) and writes them
+//! to the client from there ([`Wire::write_through`]), at most [`FLUSH_AT`] bytes at a time.
+//!
+//! Buffers start empty and grow on demand, and big ones are dropped once empty: what an idle connection
+//! holds is what 10,000 of them cost.
 
 use bytes::{Buf, BytesMut};
 use rwsplit_wire::{Frame, FrameCodec};
@@ -10,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
-/// Write-buffer size at which queued frames are written out even mid-response.
+/// Bytes of a response walked and held before they are written out even mid-response.
 pub const FLUSH_AT: usize = 64 * 1024;
 
 /// Read-buffer growth step on a client connection: commands are small, and an idle client's buffers are
