@@ -18,16 +18,20 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use criterion::{BatchSize, Criterion, Throughput};
 use rwsplit_wire::frame::{encode_payload, Frame, FrameCodec};
-use rwsplit_wire::packet::{ok_payload, put_lenenc_int};
+use rwsplit_wire::packet::put_lenenc_int;
 use rwsplit_wire::walk::{Expect, Step, Walker};
-use rwsplit_wire::{StatusFlags, MAX_PAYLOAD};
+use rwsplit_wire::MAX_PAYLOAD;
 use tokio_util::codec::Decoder;
 
 #[path = "common/ratio.rs"]
 mod ratio;
+
+#[path = "../tests/common/packets.rs"]
+mod packets;
+use packets::{column_def, end_of_rows, eof, frames, lenenc_str};
 
 const ROWS: usize = 1000;
 const SMALL_FRAMES: usize = 1000;
@@ -77,30 +81,8 @@ fn read_and_decode(wire: &[u8]) -> usize {
     n
 }
 
-fn lenenc_str(buf: &mut BytesMut, s: &[u8]) {
-    put_lenenc_int(buf, s.len() as u64);
-    buf.put_slice(s);
-}
-
-/// A column definition (Protocol::ColumnDefinition41) as MariaDB sends it for sysbench's table.
-fn column_def(name: &str) -> BytesMut {
-    let mut p = BytesMut::new();
-    for s in ["def", "app", "sbtest1", "sbtest1", name, name] {
-        lenenc_str(&mut p, s.as_bytes());
-    }
-    p.put_u8(0x0c);
-    p.put_u16_le(45); // utf8mb4_general_ci
-    p.put_u32_le(480);
-    p.put_u8(0xfe); // MYSQL_TYPE_STRING
-    p.put_u16_le(0x1001);
-    p.put_u8(0);
-    p.put_u16_le(0);
-    p
-}
-
 /// The frames of `SELECT id, k, c, pad FROM sbtest1 LIMIT 1000` (text protocol), in either EOF mode.
 fn result_set(deprecate_eof: bool) -> Vec<Frame> {
-    let status = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
     let mut payloads: Vec<BytesMut> = Vec::with_capacity(ROWS + 8);
     let mut count = BytesMut::new();
     put_lenenc_int(&mut count, 4);
@@ -108,15 +90,8 @@ fn result_set(deprecate_eof: bool) -> Vec<Frame> {
     for name in ["id", "k", "c", "pad"] {
         payloads.push(column_def(name));
     }
-    let eof = |p: &mut Vec<BytesMut>| {
-        let mut e = BytesMut::new();
-        e.put_u8(0xfe);
-        e.put_u16_le(0);
-        e.put_u16_le(status.bits());
-        p.push(e);
-    };
     if !deprecate_eof {
-        eof(&mut payloads);
+        payloads.push(eof());
     }
     for i in 0..ROWS {
         let mut row = BytesMut::new();
@@ -126,15 +101,8 @@ fn result_set(deprecate_eof: bool) -> Vec<Frame> {
         lenenc_str(&mut row, format!("{:0>59}", i * 31).as_bytes());
         payloads.push(row);
     }
-    if deprecate_eof {
-        // An OK packet with the 0xFE header ends the rows.
-        let mut ok = ok_payload(0, 0, status, 0);
-        ok[0] = 0xfe;
-        payloads.push(ok);
-    } else {
-        eof(&mut payloads);
-    }
-    payloads.iter().enumerate().map(|(i, p)| Frame::new((i + 1) as u8, p)).collect()
+    payloads.push(end_of_rows(deprecate_eof));
+    frames(&payloads)
 }
 
 /// Feeds every frame to a fresh walker; returns the final step.

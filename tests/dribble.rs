@@ -9,90 +9,56 @@ mod common;
 
 use std::net::SocketAddr;
 
+use bytes::BytesMut;
+use common::packets::{column_def, end_of_rows, eof, frames, lenenc_str};
 use common::proxy::Proxy;
 use common::raw::{read_frame, write_frame, Raw};
 use rwsplit_wire::auth;
 use rwsplit_wire::packet::{com, ok_payload};
 use rwsplit_wire::walk::{Expect, Step, Walker};
-use rwsplit_wire::{CapabilityFlags, Frame, StatusFlags};
+use rwsplit_wire::{CapabilityFlags, StatusFlags};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Statement id the scripted server gives every prepared statement.
 const SERVER_STMT_ID: u32 = 77;
 
-fn lenenc_str(out: &mut Vec<u8>, s: &[u8]) {
-    assert!(s.len() < 251);
-    out.push(s.len() as u8);
-    out.extend_from_slice(s);
-}
-
-fn column_def(name: &str) -> Vec<u8> {
-    let mut p = Vec::new();
-    for s in ["def", "app", "t", "t", name, name] {
-        lenenc_str(&mut p, s.as_bytes());
-    }
-    p.push(0x0c);
-    p.extend_from_slice(&45u16.to_le_bytes()); // utf8mb4_general_ci
-    p.extend_from_slice(&1024u32.to_le_bytes());
-    p.push(0xfd); // VAR_STRING
-    p.extend_from_slice(&0u16.to_le_bytes());
-    p.push(0);
-    p.extend_from_slice(&[0, 0]);
-    p
-}
-
-/// End of a result set: EOF, or an OK with the EOF header under CLIENT_DEPRECATE_EOF.
-fn end_of_rows(deprecate_eof: bool) -> Vec<u8> {
-    let status = StatusFlags::SERVER_STATUS_AUTOCOMMIT.bits().to_le_bytes();
-    if deprecate_eof {
-        vec![0xfe, 0, 0, status[0], status[1], 0, 0]
-    } else {
-        vec![0xfe, 0, 0, status[0], status[1]]
-    }
-}
-
-/// A one-column result set of `rows` rows of varying length (a NULL every 50 rows), as frames from seq 1.
+/// A one-column result set of `rows` rows of varying length (a NULL every 50 rows), as it is on the wire.
 fn result_set(rows: usize, deprecate_eof: bool) -> Vec<u8> {
-    let mut payloads = vec![vec![1u8], column_def("c")];
+    let mut payloads = vec![BytesMut::from(&[1u8][..]), column_def("c")];
     if !deprecate_eof {
-        payloads.push(end_of_rows(false));
+        payloads.push(eof());
     }
     for i in 0..rows {
+        let mut row = BytesMut::new();
         if i % 50 == 49 {
-            payloads.push(vec![0xfb]);
-            continue;
+            row.extend_from_slice(&[0xfb]);
+        } else {
+            lenenc_str(&mut row, format!("row {i} {}", "x".repeat(i * 37 % 240)).as_bytes());
         }
-        let mut row = Vec::new();
-        let text = format!("row {i} {}", "x".repeat(i * 37 % 240));
-        lenenc_str(&mut row, text.as_bytes());
         payloads.push(row);
     }
     payloads.push(end_of_rows(deprecate_eof));
-    frames(&payloads)
+    wire_bytes(&payloads)
 }
 
-/// A prepare-OK for one column and no parameters, then its column definition.
+/// A prepare-OK for one column and no parameters, then its column definition, as it is on the wire.
 fn prepare_response(deprecate_eof: bool) -> Vec<u8> {
-    let mut ok = vec![0u8];
+    let mut ok = BytesMut::from(&[0u8][..]);
     ok.extend_from_slice(&SERVER_STMT_ID.to_le_bytes());
     ok.extend_from_slice(&1u16.to_le_bytes()); // columns
     ok.extend_from_slice(&0u16.to_le_bytes()); // params
-    ok.push(0);
+    ok.extend_from_slice(&[0]);
     ok.extend_from_slice(&0u16.to_le_bytes()); // warnings
     let mut payloads = vec![ok, column_def("c")];
     if !deprecate_eof {
-        payloads.push(end_of_rows(false));
+        payloads.push(eof());
     }
-    frames(&payloads)
+    wire_bytes(&payloads)
 }
 
-fn frames(payloads: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, p) in payloads.iter().enumerate() {
-        out.extend_from_slice(Frame::new(((i + 1) % 256) as u8, p).as_bytes());
-    }
-    out
+fn wire_bytes(payloads: &[BytesMut]) -> Vec<u8> {
+    frames(payloads).iter().flat_map(|f| f.as_bytes().to_vec()).collect()
 }
 
 /// Writes `bytes` in pieces of 1 to 97 bytes (a fixed pseudo-random sequence), yielding between pieces so the

@@ -13,6 +13,7 @@
 //! that `read_only` stops), monitor/monitorpw (replication monitoring), repl/replpw (replication).
 
 // Starting the proxy in-process (owned by the proxy's tests, not by this harness).
+pub mod packets;
 pub mod proxy;
 pub mod raw;
 
