@@ -9,7 +9,11 @@ use tokio_util::codec::{Decoder, Encoder};
 
 /// Largest payload of one physical packet; a frame this long is continued by the next one.
 pub const MAX_PAYLOAD: usize = 0xFF_FFFF;
-const HEADER: usize = 4;
+/// Size of a frame header: 3 bytes of payload length, 1 byte of sequence id.
+pub const HEADER_LEN: usize = 4;
+
+/// Offset of the sequence id in a frame.
+pub const SEQ_OFFSET: usize = 3;
 
 /// One physical packet, header included, exactly as it was on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +26,7 @@ impl Frame {
     /// Builds a frame from a payload (must be ≤ [`MAX_PAYLOAD`] bytes) and a sequence id.
     pub fn new(seq: u8, payload: &[u8]) -> Frame {
         debug_assert!(payload.len() <= MAX_PAYLOAD);
-        let mut raw = BytesMut::with_capacity(HEADER + payload.len());
+        let mut raw = BytesMut::with_capacity(HEADER_LEN + payload.len());
         put_header(&mut raw, payload.len(), seq);
         raw.put_slice(payload);
         Frame { raw }
@@ -30,17 +34,17 @@ impl Frame {
 
     /// The sequence id.
     pub fn seq(&self) -> u8 {
-        self.raw[3]
+        self.raw[SEQ_OFFSET]
     }
 
     /// Rewrites the sequence id in place (the proxy renumbers frames it forwards).
     pub fn set_seq(&mut self, seq: u8) {
-        self.raw[3] = seq;
+        self.raw[SEQ_OFFSET] = seq;
     }
 
     /// The payload.
     pub fn payload(&self) -> &[u8] {
-        &self.raw[HEADER..]
+        &self.raw[HEADER_LEN..]
     }
 
     /// Whether the logical packet continues in the next frame.
@@ -55,7 +59,7 @@ impl Frame {
 
     /// The payload as owned bytes, without copying.
     pub fn into_payload(mut self) -> Bytes {
-        self.raw.split_off(HEADER).freeze()
+        self.raw.split_off(HEADER_LEN).freeze()
     }
 }
 
@@ -63,16 +67,10 @@ impl Frame {
 /// may not be complete yet. For walking frames in place in a read buffer.
 pub fn frame_len(buf: &[u8]) -> Option<usize> {
     match buf {
-        [a, b, c, _, ..] => Some(HEADER + (usize::from(*a) | usize::from(*b) << 8 | usize::from(*c) << 16)),
+        [a, b, c, _, ..] => Some(HEADER_LEN + (usize::from(*a) | usize::from(*b) << 8 | usize::from(*c) << 16)),
         _ => None,
     }
 }
-
-/// Offset of the sequence id in a frame.
-pub const SEQ_OFFSET: usize = 3;
-
-/// Size of a frame header.
-pub const HEADER_LEN: usize = HEADER;
 
 fn put_header(buf: &mut BytesMut, len: usize, seq: u8) {
     let len = len as u32;
@@ -85,7 +83,7 @@ pub fn encode_payload(dst: &mut BytesMut, mut seq: u8, payload: &[u8]) -> u8 {
     let mut rest = payload;
     loop {
         let n = rest.len().min(MAX_PAYLOAD);
-        dst.reserve(HEADER + n);
+        dst.reserve(HEADER_LEN + n);
         put_header(dst, n, seq);
         dst.put_slice(&rest[..n]);
         seq = seq.wrapping_add(1);
