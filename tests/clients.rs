@@ -140,12 +140,16 @@ async fn client_leaving_mid_result_does_not_disturb_others() {
     }
 }
 
+/// A loopback address nothing listens on: connections to it are refused.
+fn refused_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_master_gives_clear_write_errors_while_reads_go_on() {
     let topo = Topology::shared();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_addr = dead.local_addr().unwrap();
-    drop(dead);
+    let dead_addr = refused_addr();
     let yaml = config_yaml(topo).replace(&format!("address: {}", topo.master), &format!("address: {dead_addr}"));
     let proxy = Proxy::start_yaml(&yaml).await;
     let mut c = proxy.conn().await;
@@ -166,9 +170,7 @@ async fn dead_master_gives_clear_write_errors_while_reads_go_on() {
 #[tokio::test(flavor = "multi_thread")]
 async fn replica_refusing_connections_is_skipped() {
     let topo = Topology::shared();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_addr = dead.local_addr().unwrap();
-    drop(dead);
+    let dead_addr = refused_addr();
     let yaml = config_yaml(topo).replace(&format!("address: {}", topo.replicas[0]), &format!("address: {dead_addr}"));
     let proxy = Proxy::start_yaml(&yaml).await;
     let live = topo.server_id_of(topo.replicas[1]);
