@@ -136,6 +136,10 @@ impl Shared {
 
     /// Completes when the health checker reports `addr` unreachable (never, without a checker).
     pub async fn unreachable(&self, addr: &str) {
+        if self.config.load().health.is_none() {
+            // Nothing will ever report it: skip subscribing (this races every replica read).
+            return std::future::pending().await;
+        }
         let mut rx = self.health_tick.subscribe();
         loop {
             if !self.health.load().reachable(addr) {
@@ -145,11 +149,6 @@ impl Shared {
                 return std::future::pending().await;
             }
         }
-    }
-
-    /// Whether a health checker is configured (without one, [`Shared::unreachable`] never completes).
-    pub fn health_checked(&self) -> bool {
-        self.config.load().health.is_some()
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u32, SessionEntry>> {

@@ -143,7 +143,7 @@ impl Session {
             let plain_read =
                 decision.reason == "read" && matches!(&command, Command::Plain(p) if p.first() == Some(&com::QUERY));
             conn.dirty |= !plain_read;
-            let watch = (side == Side::Replica && self.shared.health_checked()).then(|| Arc::clone(&conn.key.addr));
+            let watch = (side == Side::Replica).then(|| Arc::clone(&conn.key.addr));
             let shared = Arc::clone(&self.shared);
             let sent = AtomicBool::new(false);
             let pumping = pump(conn, &mut self.client, &mut self.client_seq, &payload, expect, prepare_id, &sent);
@@ -394,11 +394,11 @@ async fn pump(
     prepare_id: Option<u32>,
     sent_flag: &AtomicBool,
 ) -> Result<Outcome, Fail> {
-    let backend = |error: BackendError, sent: bool| Fail::Backend { error, sent };
+    // Whether part of the response reached the client is `sent_flag`, set by `forward_walked`.
+    let backend = |error: BackendError| Fail::Backend { error, sent: sent_flag.load(Ordering::Relaxed) };
     conn.clean = false;
-    conn.wire.send(0, payload).await.map_err(|e| backend(e.into(), false))?;
+    conn.wire.send(0, payload).await.map_err(|e| backend(e.into()))?;
     let mut walker = Walker::new(expect, conn.deprecate_eof());
-    let mut sent = false;
     let mut prepared = None;
     // Bytes at the start of the read buffer that were walked and renumbered but not yet forwarded.
     let mut walked = 0;
@@ -412,7 +412,7 @@ async fn pump(
                 break;
             };
             let (header, payload) = bytes.split_at_mut(frame::HEADER_LEN);
-            step = walker.feed_payload(payload).map_err(|e| backend(e.into(), sent))?;
+            step = walker.feed_payload(payload).map_err(|e| backend(e.into()))?;
             if let (Some(id), None) = (prepare_id, prepared) {
                 prepared = PrepareOk::parse(payload);
                 if prepared.is_some() {
@@ -427,7 +427,6 @@ async fn pump(
             }
         }
         if step != Step::More || walked >= FLUSH_AT {
-            sent = true;
             forward_walked(conn, client, std::mem::take(&mut walked), sent_flag).await?;
         }
         match step {
@@ -446,16 +445,15 @@ async fn pump(
         // (the client reads while the server still writes); if it has, it is batched into the next write.
         let mut arrived = conn.wire.try_read_more(missing);
         if walked > 0 && matches!(arrived, Ok(None)) {
-            sent = true;
             forward_walked(conn, client, std::mem::take(&mut walked), sent_flag).await?;
         }
         if matches!(arrived, Ok(None)) {
             arrived = conn.wire.read_more(missing).await.map(Some);
         }
         match arrived {
-            Ok(Some(0)) => return Err(backend(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into(), sent)),
+            Ok(Some(0)) => return Err(backend(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into())),
             Ok(_) => {}
-            Err(e) => return Err(backend(e.into(), sent)),
+            Err(e) => return Err(backend(e.into())),
         }
     }
 }
