@@ -19,7 +19,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
-use rwsplit_classify::{classify, classify_cached, Kind};
+use rwsplit_classify::{classify, classify_cached, Dialect, Kind};
 
 #[path = "common/ratio.rs"]
 mod ratio;
@@ -144,7 +144,7 @@ fn check(name: &str, sql: &str) {
         _ => v.kind == Kind::SessionSet,
     };
     assert!(ok, "{name}: unexpected verdict {v:?} for {sql}");
-    assert_eq!(*classify_cached(sql), v, "{name}: cached verdict differs for {sql}");
+    assert_eq!(*classify_cached(sql.as_bytes(), Dialect::default()), v, "{name}: cached verdict differs for {sql}");
 }
 
 /// Point selects of 8192 distinct shapes (the table name varies).
@@ -161,7 +161,7 @@ const CLASSIFIERS: [(&str, Run); 2] = [
         black_box(classify(sql));
     }),
     ("classify_cached", |sql| {
-        black_box(classify_cached(sql));
+        black_box(classify_cached(sql.as_bytes(), Dialect::default()));
     }),
 ];
 
@@ -196,7 +196,7 @@ fn bench(c: &mut Criterion, stmts: &Stmts) {
         let mut i = 0usize;
         b.iter(|| {
             i = (i + 1) % SHAPES;
-            black_box(classify_cached(black_box(&shapes[i])))
+            black_box(classify_cached(black_box(shapes[i].as_bytes()), Dialect::default()))
         })
     });
     group.finish();

@@ -223,8 +223,10 @@ async fn show_clients_lists_a_connected_client() {
     let proxy = Proxy::start_yaml(&format!("{}{section}", config_yaml(topo))).await;
     wait_listening(admin).await;
     let mut conn = proxy.conn().await;
-    // CONNECTION_ID() runs on the master (session-dependent); the plain read attaches a replica.
-    let master_thread: u32 = conn.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+    // CONNECTION_ID() is the id rwsplit announced; @@pseudo_thread_id is the master connection's thread.
+    let connection_id: u32 = conn.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+    assert_eq!(connection_id, conn.id());
+    let master_thread: u32 = conn.query_first("/* rwsplit:master */ SELECT @@pseudo_thread_id").await.unwrap().unwrap();
     let id: u32 = conn.query_first("SELECT @@server_id").await.unwrap().unwrap();
     assert!([REPLICA1, REPLICA2].contains(&id));
 

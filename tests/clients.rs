@@ -188,7 +188,7 @@ async fn pooled_backend_connections_are_reused_and_reset() {
     let mut c = proxy.conn().await;
     c.query_drop("SET @leak = 'secret'").await.unwrap();
     let _: u32 = c.query_first("SELECT @@server_id").await.unwrap().unwrap();
-    let master_thread: u64 = c.query_first("SELECT /* rwsplit:master */ CONNECTION_ID()").await.unwrap().unwrap();
+    let master_thread: u64 = c.query_first("SELECT /* rwsplit:master */ @@pseudo_thread_id").await.unwrap().unwrap();
     c.disconnect().await.unwrap();
     let master = topo.master.to_string();
     let pool = std::sync::Arc::clone(&proxy.shared.pool);
@@ -198,14 +198,14 @@ async fn pooled_backend_connections_are_reused_and_reset() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let mut c = proxy.conn().await;
-    let thread: u64 = c.query_first("SELECT /* rwsplit:master */ CONNECTION_ID()").await.unwrap().unwrap();
+    let thread: u64 = c.query_first("SELECT /* rwsplit:master */ @@pseudo_thread_id").await.unwrap().unwrap();
     assert_eq!(thread, master_thread, "the pooled master connection is reused");
     let leaked: Option<String> = c.query_first("SELECT /* rwsplit:master */ @leak").await.unwrap().unwrap();
     assert_eq!(leaked, None, "state must not leak between sessions through the pool");
     // Replica connections too: one that ran SET is reset before reuse, one that only read is reused as is.
     let mut threads = std::collections::HashSet::new();
     let mut reused = false;
-    let open_before = proxy.shared.session_count();
+    let open_before = proxy.shared.registry.len();
     for i in 0..12 {
         let mut c = proxy.conn().await;
         if i % 3 == 0 {
@@ -220,7 +220,7 @@ async fn pooled_backend_connections_are_reused_and_reset() {
         c.disconnect().await.unwrap();
         // Wait until the proxy has ended the session and released its connections.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while proxy.shared.session_count() > open_before {
+        while proxy.shared.registry.len() > open_before {
             assert!(std::time::Instant::now() < deadline, "session never ended");
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }

@@ -84,7 +84,9 @@ async fn backend_connection(mut s: TcpStream) {
         return;
     }
     let Ok(login) = read_frame(&mut s).await else { return };
-    let caps = auth::parse_client_login(login.payload()).expect("proxy login parses").capabilities;
+    let caps = auth::parse_client_login(login.payload(), auth::supported_capabilities())
+        .expect("proxy login parses")
+        .capabilities;
     let deprecate_eof = caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
     let ok = ok_payload(0, 0, StatusFlags::SERVER_STATUS_AUTOCOMMIT, 0);
     write_frame(&mut s, 2, &ok).await.expect("login OK");

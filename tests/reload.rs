@@ -34,7 +34,7 @@ async fn users_restart_settings_and_kept_state() {
     let new_yaml = yaml
         .replace("  - user: app\n    password: apppw\n", "  - user: app2\n    password: app2pw\n")
         .replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1");
-    let report = proxy.shared.apply(Config::parse(&new_yaml, "t").unwrap());
+    let report = rwsplit::reload::apply(&proxy.shared, Config::parse(&new_yaml, "t").unwrap());
     assert_eq!(report.restart_needed, vec!["listen"], "{report}");
     assert!(report.added.is_empty() && report.removed.is_empty(), "{report}");
     assert_eq!(proxy.shared.config.load().listen.port(), 0, "a restart-only setting keeps its old value");

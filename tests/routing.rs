@@ -290,7 +290,8 @@ async fn unicode_large_blobs_and_large_results_stream_intact() {
 #[tokio::test(flavor = "multi_thread")]
 async fn drivers_that_prefer_unix_sockets_stay_on_the_proxy() {
     // mysql_async by default asks a localhost server for @@socket and reconnects to that socket: given a
-    // backend's path it would bypass rwsplit. rwsplit answers NULL (it listens on TCP only).
+    // backend's path it would bypass rwsplit. rwsplit answers '' (it listens on TCP only; an empty string,
+    // not NULL, so drivers that scan it into a string keep working).
     let topo = Topology::shared();
     let proxy = Proxy::start(topo).await;
     let db = fixture(topo, &proxy).await;
@@ -301,8 +302,8 @@ async fn drivers_that_prefer_unix_sockets_stay_on_the_proxy() {
         .pass(Some("apppw"));
     let mut c = Conn::new(opts).await.unwrap();
     let socket: Option<String> = c.query_first("SELECT @@socket").await.unwrap().unwrap();
-    assert_eq!(socket, None);
+    assert_eq!(socket.as_deref(), Some(""));
     assert!(is_replica(server_id(&mut c).await));
     c.query_drop(format!("INSERT INTO {db}.t (v) VALUES ('via tcp')")).await.expect("write reaches the master");
-    assert!(proxy.shared.session_count() >= 1, "the client is connected through rwsplit");
+    assert!(!proxy.shared.registry.is_empty(), "the client is connected through rwsplit");
 }

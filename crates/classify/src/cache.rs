@@ -4,8 +4,9 @@
 //! differ only in string and number literals share one verdict. The shape key is the text with each
 //! literal replaced by `?`; comments (which carry routing hints and executable code) and identifiers are
 //! kept verbatim, and the key is compared in full (no hash-only match can ever hand out a wrong verdict).
-//! The scanner skips quoted text exactly like the classifier's tokenizer (backslash escapes, doubled
-//! quotes), so no literal can hide code from the key.
+//! Literals are found by the same [`lex`](crate::lex) rules as everything else, under the session's dialect
+//! (which is part of the key), so no literal can hide code from the key, and an identifier that starts with a
+//! digit (`1tmp`) is an identifier, not a number.
 //!
 //! Each thread has its own bounded map (no lock on the query path); it is cleared when full, which keeps
 //! memory bounded under a stream of distinct shapes.
@@ -14,7 +15,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::{classify, Verdict};
+use crate::lex::{Dialect, Lexer, Multibyte, SpanKind};
+use crate::{classify_with, Verdict};
 
 /// Shapes kept per thread before the map is cleared.
 const MAX_ENTRIES: usize = 4096;
@@ -22,139 +24,114 @@ const MAX_ENTRIES: usize = 4096;
 const MAX_LEN: usize = 16 * 1024;
 
 thread_local! {
-    static CACHE: RefCell<HashMap<Box<str>, Arc<Verdict>>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<HashMap<Box<[u8]>, Arc<Verdict>>> = RefCell::new(HashMap::new());
 }
 
-/// Like [`classify`], but statements of an already-seen shape are answered from a per-thread cache.
-pub fn classify_cached(sql: &str) -> Arc<Verdict> {
-    if sql.len() > MAX_LEN {
-        return Arc::new(classify(sql));
+/// Like [`classify_with`], but statements of an already-seen shape (under the same dialect) are answered from
+/// a per-thread cache.
+pub fn classify_cached(sql: &[u8], dialect: Dialect) -> Arc<Verdict> {
+    if sql.len() > MAX_LEN || first_word_is(sql, dialect, "PREPARE") {
+        // A PREPARE's verdict depends on the text of its literal (a KILL inside is refused).
+        return Arc::new(classify_with(sql, dialect));
     }
-    let Some(key) = shape(sql) else { return Arc::new(classify(sql)) };
+    let Some(key) = shape(sql, dialect) else { return Arc::new(classify_with(sql, dialect)) };
     CACHE.with(|cache| {
-        if let Some(v) = cache.borrow().get(key.as_str()) {
+        if let Some(v) = cache.borrow().get(key.as_slice()) {
             return Arc::clone(v);
         }
-        let verdict = Arc::new(classify(sql));
+        let verdict = Arc::new(classify_with(sql, dialect));
         let mut map = cache.borrow_mut();
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert(key.into_boxed_str(), Arc::clone(&verdict));
+        map.insert(key.into_boxed_slice(), Arc::clone(&verdict));
         verdict
     })
 }
 
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
-}
-
-/// The statement's shape: literals replaced by `?`. `None` if the text is malformed (an unterminated quote
-/// or comment): such text is classified directly.
-pub fn shape(sql: &str) -> Option<String> {
-    let b = sql.as_bytes();
-    let mut out = String::with_capacity(sql.len());
-    let mut i = 0;
-    let mut copied = 0; // b[copied..i] is pending verbatim output
-    while i < b.len() {
-        match b[i] {
-            q @ (b'\'' | b'"') => {
-                out.push_str(&sql[copied..i]);
-                i = skip_string(b, i, q)?;
-                out.push('?');
-                copied = i;
-            }
-            b'`' => i = skip_backtick(b, i)?,
-            b'/' if b.get(i + 1) == Some(&b'*') => i = find(b, i + 2, b"*/")? + 2,
-            b'#' => i = find(b, i, b"\n").map_or(b.len(), |e| e + 1),
-            b'-' if b.get(i + 1) == Some(&b'-')
-                && b.get(i + 2).is_none_or(|c| c.is_ascii_whitespace() || c.is_ascii_control()) =>
-            {
-                i = find(b, i, b"\n").map_or(b.len(), |e| e + 1)
-            }
-            c if c.is_ascii_digit() && (i == 0 || !is_ident_byte(b[i - 1])) => {
-                out.push_str(&sql[copied..i]);
-                while i < b.len() && (is_ident_byte(b[i]) || b[i] == b'.') {
-                    i += 1;
-                }
-                out.push('?');
-                copied = i;
-            }
-            c if is_ident_byte(c) => {
-                // Skip a whole identifier so digits inside it (t1, x2y) stay verbatim.
-                while i < b.len() && is_ident_byte(b[i]) {
-                    i += 1;
-                }
-            }
-            _ => i += 1,
+/// The statement's shape under `dialect`: number literals replaced by `?` and string literals by `'?'`
+/// (verdicts tell a string from a number: a user variable given a string depends on the collation),
+/// everything else (words, quoted identifiers, comments, executable comments, and a string right after `@`,
+/// which is a variable's name) kept verbatim, prefixed by a byte for the dialect. `None` if the text is
+/// malformed (an unterminated quote or comment): such text is classified directly.
+pub fn shape(sql: &[u8], dialect: Dialect) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(sql.len() + 1);
+    out.push(dialect_byte(dialect));
+    let mut lexer = Lexer::new(sql, dialect);
+    let mut after_at = false;
+    for span in lexer.by_ref() {
+        if span.unterminated {
+            return None;
         }
-    }
-    out.push_str(&sql[copied..]);
-    Some(out)
-}
-
-/// Index just past the string starting at `start` (quote `q`): `\` escapes the next byte and a doubled
-/// quote is a literal quote.
-fn skip_string(b: &[u8], start: usize, q: u8) -> Option<usize> {
-    let mut i = start + 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            c if c == q && b.get(i + 1) == Some(&q) => i += 2,
-            c if c == q => return Some(i + 1),
-            _ => i += 1,
+        match span.kind {
+            SpanKind::Number => out.push(b'?'),
+            SpanKind::Str { .. } if !after_at => out.extend_from_slice(b"'?'"),
+            _ => out.extend_from_slice(span.bytes(sql)),
         }
+        after_at = span.kind == SpanKind::Punct && span.bytes(sql) == b"@";
     }
-    None
+    (!lexer.in_exec_comment()).then_some(out)
 }
 
-fn skip_backtick(b: &[u8], start: usize) -> Option<usize> {
-    let mut i = start + 1;
-    while i < b.len() {
-        if b[i] == b'`' {
-            if b.get(i + 1) == Some(&b'`') {
-                i += 2;
-                continue;
-            }
-            return Some(i + 1);
-        }
-        i += 1;
-    }
-    None
+/// Whether the first word of the code is `word`.
+fn first_word_is(sql: &[u8], dialect: Dialect, word: &str) -> bool {
+    crate::lex::code(sql, dialect).next().is_some_and(|s| s.is_word(sql, word))
 }
 
-fn find(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    b.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| from + p)
+/// One byte that tells dialects apart in cache keys.
+fn dialect_byte(d: Dialect) -> u8 {
+    let mb = match d.multibyte {
+        None => 0,
+        Some(Multibyte::Big5) => 1,
+        Some(Multibyte::Gbk) => 2,
+        Some(Multibyte::Sjis) => 3,
+        Some(Multibyte::Gb18030) => 4,
+    };
+    u8::from(d.no_backslash_escapes) | u8::from(d.ansi_quotes) << 1 | mb << 2
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn sh(sql: &str) -> Option<String> {
+        shape(sql.as_bytes(), Dialect::default()).map(|k| String::from_utf8_lossy(&k[1..]).into_owned())
+    }
+
     #[test]
     fn shapes() {
         let cases = [
             ("SELECT * FROM t1 WHERE id = 42", "SELECT * FROM t1 WHERE id = ?"),
-            ("SELECT 'a''b', \"c\\\"d\", 1.5e3, 0x1F FROM x2", "SELECT ?, ?, ?, ? FROM x2"),
-            ("SELECT `we'ird` FROM t WHERE a = 'x'", "SELECT `we'ird` FROM t WHERE a = ?"),
+            ("SELECT 'a''b', \"c\\\"d\", 1.5e3, 0x1F FROM x2", "SELECT '?', '?', ?, ? FROM x2"),
+            ("SELECT `we'ird` FROM t WHERE a = 'x'", "SELECT `we'ird` FROM t WHERE a = '?'"),
             ("/* rwsplit:master 1 */ SELECT 2", "/* rwsplit:master 1 */ SELECT ?"),
             ("SELECT 1 -- rwsplit:replica 'x'\n", "SELECT ? -- rwsplit:replica 'x'\n"),
-            ("/*!40101 SET @a = 1 */", "/*!40101 SET @a = 1 */"),
-            ("SELECT @v1, 'for update'", "SELECT @v1, ?"),
+            ("/*!40101 SET @a = 1 */", "/*!40101 SET @a = ? */"),
+            ("SELECT @v1, 'for update'", "SELECT @v1, '?'"),
+            ("SET @'a' = 'x'", "SET @'a' = '?'"),
+            ("SELECT * FROM 1tmp", "SELECT * FROM 1tmp"),
         ];
         for (sql, want) in cases {
-            assert_eq!(shape(sql).as_deref(), Some(want), "{sql}");
+            assert_eq!(sh(sql).as_deref(), Some(want), "{sql}");
         }
-        assert_eq!(shape("SELECT 'open"), None);
-        assert_eq!(shape("SELECT /* open"), None);
+        assert_eq!(sh("SELECT 'open"), None);
+        assert_eq!(sh("SELECT /* open"), None);
+        assert_ne!(sh("SELECT * FROM 1tmp"), sh("SELECT * FROM 2other"), "identifiers starting with digits");
     }
 
     #[test]
     fn literals_hiding_keywords_cannot_share_a_shape_with_code() {
         // If a scanner mis-ended a string, these two could collide; they must not.
-        let a = shape("SELECT 'x\\' FOR UPDATE -- '").unwrap();
-        let b = shape("SELECT 'x' FOR UPDATE -- '").unwrap();
+        let d = Dialect::default();
+        let a = shape(b"SELECT 'x\\' FOR UPDATE -- '", d).unwrap();
+        let b = shape(b"SELECT 'x' FOR UPDATE -- '", d).unwrap();
         assert_ne!(a, b);
-        assert_eq!(*classify_cached("SELECT 'x\\' FOR UPDATE -- '"), classify("SELECT 'x\\' FOR UPDATE -- '"));
+        let sql = b"SELECT 'x\\' FOR UPDATE -- '";
+        assert_eq!(*classify_cached(sql, d), classify_with(sql, d));
+        // The same bytes read with and without backslash escapes are different statements.
+        let nbe = Dialect { no_backslash_escapes: true, ..d };
+        let sql = b"SELECT 'a\\' FOR UPDATE";
+        assert_ne!(shape(sql, d), shape(sql, nbe));
+        assert_eq!(classify_cached(sql, nbe).reason, crate::Reason::LockingRead);
     }
 }

@@ -1,36 +1,51 @@
-//! Pure SQL statement classifier for rwsplit: decides whether a statement may run on a replica.
+//! Pure SQL statement classifier for rwsplit: decides whether a statement may run on a replica, and what
+//! it does to the session's state.
 //!
 //! `classify(sql)` never does I/O and never panics; anything it cannot prove to be a plain read is
 //! routed to the master.
 //!
 //! Module map:
-//! - `lib.rs` (this file): the public API ([`classify`], [`Verdict`], [`Kind`], [`Reason`], [`Hint`]) and
-//!   the multi-statement merge.
-//! - `scan.rs`: pre-scan of the raw text: routing hints in comments, comment removal, executable
-//!   comments (`/*! … */`, `/*!40101 … */`, `/*M!100101 … */`) unwrapped into code.
-//! - `lex.rs`: sqlparser tokenizer (MySQL dialect), statement splitting on `;`, token helpers.
+//! - `lib.rs` (this file): the public API ([`classify`], [`classify_with`], [`Verdict`], [`Effects`], [`Kind`],
+//!   [`Reason`], [`Hint`]) and the multi-statement merge.
+//! - [`lex`]: the one MySQL lexer over raw bytes (comments, strings, identifiers, numbers, executable
+//!   comments, `NO_BACKSLASH_ESCAPES`, `ANSI_QUOTES`, multi-byte client character sets). Public: the proxy
+//!   uses it for its rewrites and the admin port.
+//! - `scan.rs`: pre-scan: routing hints from comments, and the text handed to the tokenizer.
+//! - `tok.rs`: sqlparser tokenizer (MySQL dialect), statement splitting on `;`, token helpers.
 //! - `stmt.rs`: first-keyword dispatch: writes, DDL, transactions, locks, admin, `USE`, prepared statements.
 //! - `set.rs`: the `SET` statement family (token scan, no parse).
-//! - `rules.rs`: token rules for queries: locking reads, `INTO`, side-effect functions, variables.
+//! - `rules.rs`: token rules: locking reads, `INTO`, side-effect functions, variables, stored code.
 //! - `query.rs`: `SELECT`/`WITH`/`VALUES`/`TABLE`, `SHOW`, `DESCRIBE`/`EXPLAIN`, and the sqlparser parse.
 //! - `tables.rs`: names of the tables a read reads, from its tokens.
+//! - `builtins.rs`: every built-in function name (a call of anything else may run stored code).
+//! - `kill.rs`: the `KILL` statement, parsed.
 //! - `cache.rs`: [`classify_cached`], a per-thread cache of verdicts by statement shape (literals masked).
 #![forbid(unsafe_code)]
 
+mod builtins;
 mod cache;
-mod lex;
+mod kill;
+pub mod lex;
 mod query;
 mod rules;
 mod scan;
 mod set;
 mod stmt;
 mod tables;
+mod tok;
 
 pub use cache::{classify_cached, shape};
+pub use kill::{parse_kill, Kill, KillTarget};
+pub use lex::Dialect;
 
-/// Classifies one COM_QUERY text (possibly several `;`-separated statements).
+/// Classifies one COM_QUERY text (possibly several `;`-separated statements) under the default dialect.
 pub fn classify(sql: &str) -> Verdict {
-    let pre = scan::prescan(sql);
+    classify_with(sql.as_bytes(), Dialect::default())
+}
+
+/// Classifies one COM_QUERY text, as raw bytes in the client's character set, under the session's dialect.
+pub fn classify_with(sql: &[u8], dialect: Dialect) -> Verdict {
+    let pre = scan::prescan(sql, dialect);
     let mut verdict = classify_text(&pre);
     verdict.hint = pre.hint;
     verdict
@@ -45,22 +60,71 @@ pub struct Verdict {
     pub reason: Reason,
     /// Routing hint found in a comment, if any.
     pub hint: Option<Hint>,
-    /// Lower-cased, unqualified names of the tables a Read statement reads (for the proxy's
-    /// temporary-table check). May be empty for non-reads.
+    /// Lower-cased, unqualified names of the tables the statement names: those a Read reads (for the
+    /// temporary-table check), those an ALTER/RENAME/DROP names. May be empty otherwise.
     pub tables: Vec<String>,
     /// The statement reads a user variable (`@name`, not `@@sysvar`).
     pub reads_user_vars: bool,
-    /// The statement assigns a user variable (SET @v = ..., SELECT @v := ..., SELECT ... INTO @v).
-    pub writes_user_vars: bool,
-    /// The statement changes session state in a way other than data (SET of session/user vars, SET NAMES,
-    /// USE, CREATE TEMPORARY TABLE, PREPARE/DEALLOCATE, LOCK/UNLOCK TABLES, ...). For a single replayable
-    /// statement `kind` is SessionSet; for a multi-statement containing one, kind is Master and this is true.
-    pub session_change: bool,
-    /// `CREATE TEMPORARY TABLE name` creates this (lower-cased, unqualified).
-    pub creates_temp_table: Option<String>,
+    /// What the statement does to the session's state when it succeeds.
+    pub effects: Effects,
     /// Number of statements in the text (multi-statement COM_QUERY), at least 1.
     pub statements: usize,
 }
+
+/// What a statement does to session state beyond data, as far as its text tells. The proxy combines this with
+/// what the server reports (status flags, session tracking).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Assigns a user variable: `SET @v`, `SELECT @v := …`, `… INTO @v`, `@v :=` in a write or `DO`, or a
+    /// user variable passed to `CALL` (a possible OUT parameter).
+    pub writes_user_vars: bool,
+    /// Changes session state other than data (SET of session/user variables, SET NAMES, USE, temporary
+    /// tables, PREPARE/DEALLOCATE, LOCK/UNLOCK TABLES, HANDLER …). For a single replayable statement the
+    /// kind is SessionSet; for a multi-statement containing one, kind is Master and this is true.
+    pub session_change: bool,
+    /// For `SET`: what it assigns, lower-case: system variables by name (`time_zone`), user variables with
+    /// their `@` (`@v`); `SET NAMES`/`CHARACTER SET` list the character-set variables they set, `SET ROLE`
+    /// assigns `role`, `SET SESSION TRANSACTION` `tx_isolation`/`tx_read_only`.
+    pub assigns: Vec<String>,
+    /// For `SET`: a right-hand side reads a variable, or assigns a string to a user variable (whose collation
+    /// is the connection's at that moment): replaying the statement gives the same result only after the
+    /// statements before it.
+    pub order_dependent: bool,
+    /// `CREATE TEMPORARY TABLE` creates these (lower-cased, unqualified).
+    pub temp_tables_created: Vec<String>,
+    /// `DROP [TEMPORARY] TABLE` drops these (a temporary table of that name, if any, goes first).
+    pub tables_dropped: Vec<String>,
+    /// Runs stored code whose effects the text does not show: `CALL`, `EXECUTE`, or a call of a function that
+    /// is not a built-in. It may set user variables, create temporary tables or take locks.
+    pub stored_code: bool,
+    /// Calls `GET_LOCK()`: the session may hold named locks on that connection.
+    pub named_locks: bool,
+    /// `LOCK TABLES`/`FLUSH TABLES … WITH READ LOCK` (true) or `UNLOCK TABLES` (false).
+    pub table_locks: Option<bool>,
+    /// `PREPARE name FROM …` (text protocol): the statement names it prepares (lower-case).
+    pub prepares: Vec<String>,
+    /// `DEALLOCATE PREPARE name` / `DROP PREPARE name`.
+    pub deallocates: Vec<String>,
+    /// `HANDLER t OPEN` (Some(true)) / `HANDLER t CLOSE` (Some(false)): a handler stays open on the connection.
+    pub handler: Option<bool>,
+    /// The statement implicitly commits an open transaction (DDL other than temporary tables, BEGIN, LOCK and
+    /// UNLOCK TABLES, GRANT, FLUSH, …).
+    pub implicit_commit: bool,
+    /// INSERT/UPDATE/DELETE/REPLACE/LOAD DATA: changes table data (refused inside a READ ONLY transaction).
+    pub dml: bool,
+    /// `LOAD DATA LOCAL`/`LOAD XML LOCAL`: the server will ask the client for a file.
+    pub local_infile: bool,
+    /// `COMMIT RELEASE` / `ROLLBACK RELEASE`: the server closes the connection afterwards.
+    pub releases_connection: bool,
+    /// `SET STATEMENT var = … FOR …`: variables changed for that one statement only (the server's session
+    /// tracking still reports them as changed; they must not be taken as the session's new values).
+    pub statement_scoped: Vec<String>,
+}
+
+/// The name [`Effects::assigns`] gives to the current database (`USE db`).
+pub const SCHEMA_KEY: &str = "(schema)";
+/// The name [`Effects::assigns`] gives to the current role (`SET ROLE`).
+pub const ROLE_KEY: &str = "(role)";
 
 /// Where a statement may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,12 +175,16 @@ pub enum Reason {
     ParseError,
     /// Multi-statement text where not every statement is a Read.
     MultiStatement,
-    /// SHOW MASTER/BINLOG/SLAVE/PROCESSLIST/ENGINE..., KILL, FLUSH, PURGE, ...
+    /// SHOW MASTER/BINLOG/SLAVE/PROCESSLIST/ENGINE..., FLUSH, PURGE, ...
     Admin,
     /// Kind::Previous.
     Previous,
     /// Empty or comment-only text.
     Empty,
+    /// A call of a function that is not a built-in (a stored function: it may write or take locks).
+    StoredFunction,
+    /// A `KILL` statement (the proxy translates connection ids).
+    Kill,
 }
 
 impl Reason {
@@ -137,6 +205,8 @@ impl Reason {
             Reason::Admin => "admin",
             Reason::Previous => "previous",
             Reason::Empty => "empty",
+            Reason::StoredFunction => "stored_function",
+            Reason::Kill => "kill",
         }
     }
 }
@@ -169,9 +239,7 @@ impl Verdict {
             hint: None,
             tables: Vec::new(),
             reads_user_vars: false,
-            writes_user_vars: false,
-            session_change: false,
-            creates_temp_table: None,
+            effects: Effects::default(),
             statements: 1,
         }
     }
@@ -183,8 +251,19 @@ impl Verdict {
 
     /// The same verdict, marked as changing session state.
     pub(crate) fn session(mut self) -> Self {
-        self.session_change = true;
+        self.effects.session_change = true;
         self
+    }
+
+    /// The same verdict, marked as implicitly committing.
+    pub(crate) fn commits(mut self) -> Self {
+        self.effects.implicit_commit = true;
+        self
+    }
+
+    /// Whether the statement is a plain read (the verdict lets it run on a replica).
+    pub fn is_read(&self) -> bool {
+        self.kind == Kind::Read
     }
 }
 
@@ -193,30 +272,33 @@ fn classify_text(pre: &scan::Prescan) -> Verdict {
     if pre.unterminated {
         return Verdict::master(Reason::ParseError);
     }
-    if !pre.multi && is_plain_write(&pre.text) {
-        return Verdict::master(Reason::Write);
+    if !pre.multi && !pre.has_at && is_plain_write(&pre.text) {
+        let mut v = Verdict::master(Reason::Write);
+        v.effects.dml = true;
+        return v;
     }
-    let Some(tokens) = lex::tokenize(&pre.text) else {
+    let Some(tokens) = tok::tokenize(&pre.text) else {
         return Verdict::master(Reason::ParseError);
     };
-    let statements = lex::split_statements(&tokens);
+    let statements = tok::split_statements(&tokens);
+    let spaced = pre.spaced_call;
     match statements.as_slice() {
         [] => Verdict::master(Reason::Empty),
-        [one] => stmt::classify_statement(one),
-        many => merge(many.iter().map(|s| stmt::classify_statement(s)).collect()),
+        [one] => stmt::classify_statement_spaced(one, spaced),
+        many => merge(many.iter().map(|s| stmt::classify_statement_spaced(s, spaced)).collect()),
     }
 }
 
-/// Short cut for the most common writes: a single statement whose first word is INSERT, UPDATE, DELETE,
-/// REPLACE, LOAD, CALL or DO is a Write whatever follows (saves tokenizing it).
+/// Short cut for the most common writes: a single statement whose first word is INSERT, UPDATE, DELETE or
+/// REPLACE, with no `@` in its code (no user variable to assign) and no call of anything but a built-in, is a
+/// plain write whatever follows (saves tokenizing it).
 fn is_plain_write(text: &str) -> bool {
-    const WRITES: &[&str] = &["INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD", "CALL", "DO"];
+    const WRITES: &[&str] = &["INSERT", "UPDATE", "DELETE", "REPLACE"];
     let text = text.trim_start();
-    let len = text
-        .find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '$' | '@') || !c.is_ascii()))
-        .unwrap_or(text.len());
+    let len =
+        text.find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '$') || !c.is_ascii())).unwrap_or(text.len());
     let first = &text[..len];
-    WRITES.iter().any(|w| first.eq_ignore_ascii_case(w))
+    WRITES.iter().any(|w| first.eq_ignore_ascii_case(w)) && !text.contains('(')
 }
 
 /// Merges the verdicts of a multi-statement text: Read only if every statement is a Read.
@@ -230,11 +312,7 @@ fn merge(verdicts: Vec<Verdict>) -> Verdict {
             first_non_read = Some(v.reason);
         }
         out.reads_user_vars |= v.reads_user_vars;
-        out.writes_user_vars |= v.writes_user_vars;
-        out.session_change |= v.session_change;
-        if out.creates_temp_table.is_none() {
-            out.creates_temp_table = v.creates_temp_table;
-        }
+        out.effects.merge(v.effects);
         for t in v.tables {
             if seen.insert(t.clone()) {
                 out.tables.push(t);
@@ -249,4 +327,27 @@ fn merge(verdicts: Vec<Verdict>) -> Verdict {
         };
     }
     out
+}
+
+impl Effects {
+    /// Adds the effects of a later statement of the same text.
+    fn merge(&mut self, other: Effects) {
+        self.writes_user_vars |= other.writes_user_vars;
+        self.session_change |= other.session_change;
+        self.assigns.extend(other.assigns);
+        self.order_dependent |= other.order_dependent;
+        self.temp_tables_created.extend(other.temp_tables_created);
+        self.tables_dropped.extend(other.tables_dropped);
+        self.stored_code |= other.stored_code;
+        self.named_locks |= other.named_locks;
+        self.table_locks = other.table_locks.or(self.table_locks);
+        self.prepares.extend(other.prepares);
+        self.deallocates.extend(other.deallocates);
+        self.handler = other.handler.or(self.handler);
+        self.implicit_commit |= other.implicit_commit;
+        self.dml |= other.dml;
+        self.local_infile |= other.local_infile;
+        self.releases_connection |= other.releases_connection;
+        self.statement_scoped.extend(other.statement_scoped);
+    }
 }

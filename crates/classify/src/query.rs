@@ -1,18 +1,20 @@
 //! Queries, `SHOW`, `DESCRIBE`/`EXPLAIN`, and the sqlparser parse.
 //!
-//! A query is a Read only when the token rules (`rules.rs`) found nothing and sqlparser parsed it into a
-//! plain query (no `INSERT`/`UPDATE`/`DELETE` body). `SHOW` and `DESCRIBE t` are decided from tokens:
-//! sqlparser does not know all their forms.
+//! A query is a Read only when the token rules (`rules.rs`) found nothing, sqlparser parsed it into a
+//! plain query (no `INSERT`/`UPDATE`/`DELETE` body), and every function it calls is a built-in (a call of
+//! anything else is a stored function, which may write, take locks or set variables). `SHOW` and
+//! `DESCRIBE t` are decided from tokens: sqlparser does not know all their forms.
 
+use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use sqlparser::ast::{Query, SetExpr, Statement};
+use sqlparser::ast::{visit_expressions, Expr, ObjectNamePart, Query, SetExpr, Statement};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
-use crate::lex::{is_kw, kw_in, qualified_name, starts_query, upper};
 use crate::rules::{self, Scan};
+use crate::tok::{is_kw, kw_in, qualified_name, starts_query, upper};
 use crate::{tables, Kind, Reason, Verdict};
 
 /// Most operator tokens in a statement we hand to sqlparser. Long operator chains (`a+a+…`, `x OR x OR …`,
@@ -22,11 +24,27 @@ const MAX_OPERATORS: usize = 2000;
 
 /// `SELECT` / `WITH` / `VALUES` / `TABLE` / `(`.
 pub(crate) fn classify_query(toks: &[Token]) -> Verdict {
+    classify_query_spaced(toks, false)
+}
+
+/// [`classify_query`], told whether the text calls a whitespace-sensitive built-in name with a space before
+/// its `(` (which the server then takes for a stored function).
+pub(crate) fn classify_query_spaced(toks: &[Token], spaced_call: bool) -> Verdict {
     let scan = rules::scan(toks);
     let mut v = match (scan.master, parse(toks)) {
         (Some(reason), _) => Verdict::master(reason),
         (None, Parsed::Failed) => Verdict::master(Reason::ParseError),
         (None, Parsed::Other) => Verdict::master(Reason::Write),
+        (None, Parsed::Query) if spaced_call => {
+            let mut v = Verdict::master(Reason::StoredFunction);
+            v.effects.stored_code = true;
+            v
+        }
+        (None, Parsed::StoredCall) => {
+            let mut v = Verdict::master(Reason::StoredFunction);
+            v.effects.stored_code = true;
+            v
+        }
         (None, Parsed::Query) => {
             let mut v = if scan.previous {
                 Verdict::new(Kind::Previous, Reason::Previous)
@@ -41,10 +59,12 @@ pub(crate) fn classify_query(toks: &[Token]) -> Verdict {
     v
 }
 
-/// Copies the user-variable flags of a scan into a verdict.
-fn with_vars(v: &mut Verdict, scan: &Scan) {
-    v.reads_user_vars = scan.reads_user_vars;
-    v.writes_user_vars = scan.writes_user_vars;
+/// Copies what a scan found about variables, locks and stored code into a verdict.
+pub(crate) fn with_vars(v: &mut Verdict, scan: &Scan) {
+    v.reads_user_vars |= scan.reads_user_vars;
+    v.effects.writes_user_vars |= scan.writes_user_vars;
+    v.effects.named_locks |= scan.named_locks;
+    v.effects.stored_code |= scan.stored_code;
 }
 
 /// `SHOW …`: Previous for diagnostics, Admin for replication/process/grant forms, otherwise Read.
@@ -153,8 +173,10 @@ fn describe_table(rest: &[Token]) -> Verdict {
 /// What sqlparser made of one statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Parsed {
-    /// A plain query (SELECT / set operation / VALUES / TABLE).
+    /// A plain query (SELECT / set operation / VALUES / TABLE) calling only built-in functions.
     Query,
+    /// A plain query that calls a function that is not a built-in: stored code.
+    StoredCall,
     /// Some other statement, or a query with a data-changing body.
     Other,
     /// Not parsed (syntax error, too long an operator chain, or a panic inside sqlparser).
@@ -179,11 +201,34 @@ fn parse(toks: &[Token]) -> Parsed {
             return None;
         }
         Some(match &statement {
+            Statement::Query(q) if is_plain_query(q) && calls_stored_function(&statement) => Parsed::StoredCall,
             Statement::Query(q) if is_plain_query(q) => Parsed::Query,
             _ => Parsed::Other,
         })
     };
     catch_unwind(AssertUnwindSafe(run)).ok().flatten().unwrap_or(Parsed::Failed)
+}
+
+/// True when the statement calls a function that is not a built-in (qualified calls are stored by definition).
+fn calls_stored_function(statement: &Statement) -> bool {
+    let found = visit_expressions(statement, |e| match e {
+        Expr::Function(f) => {
+            // A quoted name is never a built-in (`` `user`() `` calls a stored function named user).
+            let builtin = match f.name.0.as_slice() {
+                [ObjectNamePart::Identifier(name)] => {
+                    name.quote_style.is_none() && crate::builtins::is_builtin(&name.value)
+                }
+                _ => false,
+            };
+            if builtin {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    found.is_break()
 }
 
 /// True when a query's body only reads (no `INSERT`/`UPDATE`/`DELETE`/`MERGE` inside a set expression).
@@ -255,7 +300,7 @@ mod tests {
 
     #[test]
     fn with_update_body_is_not_a_plain_query() {
-        let toks = crate::lex::tokenize("WITH c AS (SELECT 1) UPDATE t SET a = 1").unwrap_or_default();
+        let toks = crate::tok::tokenize("WITH c AS (SELECT 1) UPDATE t SET a = 1").unwrap_or_default();
         assert_eq!(parse(&toks), Parsed::Other);
     }
 }

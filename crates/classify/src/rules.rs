@@ -5,16 +5,19 @@
 //! statement to the master; the first one (in text order) gives the reason:
 //! - `FOR UPDATE`, `FOR SHARE`, `LOCK IN SHARE MODE` → LockingRead;
 //! - `INTO` (leading or trailing, `@v`, `OUTFILE`, `DUMPFILE`) → SelectInto;
-//! - a call of a [`SIDE_EFFECT_FUNCTIONS`] entry, a qualified (stored) function call, `NEXT|PREVIOUS
-//!   VALUE FOR`, `s.nextval`, `SQL_CALC_FOUND_ROWS`, `@@identity`/`@@last_insert_id`/`@@insert_id`, `@v := …`
-//!   → SideEffectFunction;
+//! - a call of a [`SIDE_EFFECT_FUNCTIONS`] entry, `NEXT|PREVIOUS VALUE FOR`, `s.nextval`,
+//!   `SQL_CALC_FOUND_ROWS`, a session-result variable (`@@identity`, `@@last_insert_id`, `@@insert_id`,
+//!   `@@last_gtid`), `@v := …` → SideEffectFunction;
+//! - a qualified function call (`db.f()`, always stored code) → StoredFunction (unqualified calls of
+//!   non-built-ins are found on the parsed query, where a call cannot be confused with a keyword);
 //! - `INSERT`/`UPDATE`/`DELETE`/`REPLACE` as statements (`WITH … UPDATE`) → Write.
 //!
-//! `@@warning_count` / `@@error_count` make the query a Previous one if nothing else fired.
+//! `@@warning_count` / `@@error_count`, `FOUND_ROWS()` and `ROW_COUNT()` (results of the connection's previous
+//! statement) make the query a Previous one if nothing else fired.
 
 use sqlparser::tokenizer::Token;
 
-use crate::lex::{is_call, is_kw, kw_in, kw_seq, name_in, sys_var, upper, user_var_len};
+use crate::tok::{is_call, is_kw, kw_in, kw_seq, name_in, sys_var, upper, user_var_len};
 use crate::Reason;
 
 /// Functions with side effects or whose result belongs to the connection's previous statements.
@@ -25,8 +28,6 @@ const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
     "IS_USED_LOCK",
     "IS_FREE_LOCK",
     "LAST_INSERT_ID",
-    "FOUND_ROWS",
-    "ROW_COUNT",
     "NEXTVAL",
     "LASTVAL",
     "SETVAL",
@@ -34,23 +35,84 @@ const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
     "LOAD_FILE",
 ];
 
-/// System variables holding results of the connection's earlier statements on the master.
-const SIDE_EFFECT_SYSVARS: &[&str] = &["identity", "last_insert_id", "insert_id"];
+/// System variables holding results of the connection's earlier writes, which happened on the master.
+const SIDE_EFFECT_SYSVARS: &[&str] = &["identity", "last_insert_id", "insert_id", "last_gtid"];
 
 /// System variables holding the diagnostics of the previous statement.
 const PREVIOUS_SYSVARS: &[&str] = &["warning_count", "error_count"];
+
+/// Functions whose result belongs to the previous statement of the connection, wherever it ran.
+const PREVIOUS_FUNCTIONS: &[&str] = &["FOUND_ROWS", "ROW_COUNT"];
+
+/// Words that are followed by `(` without being a function call (for the write-side stored-code check).
+const KEYWORDS_BEFORE_PAREN: &[&str] = &[
+    "AGAINST",
+    "ALL",
+    "AND",
+    "ANY",
+    "AS",
+    "BETWEEN",
+    "BINARY",
+    "BY",
+    "CASE",
+    "DISTINCT",
+    "DIV",
+    "ELSE",
+    "ESCAPE",
+    "EXCEPT",
+    "EXISTS",
+    "FROM",
+    "HAVING",
+    "IN",
+    "INDEX",
+    "INTERSECT",
+    "INTO",
+    "IS",
+    "JOIN",
+    "KEY",
+    "LATERAL",
+    "LIKE",
+    "LIMIT",
+    "NOT",
+    "ON",
+    "OR",
+    "OVER",
+    "PARTITION",
+    "REGEXP",
+    "RETURNING",
+    "RLIKE",
+    "ROW",
+    "SELECT",
+    "SET",
+    "SOME",
+    "TABLE",
+    "THEN",
+    "UNION",
+    "UPDATE",
+    "USING",
+    "VALUE",
+    "VALUES",
+    "WHEN",
+    "WHERE",
+    "WITH",
+    "XOR",
+];
 
 /// What the token rules found in one statement.
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
     /// The first rule that sends the statement to the master, if any.
     pub master: Option<Reason>,
-    /// The statement reads `@@warning_count` / `@@error_count`.
+    /// The statement reads `@@warning_count` / `@@error_count`, `FOUND_ROWS()` or `ROW_COUNT()`.
     pub previous: bool,
     /// The statement reads a user variable.
     pub reads_user_vars: bool,
     /// The statement assigns a user variable (`:=` or `INTO @v`).
     pub writes_user_vars: bool,
+    /// The statement calls `GET_LOCK()`.
+    pub named_locks: bool,
+    /// The statement calls a function qualified by a schema (`db.f()`): stored code.
+    pub stored_code: bool,
 }
 
 impl Scan {
@@ -89,7 +151,12 @@ pub(crate) fn scan(toks: &[Token]) -> Scan {
             continue;
         }
         if let Some(reason) = rule_at(toks, i) {
+            s.stored_code |= reason == Reason::StoredFunction;
             s.fire(reason);
+        }
+        if is_call(toks, i) {
+            s.named_locks |= name_in(toks.get(i), &["GET_LOCK"]);
+            s.previous |= name_in(toks.get(i), PREVIOUS_FUNCTIONS);
         }
         i += 1;
     }
@@ -142,11 +209,44 @@ fn rule_at(toks: &[Token], i: usize) -> Option<Reason> {
             _ => {}
         }
     }
-    if is_call(toks, i) {
-        let qualified = i > 0 && toks.get(i - 1) == Some(&Token::Period);
-        if qualified || name_in(t, SIDE_EFFECT_FUNCTIONS) {
+    if is_call(toks, i) && !names_a_table(toks, i) {
+        if i > 0 && toks.get(i - 1) == Some(&Token::Period) {
+            return Some(Reason::StoredFunction);
+        }
+        if name_in(t, SIDE_EFFECT_FUNCTIONS) {
             return Some(Reason::SideEffectFunction);
         }
     }
     None
+}
+
+/// Whether the (possibly qualified) name ending at `i`, followed by `(`, is a table or alias with a column
+/// list rather than a function: `INTO db.t (a, b)`, `AS d (x)`, `WITH c (n)`, `TABLE t (…)`.
+fn names_a_table(toks: &[Token], i: usize) -> bool {
+    let mut start = i;
+    while start >= 2 && toks.get(start - 1) == Some(&Token::Period) && crate::tok::ident(toks.get(start - 2)).is_some()
+    {
+        start -= 2;
+    }
+    start > 0 && kw_in(toks.get(start - 1), &["INTO", "INSERT", "REPLACE", "AS", "WITH", "TABLE", "UPDATE", "JOIN"])
+}
+
+/// Whether the statement's tokens call something that may be stored code: a qualified call, or a call of
+/// a name that is neither a built-in function nor a keyword that takes parentheses. For writes, `DO` and
+/// `CALL` arguments; reads are checked on their parse tree instead (see `query.rs`). Errs towards yes.
+pub(crate) fn calls_stored_code(toks: &[Token]) -> bool {
+    (0..toks.len()).any(|i| {
+        if !is_call(toks, i) {
+            return false;
+        }
+        if names_a_table(toks, i) {
+            return false;
+        }
+        if i > 0 && toks.get(i - 1) == Some(&Token::Period) {
+            return true;
+        }
+        // A quoted name is never a built-in (`` `user`() `` calls a stored function named user).
+        let unquoted = crate::tok::word(toks.get(i)).unwrap_or_default();
+        !(crate::builtins::is_builtin(unquoted) || kw_in(toks.get(i), KEYWORDS_BEFORE_PAREN))
+    })
 }

@@ -1,17 +1,24 @@
-//! Pre-scan of the raw statement text, before tokenizing.
+//! Pre-scan of the raw statement bytes, before tokenizing: everything the token rules cannot see.
 //!
-//! sqlparser drops comments, so routing hints are found here. The pre-scan also decides what is a comment
-//! (MySQL rules: `/* … */`, `# …` and `-- ` followed by whitespace or a control character) and replaces each
-//! comment with one space, and unwraps executable comments (`/*!…*/`, `/*!40101 …*/`, MariaDB's
-//! `/*M!100101 …*/`) into code by removing the marker and its closing `*/`. The tokenizer then never sees
-//! a comment, so the comment rules live in one place. Quoted strings and identifiers are skipped whole, so a
-//! `/*` or `#` inside them is not a comment.
+//! sqlparser drops comments, so routing hints are found here: a comment whose first word is
+//! `rwsplit:master` or `rwsplit:replica` (so a hint cannot be smuggled in through text an application
+//! copies into a comment, such as sqlcommenter's `/*route='rwsplit:replica'*/`). The pre-scan then builds
+//! the text handed to sqlparser's tokenizer from the [`lex`](crate::lex) spans, so that tokenizer never has
+//! to apply a rule the session might read differently:
+//! - comments become one space; executable-comment markers (`/*!40101`, `*/`) become spaces, their body
+//!   stays as code;
+//! - a string literal containing a backslash or a non-ASCII byte becomes `'x'` (its value never decides a
+//!   route, and sqlparser always treats `\` as an escape, which is wrong under `NO_BACKSLASH_ESCAPES` or
+//!   for a multi-byte character whose second byte is `\`);
+//! - under `ANSI_QUOTES` a `"name"` becomes `` `name` ``, the identifier it is.
 
+use crate::lex::{self, Dialect, Lexer, SpanKind};
 use crate::Hint;
 
 /// The text to tokenize, plus what the pre-scan learned.
+#[derive(Debug)]
 pub(crate) struct Prescan {
-    /// The statement text with comments replaced by spaces and executable comments unwrapped.
+    /// The statement text rebuilt for the tokenizer (see the module doc).
     pub text: String,
     /// The first routing hint found in a comment.
     pub hint: Option<Hint>,
@@ -19,138 +26,92 @@ pub(crate) struct Prescan {
     pub unterminated: bool,
     /// Code follows a `;` (outside quotes and comments): the text may hold several statements.
     pub multi: bool,
+    /// The code contains `@` (a user or system variable): shortcuts that skip the token scan are off.
+    pub has_at: bool,
+    /// A name the server reads as a built-in only when `(` follows it at once (`NOW`, `COUNT`, …; see
+    /// `builtins::WHITESPACE_SENSITIVE`) is followed by whitespace or a comment, then `(`: the server calls a
+    /// stored function of that name instead.
+    pub spaced_call: bool,
 }
 
 /// Runs the pre-scan over `sql`.
-pub(crate) fn prescan(sql: &str) -> Prescan {
-    let b = sql.as_bytes();
-    let mut out = Prescan { text: String::with_capacity(sql.len()), hint: None, unterminated: false, multi: false };
+pub(crate) fn prescan(sql: &[u8], dialect: Dialect) -> Prescan {
+    let mut out = Prescan {
+        text: String::with_capacity(sql.len()),
+        hint: None,
+        unterminated: false,
+        multi: false,
+        has_at: false,
+        spaced_call: false,
+    };
     let mut saw_semicolon = false;
-    let mut code_start = 0; // start of the pending run of code not yet copied to `out.text`
-    let mut in_exec = false; // inside an executable comment, waiting for its `*/`
-    let mut i = 0;
-    while i < b.len() {
-        let next = b.get(i + 1).copied();
-        let skip_to = match b[i] {
-            b'\'' | b'"' | b'`' => {
+    // A whitespace-sensitive built-in name seen, and whether a space or comment followed it.
+    let mut sensitive: Option<bool> = None;
+    let mut lexer = Lexer::new(sql, dialect);
+    for span in lexer.by_ref() {
+        sensitive = match (sensitive, span.kind) {
+            (Some(_), SpanKind::Space | SpanKind::Comment) => Some(true),
+            (Some(spaced), SpanKind::Punct) if span.bytes(sql) == b"(" => {
+                out.spaced_call |= spaced;
+                None
+            }
+            (_, SpanKind::Word) => crate::builtins::is_whitespace_sensitive(span.bytes(sql)).then_some(false),
+            _ => None,
+        };
+        out.unterminated |= span.unterminated;
+        let bytes = span.bytes(sql);
+        match span.kind {
+            SpanKind::Space => out.text.push_str(&String::from_utf8_lossy(bytes)),
+            SpanKind::Comment => {
+                if out.hint.is_none() {
+                    out.hint = hint_of(lex::comment_body(sql, &span));
+                }
+                out.text.push(' ');
+            }
+            SpanKind::ExecOpen | SpanKind::ExecClose => out.text.push(' '),
+            SpanKind::Str { quote } => {
                 out.multi |= saw_semicolon;
-                skip_quoted(b, i)
-            }
-            b'*' if in_exec && next == Some(b'/') => {
-                in_exec = false;
-                Some(i + 2)
-            }
-            b'/' if next == Some(b'*') => match exec_marker_len(&b[i..]) {
-                Some(len) => {
-                    in_exec = true;
-                    Some(i + len)
+                if bytes.iter().any(|&b| b == b'\\' || b >= 0x80) {
+                    out.text.extend([char::from(quote), 'x', char::from(quote)]);
+                } else {
+                    out.text.push_str(&String::from_utf8_lossy(bytes));
                 }
-                None => block_comment(sql, i, &mut out.hint),
-            },
-            b'#' => Some(line_comment(sql, i, 1, &mut out.hint)),
-            b'-' if next == Some(b'-') && !matches!(b.get(i + 2), Some(c) if *c > b' ') => {
-                Some(line_comment(sql, i, 2, &mut out.hint))
             }
-            c => {
-                if c == b';' {
-                    saw_semicolon = true;
-                } else if !c.is_ascii_whitespace() {
-                    out.multi |= saw_semicolon;
-                }
-                i += 1;
-                continue;
+            SpanKind::QuotedIdent if bytes.first() == Some(&b'"') => {
+                out.multi |= saw_semicolon;
+                let inner = &bytes[1..bytes.len().saturating_sub(1).max(1)];
+                let name = String::from_utf8_lossy(inner).replace("\"\"", "\"").replace('`', "``");
+                out.text.push('`');
+                out.text.push_str(&name);
+                out.text.push('`');
             }
-        };
-        let Some(end) = skip_to else {
-            out.unterminated = true;
-            break;
-        };
-        if matches!(b[i], b'\'' | b'"' | b'`') {
-            i = end; // a quoted run is code: keep it in the pending run
-            continue;
+            SpanKind::Punct if bytes == b";" => {
+                saw_semicolon = true;
+                out.text.push(';');
+            }
+            _ => {
+                out.multi |= saw_semicolon;
+                out.has_at |= bytes == b"@";
+                out.text.push_str(&String::from_utf8_lossy(bytes));
+            }
         }
-        out.text.push_str(sql.get(code_start..i).unwrap_or_default());
-        out.text.push(' ');
-        i = end;
-        code_start = end;
     }
-    if !out.unterminated {
-        out.text.push_str(sql.get(code_start..).unwrap_or_default());
-    }
-    out.unterminated |= in_exec;
+    out.unterminated |= lexer.in_exec_comment();
     out
 }
 
-/// Returns the index just past the quoted run starting at `start` (`'…'`, `"…"` or `` `…` ``), or None
-/// when it is not closed. Quotes are escaped by doubling; in strings, also by a backslash.
-fn skip_quoted(b: &[u8], start: usize) -> Option<usize> {
-    let quote = b[start];
-    let backslash_escapes = quote != b'`';
-    let mut i = start + 1;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'\\' && backslash_escapes {
-            i += 2;
-        } else if c == quote {
-            if b.get(i + 1) == Some(&quote) {
-                i += 2;
-            } else {
-                return Some(i + 1);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    None
-}
-
-/// If `b` starts with an executable-comment marker (`/*!` or `/*M!`, then optional version digits),
-/// returns the marker's length.
-fn exec_marker_len(b: &[u8]) -> Option<usize> {
-    let after = if b.starts_with(b"/*!") {
-        3
-    } else if b.len() >= 4 && b[2].eq_ignore_ascii_case(&b'm') && b[3] == b'!' {
-        4
+/// The routing hint a comment body carries: its first word is `rwsplit:master` or `rwsplit:replica` (an
+/// optimizer-hint style `/*+ rwsplit:replica */` counts too).
+fn hint_of(body: &[u8]) -> Option<Hint> {
+    let body = body.strip_prefix(b"+").unwrap_or(body);
+    let first = body.split(|b| b.is_ascii_whitespace()).find(|w| !w.is_empty())?;
+    if first.eq_ignore_ascii_case(b"rwsplit:master") {
+        Some(Hint::Master)
+    } else if first.eq_ignore_ascii_case(b"rwsplit:replica") {
+        Some(Hint::Replica)
     } else {
-        return None;
-    };
-    let digits = b[after..].iter().take_while(|c| c.is_ascii_digit()).count();
-    Some(after + digits)
-}
-
-/// Skips the `/* … */` comment starting at `start`, noting a routing hint in it. None when unterminated.
-fn block_comment(sql: &str, start: usize, hint: &mut Option<Hint>) -> Option<usize> {
-    let body_start = start + 2;
-    let len = sql.get(body_start..)?.find("*/")?;
-    note_hint(sql.get(body_start..body_start + len).unwrap_or_default(), hint);
-    Some(body_start + len + 2)
-}
-
-/// Skips the single-line comment starting at `start` (prefix of `prefix_len` bytes) up to, not including,
-/// the end of the line, noting a routing hint in it.
-fn line_comment(sql: &str, start: usize, prefix_len: usize, hint: &mut Option<Hint>) -> usize {
-    let body_start = start + prefix_len;
-    let rest = sql.get(body_start..).unwrap_or_default();
-    let len = rest.find(['\n', '\r']).unwrap_or(rest.len());
-    note_hint(&rest[..len], hint);
-    body_start + len
-}
-
-/// Records the routing hint in `comment`, unless one was already found. `rwsplit:master` wins a tie.
-fn note_hint(comment: &str, hint: &mut Option<Hint>) {
-    if hint.is_some() {
-        return;
+        None
     }
-    if contains_ignore_case(comment, "rwsplit:master") {
-        *hint = Some(Hint::Master);
-    } else if contains_ignore_case(comment, "rwsplit:replica") {
-        *hint = Some(Hint::Replica);
-    }
-}
-
-/// ASCII case-insensitive substring test.
-fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    haystack.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 #[cfg(test)]
@@ -158,7 +119,7 @@ mod tests {
     use super::*;
 
     fn text(sql: &str) -> String {
-        prescan(sql).text
+        prescan(sql.as_bytes(), Dialect::default()).text
     }
 
     #[test]
@@ -175,29 +136,43 @@ mod tests {
         assert_eq!(text("/*!40101 SET a=1 */"), "  SET a=1  ");
         assert_eq!(text("SELECT /*!SQL_NO_CACHE*/ 1"), "SELECT  SQL_NO_CACHE  1");
         assert_eq!(text("/*M!100101 SET b=2 */;"), "  SET b=2  ;");
-        assert!(prescan("/*!40101 SET a=1").unterminated);
+        assert!(prescan(b"/*!40101 SET a=1", Dialect::default()).unterminated);
     }
 
     #[test]
-    fn hints() {
-        assert_eq!(prescan("/* RWSPLIT:Replica */ SELECT 1").hint, Some(Hint::Replica));
-        assert_eq!(prescan("SELECT 1 -- rwsplit:master").hint, Some(Hint::Master));
-        assert_eq!(prescan("SELECT 'rwsplit:master'").hint, None);
-        assert_eq!(prescan("/*! rwsplit:master */ SELECT 1").hint, None);
+    fn strings_the_tokenizer_could_misread_are_neutralised() {
+        assert_eq!(text(r"SELECT 'a\'b', 'plain', 'é'"), "SELECT 'x', 'plain', 'x'");
+        let nbe = Dialect { no_backslash_escapes: true, ..Dialect::default() };
+        assert_eq!(prescan(br"SELECT 'a\' FOR UPDATE", nbe).text, "SELECT 'x' FOR UPDATE");
+        let ansi = Dialect { ansi_quotes: true, ..Dialect::default() };
+        assert_eq!(prescan(b"SELECT * FROM \"T\"\"x\"", ansi).text, "SELECT * FROM `T\"x`");
+    }
+
+    #[test]
+    fn hints_are_the_first_word_of_a_comment() {
+        let hint = |s: &str| prescan(s.as_bytes(), Dialect::default()).hint;
+        assert_eq!(hint("/* RWSPLIT:Replica */ SELECT 1"), Some(Hint::Replica));
+        assert_eq!(hint("/*rwsplit:replica because reports*/ SELECT 1"), Some(Hint::Replica));
+        assert_eq!(hint("SELECT 1 -- rwsplit:master"), Some(Hint::Master));
+        assert_eq!(hint("SELECT 'rwsplit:master'"), None);
+        assert_eq!(hint("/*! rwsplit:master */ SELECT 1"), None);
+        assert_eq!(hint("/*route='rwsplit:replica'*/ SELECT 1"), None, "sqlcommenter values cannot inject hints");
+        assert_eq!(hint("/* note rwsplit:master */ SELECT 1"), None);
     }
 
     #[test]
     fn multi() {
-        assert!(!prescan("SELECT 1; -- x\n /* y */ ").multi);
-        assert!(!prescan("SELECT ';x'").multi);
-        assert!(prescan("SELECT 1; SELECT 2").multi);
-        assert!(prescan("SELECT 1;'x'").multi);
+        let multi = |s: &str| prescan(s.as_bytes(), Dialect::default()).multi;
+        assert!(!multi("SELECT 1; -- x\n /* y */ "));
+        assert!(!multi("SELECT ';x'"));
+        assert!(multi("SELECT 1; SELECT 2"));
+        assert!(multi("SELECT 1;'x'"));
     }
 
     #[test]
     fn unterminated() {
         for sql in ["SELECT 'a", "SELECT \"a\\\"", "SELECT `a", "SELECT /* a", "'\\"] {
-            assert!(prescan(sql).unterminated, "{sql}");
+            assert!(prescan(sql.as_bytes(), Dialect::default()).unterminated, "{sql}");
         }
     }
 }

@@ -2,18 +2,24 @@
 //!
 //! - `SET GLOBAL|PERSIST|PERSIST_ONLY …`, a `@@global.`/`@@persist.` target, `SET PASSWORD`,
 //!   `SET DEFAULT ROLE` → Master Write.
+//! - a variable that applies to the next statement only (`insert_id`, `rand_seed1`, …) → Master
+//!   SessionState, not session state: it must run on the master and is never replayed.
 //! - `SET TRANSACTION …` and unscoped `SET @@transaction_isolation = …` (next transaction only) → Master
 //!   Transaction; `SET SESSION TRANSACTION …` → SessionSet.
 //! - `SET STATEMENT … FOR stmt` (MariaDB) → Master, with the inner statement's reason when it is a master one.
 //! - `SET NAMES`, `SET CHARACTER SET|CHARSET`, `SET ROLE` and variable-assignment lists whose right-hand
 //!   sides are deterministic → SessionSet; a non-deterministic right-hand side (a subquery, `NEXT VALUE FOR`,
 //!   `CURRENT_TIMESTAMP`, `@@global.x`, or a call of anything outside a list of known deterministic
-//!   functions: `NOW()`, `RAND()`, a stored function, …) → Master SessionState: it cannot be replayed on
+//!   functions: `NOW()`, `RAND()`, a stored function, …), or a user variable given a system variable's value
+//!   (`SET @h = @@hostname`: each server has its own) → Master SessionState: it cannot be replayed on
 //!   other connections.
+//!
+//! Every SET also reports what it assigns ([`Effects::assigns`](crate::Effects::assigns)) and whether its
+//! replay depends on the statements before it, so the proxy can keep only the last value of a variable.
 
 use sqlparser::tokenizer::Token;
 
-use crate::lex::{is_call, is_kw, kw_in, kw_seq, name_in, sys_var, upper, user_var_len};
+use crate::tok::{is_call, is_kw, kw_in, kw_seq, name_in, sys_var, upper, user_var_len};
 use crate::{stmt, Kind, Reason, Verdict};
 
 /// Functions (and type names written like calls inside `CAST`) known to be deterministic. A SET whose
@@ -134,6 +140,14 @@ const BARE_TIME_WORDS: &[&str] = &[
     "UTC_DATE",
 ];
 
+/// Session variables that apply to the next statement only: set on the master, right before the statement.
+const NEXT_STATEMENT_VARS: &[&str] =
+    &["insert_id", "last_insert_id", "identity", "rand_seed1", "rand_seed2", "gtid_seq_no"];
+
+/// The variables `SET NAMES` and `SET CHARACTER SET` change.
+const CHARSET_VARS: &[&str] =
+    &["character_set_client", "character_set_connection", "character_set_results", "collation_connection"];
+
 /// Transaction variables whose unscoped `@@name` form applies to the next transaction only.
 const NEXT_TRANSACTION_VARS: &[&str] =
     &["transaction_isolation", "transaction_read_only", "tx_isolation", "tx_read_only"];
@@ -148,10 +162,24 @@ pub(crate) fn classify_set(toks: &[Token]) -> Verdict {
     match upper(rest.first()).as_deref() {
         Some("PASSWORD") => Verdict::master(Reason::Write),
         Some("DEFAULT") if is_kw(rest.get(1), "ROLE") => Verdict::master(Reason::Write),
-        Some("ROLE") => session_set(),
+        Some("ROLE") => {
+            let mut v = session_set();
+            v.effects.assigns.push(crate::ROLE_KEY.to_string());
+            v
+        }
         Some("TRANSACTION") => Verdict::master(Reason::Transaction),
         Some("GLOBAL" | "PERSIST" | "PERSIST_ONLY") => Verdict::master(Reason::Write),
-        Some("SESSION" | "LOCAL") if is_kw(rest.get(1), "TRANSACTION") => session_set(),
+        Some("SESSION" | "LOCAL") if is_kw(rest.get(1), "TRANSACTION") => {
+            let mut v = session_set();
+            let has = |kw: &str| rest.iter().any(|t| is_kw(Some(t), kw));
+            if has("ISOLATION") {
+                v.effects.assigns.push("tx_isolation".into());
+            }
+            if has("ONLY") || has("WRITE") {
+                v.effects.assigns.push("tx_read_only".into());
+            }
+            v
+        }
         Some("STATEMENT") => set_statement(rest),
         _ => assignments(rest),
     }
@@ -164,7 +192,18 @@ fn set_statement(rest: &[Token]) -> Verdict {
         match t {
             Token::LParen => depth += 1,
             Token::RParen => depth = depth.saturating_sub(1),
-            _ if depth == 0 && is_kw(Some(t), "FOR") => return set_statement_inner(&rest[i + 1..]),
+            _ if depth == 0 && is_kw(Some(t), "FOR") => {
+                let mut v = set_statement_inner(&rest[i + 1..]);
+                // The variables change for this one statement; the server reports them as changed anyway.
+                v.effects.statement_scoped = split_items(&rest[1..i])
+                    .into_iter()
+                    .filter_map(|item| {
+                        let end = item.iter().position(|t| matches!(t, Token::Eq | Token::Assignment))?;
+                        Some(target_name(&item[..end]))
+                    })
+                    .collect();
+                return v;
+            }
             _ => {}
         }
     }
@@ -180,7 +219,7 @@ fn set_statement_inner(inner: &[Token]) -> Verdict {
         v.reason = Reason::Write;
     }
     v.kind = Kind::Master;
-    v.session_change = false;
+    v.effects.session_change = false;
     v
 }
 
@@ -193,6 +232,8 @@ struct Items {
     session: bool,
     /// An item sets a next-transaction-only variable.
     next_transaction: bool,
+    /// An item sets a next-statement-only variable.
+    next_statement: bool,
     /// A right-hand side is not deterministic across backends.
     nondeterministic: bool,
     /// An item could not be understood.
@@ -201,6 +242,10 @@ struct Items {
     reads_user_vars: bool,
     /// An item assigns a user variable.
     writes_user_vars: bool,
+    /// What the items assign (see `Effects::assigns`).
+    assigns: Vec<String>,
+    /// A right-hand side reads a variable, or gives a user variable a string.
+    order_dependent: bool,
 }
 
 /// `SET a = 1, @b = 'x', SESSION c = DEFAULT, @@session.d = 2, NAMES utf8mb4, …`.
@@ -213,16 +258,18 @@ fn assignments(list: &[Token]) -> Verdict {
         Verdict::master(Reason::ParseError)
     } else if items.global {
         Verdict::master(Reason::Write)
-    } else if items.nondeterministic || (items.next_transaction && items.session) {
+    } else if items.nondeterministic || items.next_statement || (items.next_transaction && items.session) {
         Verdict::master(Reason::SessionState)
     } else if items.next_transaction {
         Verdict::master(Reason::Transaction)
     } else {
         Verdict::new(Kind::SessionSet, Reason::SessionState)
     };
-    v.session_change = items.session;
+    v.effects.session_change = items.session;
     v.reads_user_vars = items.reads_user_vars;
-    v.writes_user_vars = items.writes_user_vars;
+    v.effects.writes_user_vars = items.writes_user_vars;
+    v.effects.assigns = items.assigns;
+    v.effects.order_dependent = items.order_dependent;
     v
 }
 
@@ -262,6 +309,7 @@ enum Target {
 fn assignment(item: &[Token], items: &mut Items) {
     if kw_in(item.first(), &["NAMES", "CHARSET"]) || kw_seq(item, 0, &["CHARACTER", "SET"]) {
         items.session = true;
+        items.assigns.extend(CHARSET_VARS.iter().map(|v| v.to_string()));
         return;
     }
     let scope = upper(item.first())
@@ -282,16 +330,44 @@ fn assignment(item: &[Token], items: &mut Items) {
         items.malformed = true;
         return;
     }
+    let name = target_name(&item[start..i]);
     match target {
         Target::User => {
             items.writes_user_vars = true;
             items.session = true;
+            items.assigns.push(format!("@{name}"));
         }
-        Target::Session => items.session = true,
+        Target::Session if NEXT_STATEMENT_VARS.contains(&name.as_str()) => items.next_statement = true,
+        Target::Session => {
+            items.session = true;
+            items.assigns.push(name);
+        }
         Target::Global => items.global = true,
         Target::NextTransaction => items.next_transaction = true,
     }
-    scan_rhs(rhs, items);
+    scan_rhs(rhs, target == Target::User, items);
+}
+
+/// The lower-case name of an assignment target: a user variable without its `@`, a system variable without
+/// `@@` and scope (`@@session.time_zone` → `time_zone`), a structured name whole (`default.key_buffer_size`).
+fn target_name(toks: &[Token]) -> String {
+    let parts: Vec<String> = toks
+        .iter()
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w.value.clone()),
+            Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Some(s.clone()),
+            Token::Period => Some(".".into()),
+            _ => None,
+        })
+        .collect();
+    let text = parts.concat().to_ascii_lowercase();
+    let text = text.trim_start_matches('@');
+    for scope in ["session.", "local.", "global.", "persist.", "persist_only."] {
+        if let Some(rest) = text.strip_prefix(scope) {
+            return rest.to_string();
+        }
+    }
+    text.to_string()
 }
 
 /// The assignment target at `i` (after an optional scope keyword) and its length in tokens.
@@ -322,8 +398,9 @@ fn target(item: &[Token], i: usize, scope: Option<&str>) -> Option<(Target, usiz
     Some((target, len))
 }
 
-/// Scans a right-hand side for user-variable use and non-determinism.
-fn scan_rhs(rhs: &[Token], items: &mut Items) {
+/// Scans a right-hand side for variable use and non-determinism. `for_user_var`: the target is a user
+/// variable, which keeps the value (and, for a string, the connection's collation) it is given.
+fn scan_rhs(rhs: &[Token], for_user_var: bool, items: &mut Items) {
     let mut i = 0;
     while i < rhs.len() {
         if let Some(len) = user_var_len(rhs, i) {
@@ -332,14 +409,21 @@ fn scan_rhs(rhs: &[Token], items: &mut Items) {
             } else {
                 items.reads_user_vars = true;
             }
+            items.order_dependent = true;
             i += len;
             continue;
         }
         if let Some(var) = sys_var(rhs, i) {
-            // A global value differs between servers.
-            items.nondeterministic |= var.is_global();
+            // A global value differs between servers; so does a session value that a user variable keeps
+            // (`@@hostname`, `@@server_id` read through the session). A session variable assigned from
+            // another is fine: the proxy replays the value the server reports.
+            items.nondeterministic |= var.is_global() || for_user_var;
+            items.order_dependent = true;
             i += var.len;
             continue;
+        }
+        if for_user_var && matches!(rhs.get(i), Some(Token::SingleQuotedString(_) | Token::DoubleQuotedString(_))) {
+            items.order_dependent = true;
         }
         items.nondeterministic |= is_nondeterministic_at(rhs, i);
         i += 1;

@@ -7,76 +7,205 @@
 
 use sqlparser::tokenizer::Token;
 
-use crate::lex::{ident, is_kw, kw_in, kw_seq, qualified_name, upper};
-use crate::{query, set, Kind, Reason, Verdict};
+use crate::tok::{ident, is_kw, kw_in, kw_seq, qualified_name, upper, user_var_len};
+use crate::{query, rules, set, Kind, Reason, Verdict};
 
 /// Classifies one statement (non-empty or empty token slice, without its `;`).
 pub(crate) fn classify_statement(toks: &[Token]) -> Verdict {
+    classify_statement_spaced(toks, false)
+}
+
+/// [`classify_statement`], told whether the text has a spaced call of a whitespace-sensitive name (see
+/// `Prescan::spaced_call`).
+pub(crate) fn classify_statement_spaced(toks: &[Token], spaced_call: bool) -> Verdict {
     if toks.first() == Some(&Token::LParen) {
-        return query::classify_query(toks);
+        return query::classify_query_spaced(toks, spaced_call);
     }
     let Some(first) = upper(toks.first()) else {
         return Verdict::master(Reason::ParseError);
     };
     match first.as_str() {
-        "SELECT" | "WITH" | "VALUES" | "TABLE" => query::classify_query(toks),
+        "SELECT" | "WITH" | "VALUES" | "TABLE" => query::classify_query_spaced(toks, spaced_call),
         "SHOW" => query::classify_show(toks),
         "DESCRIBE" | "DESC" | "EXPLAIN" => query::classify_explain(toks),
         "SET" => set::classify_set(toks),
         "USE" => classify_use(toks),
-        "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "LOAD" | "CALL" | "DO" | "GRANT" | "REVOKE" => {
-            Verdict::master(Reason::Write)
+        "INSERT" | "UPDATE" | "DELETE" | "REPLACE" => dml(toks),
+        "LOAD" => {
+            let mut v = dml(toks);
+            // LOAD DATA [LOW_PRIORITY | CONCURRENT] LOCAL INFILE …
+            v.effects.local_infile = toks.iter().take(4).any(|t| is_kw(Some(t), "LOCAL"));
+            v
         }
-        "HANDLER" => Verdict::master(Reason::Write).session(),
+        "CALL" => classify_call(toks),
+        "DO" => written_by(toks, Verdict::master(Reason::Write)),
+        "GRANT" | "REVOKE" => Verdict::master(Reason::Write).commits(),
+        "HANDLER" => classify_handler(toks),
         "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "RENAME" | "ANALYZE" | "OPTIMIZE" | "REPAIR" => classify_ddl(toks),
-        "PREPARE" | "EXECUTE" | "DEALLOCATE" => Verdict::master(Reason::SessionState).session(),
+        "PREPARE" => classify_prepare(toks),
+        "EXECUTE" => {
+            let mut v = written_by(toks, Verdict::master(Reason::SessionState));
+            v.effects.stored_code = true;
+            v
+        }
+        "DEALLOCATE" => {
+            let mut v = Verdict::master(Reason::SessionState).session();
+            v.effects.deallocates.extend(prepared_name(toks, 2));
+            v
+        }
         "BEGIN" | "START" | "COMMIT" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "XA" => {
             classify_transaction(&first, toks)
         }
-        "LOCK" | "UNLOCK" => Verdict::master(Reason::LockTables).session(),
+        "LOCK" => {
+            let mut v = Verdict::master(Reason::LockTables).session().commits();
+            v.effects.table_locks = Some(true);
+            v
+        }
+        "UNLOCK" => {
+            let mut v = Verdict::master(Reason::LockTables).session();
+            v.effects.table_locks = Some(false);
+            v
+        }
         "FLUSH" => classify_flush(toks),
         "GET" if kw_in(toks.get(1), &["DIAGNOSTICS", "CURRENT", "STACKED"]) => {
             Verdict::new(Kind::Previous, Reason::Previous)
         }
-        "KILL" | "PURGE" | "RESET" | "INSTALL" | "UNINSTALL" | "CHANGE" | "STOP" | "CHECK" | "CHECKSUM" | "CACHE"
-        | "SHUTDOWN" | "RESTART" | "BINLOG" | "CLONE" | "IMPORT" | "BACKUP" | "HELP" | "SIGNAL" | "RESIGNAL" => {
-            Verdict::master(Reason::Admin)
-        }
+        "KILL" => Verdict::master(Reason::Kill),
+        "RESET" | "CACHE" => Verdict::master(Reason::Admin).commits(),
+        "PURGE" | "INSTALL" | "UNINSTALL" | "CHANGE" | "STOP" | "CHECK" | "CHECKSUM" | "SHUTDOWN" | "RESTART"
+        | "BINLOG" | "CLONE" | "IMPORT" | "BACKUP" | "HELP" | "SIGNAL" | "RESIGNAL" => Verdict::master(Reason::Admin),
         _ => classify_unknown(toks),
     }
+}
+
+/// INSERT/UPDATE/DELETE/REPLACE/LOAD: a write of table data, plus what its expressions do.
+fn dml(toks: &[Token]) -> Verdict {
+    let mut v = written_by(toks, Verdict::master(Reason::Write));
+    v.effects.dml = true;
+    v
+}
+
+/// `v` with the variable, lock and stored-code effects the token rules find in `toks`.
+fn written_by(toks: &[Token], mut v: Verdict) -> Verdict {
+    let scan = rules::scan(toks);
+    query::with_vars(&mut v, &scan);
+    v.effects.stored_code |= rules::calls_stored_code(toks);
+    v
+}
+
+/// `CALL p(args)`: stored code; a user variable among the arguments may be an OUT parameter.
+fn classify_call(toks: &[Token]) -> Verdict {
+    let mut v = written_by(toks, Verdict::master(Reason::Write));
+    v.effects.stored_code = true;
+    if (0..toks.len()).any(|i| user_var_len(toks, i).is_some()) {
+        v.effects.writes_user_vars = true;
+        v.reads_user_vars = true;
+    }
+    v
+}
+
+/// `HANDLER t OPEN | READ … | CLOSE`: an open handler lives on the connection.
+fn classify_handler(toks: &[Token]) -> Verdict {
+    let mut v = Verdict::master(Reason::Write);
+    let (_, len) = qualified_name(toks, 1).unwrap_or_default();
+    v.effects.handler = match upper(toks.get(1 + len)).as_deref() {
+        Some("OPEN") => Some(true),
+        Some("CLOSE") => Some(false),
+        _ => None,
+    };
+    v
+}
+
+/// `PREPARE name FROM 'text' | @var`: a statement kept on the connection. A literal text is classified too: a
+/// KILL inside it is refused like any other KILL the proxy cannot translate.
+fn classify_prepare(toks: &[Token]) -> Verdict {
+    let mut v = Verdict::master(Reason::SessionState).session();
+    v.effects.prepares.extend(prepared_name(toks, 1));
+    if let Some(Token::SingleQuotedString(text) | Token::DoubleQuotedString(text)) = toks.get(3) {
+        if crate::classify(text).reason == Reason::Kill {
+            v.reason = Reason::Kill;
+        }
+    }
+    v
+}
+
+/// The lower-cased statement name at `i` (`PREPARE s`, `DEALLOCATE PREPARE s`, `DROP PREPARE s`).
+fn prepared_name(toks: &[Token], i: usize) -> Option<String> {
+    ident(toks.get(i)).map(str::to_ascii_lowercase)
 }
 
 /// `USE db`: a replayable session change.
 fn classify_use(toks: &[Token]) -> Verdict {
     if toks.len() == 2 && ident(toks.get(1)).is_some() {
-        Verdict::new(Kind::SessionSet, Reason::SessionState).session()
+        let mut v = Verdict::new(Kind::SessionSet, Reason::SessionState).session();
+        v.effects.assigns.push(crate::SCHEMA_KEY.to_string());
+        v
     } else {
         Verdict::master(Reason::ParseError)
     }
 }
 
-/// CREATE/ALTER/DROP/...: DDL; temporary tables are also session state; `DROP PREPARE` is DEALLOCATE.
+/// CREATE/ALTER/DROP/...: DDL (an implicit commit); temporary tables are session state and commit nothing;
+/// `DROP PREPARE` is DEALLOCATE. The tables an ALTER, RENAME or DROP names are listed (a temporary table
+/// may be among them).
 fn classify_ddl(toks: &[Token]) -> Verdict {
     if is_kw(toks.first(), "DROP") && is_kw(toks.get(1), "PREPARE") {
-        return Verdict::master(Reason::SessionState).session();
+        let mut v = Verdict::master(Reason::SessionState).session();
+        v.effects.deallocates.extend(prepared_name(toks, 2));
+        return v;
     }
     let mut v = Verdict::master(Reason::Ddl);
     let mut i = 1;
     if kw_seq(toks, i, &["OR", "REPLACE"]) {
         i += 2;
     }
-    if !(is_kw(toks.get(i), "TEMPORARY") && is_kw(toks.get(i + 1), "TABLE")) {
-        return v;
+    let temporary = is_kw(toks.get(i), "TEMPORARY");
+    if temporary {
+        i += 1;
     }
-    v.session_change = true;
-    if is_kw(toks.first(), "CREATE") {
-        i += 2;
+    let table = is_kw(toks.get(i), "TABLE") || is_kw(toks.get(i), "TABLES");
+    let first = upper(toks.first()).unwrap_or_default();
+    if table && matches!(first.as_str(), "ALTER" | "RENAME" | "DROP" | "TRUNCATE") {
+        v.tables = table_names(toks, i + 1);
+    }
+    if first == "DROP" && table {
+        v.effects.tables_dropped = v.tables.clone();
+    }
+    if !(temporary && table) {
+        return v.commits();
+    }
+    v.effects.session_change = true;
+    if first == "CREATE" {
+        i += 1;
         if kw_seq(toks, i, &["IF", "NOT", "EXISTS"]) {
             i += 3;
         }
-        v.creates_temp_table = qualified_name(toks, i).map(|(name, _)| name);
+        v.effects.temp_tables_created.extend(qualified_name(toks, i).map(|(name, _)| name));
     }
     v
+}
+
+/// The (unqualified, lower-cased) names in a table list from `i`: `a, db.b`, `IF EXISTS a`, `a TO b, c TO d`.
+fn table_names(toks: &[Token], mut i: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    if kw_seq(toks, i, &["IF", "EXISTS"]) {
+        i += 2;
+    }
+    while let Some((name, len)) = qualified_name(toks, i) {
+        out.push(name);
+        i += len;
+        if is_kw(toks.get(i), "TO") {
+            if let Some((to, len)) = qualified_name(toks, i + 1) {
+                out.push(to);
+                i += 1 + len;
+            }
+        }
+        if toks.get(i) != Some(&Token::Comma) {
+            break;
+        }
+        i += 1;
+    }
+    out
 }
 
 /// BEGIN, START TRANSACTION, COMMIT, ROLLBACK, SAVEPOINT, RELEASE SAVEPOINT, XA, START SLAVE/REPLICA.
@@ -97,9 +226,11 @@ fn classify_transaction(first: &str, toks: &[Token]) -> Verdict {
     }
 }
 
-/// A Begin verdict.
+/// A Begin verdict: it commits an open transaction and releases LOCK TABLES locks.
 fn begin(read_only: bool) -> Verdict {
-    Verdict::new(Kind::Begin { read_only }, Reason::Transaction)
+    let mut v = Verdict::new(Kind::Begin { read_only }, Reason::Transaction).commits();
+    v.effects.table_locks = Some(false);
+    v
 }
 
 /// `START TRANSACTION` characteristics: READ ONLY | READ WRITE | WITH CONSISTENT SNAPSHOT, comma-separated.
@@ -116,7 +247,13 @@ fn start_transaction(chars: &[Token]) -> Verdict {
 fn end_if_valid(rest: &[Token]) -> Verdict {
     const ALLOWED: &[&str] = &["WORK", "AND", "NO", "CHAIN", "RELEASE"];
     if rest.iter().all(|t| kw_in(Some(t), ALLOWED)) {
-        Verdict::new(Kind::End, Reason::Transaction)
+        let mut v = Verdict::new(Kind::End, Reason::Transaction);
+        // `… RELEASE` (not `NO RELEASE`): the server closes the connection after it.
+        v.effects.releases_connection = rest
+            .iter()
+            .enumerate()
+            .any(|(i, t)| is_kw(Some(t), "RELEASE") && (i == 0 || !is_kw(rest.get(i - 1), "NO")));
+        v
     } else {
         Verdict::master(Reason::ParseError)
     }
@@ -127,9 +264,11 @@ fn classify_flush(toks: &[Token]) -> Verdict {
     let locks =
         (0..toks.len()).any(|i| kw_seq(toks, i, &["WITH", "READ", "LOCK"]) || kw_seq(toks, i, &["FOR", "EXPORT"]));
     if locks {
-        Verdict::master(Reason::LockTables).session()
+        let mut v = Verdict::master(Reason::LockTables).session().commits();
+        v.effects.table_locks = Some(true);
+        v
     } else {
-        Verdict::master(Reason::Admin)
+        Verdict::master(Reason::Admin).commits()
     }
 }
 

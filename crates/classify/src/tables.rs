@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use sqlparser::tokenizer::Token;
 
-use crate::lex::{is_call, is_kw, kw_in, qualified_name, starts_query};
+use crate::tok::{is_call, is_kw, kw_in, qualified_name, starts_query};
 
 /// Keywords that end a `FROM` list at their depth. (`FOR` does not: `USE INDEX FOR JOIN (i), t2`.)
 const END_OF_FROM: &[&str] = &[
@@ -100,7 +100,7 @@ mod tests {
     use super::*;
 
     fn tables(sql: &str) -> Vec<String> {
-        collect(&crate::lex::tokenize(sql).unwrap_or_default())
+        collect(&crate::tok::tokenize(sql).unwrap_or_default())
     }
 
     #[test]

@@ -23,6 +23,8 @@ const PARSE: (Kind, Reason) = m(Reason::ParseError);
 const MULTI: (Kind, Reason) = m(Reason::MultiStatement);
 const ADMIN: (Kind, Reason) = m(Reason::Admin);
 const EMPTY: (Kind, Reason) = m(Reason::Empty);
+const STORED: (Kind, Reason) = m(Reason::StoredFunction);
+const KILL: (Kind, Reason) = m(Reason::Kill);
 
 #[rustfmt::skip]
 const TABLE: &[(&str, (Kind, Reason))] = &[
@@ -126,8 +128,10 @@ const TABLE: &[(&str, (Kind, Reason))] = &[
     ("select last_insert_id()", SIDE),
     ("SELECT * FROM t WHERE id = LAST_INSERT_ID()", SIDE),
     ("SELECT * FROM t WHERE id IN (SELECT LAST_INSERT_ID())", SIDE),
-    ("SELECT FOUND_ROWS()", SIDE),
-    ("SELECT ROW_COUNT()", SIDE),
+    ("SELECT FOUND_ROWS()", PREVIOUS),
+    ("SELECT ROW_COUNT()", PREVIOUS),
+    ("SELECT @@last_gtid", SIDE),
+    ("SELECT @@session.last_gtid, 1", SIDE),
     ("SELECT NEXTVAL(s)", SIDE),
     ("SELECT LASTVAL(s)", SIDE),
     ("SELECT SETVAL(s, 10)", SIDE),
@@ -144,7 +148,16 @@ const TABLE: &[(&str, (Kind, Reason))] = &[
     ("SELECT @v := 1", SIDE),
     ("SELECT @v := @v + 1 FROM t", SIDE),
     ("SELECT a FROM t WHERE (@x := a) > 0", SIDE),
-    ("SELECT mydb.myfunc(1)", SIDE),
+    ("SELECT mydb.myfunc(1)", STORED),
+    ("SELECT my_func(1)", STORED),
+    ("SELECT a FROM t WHERE b = f(a)", STORED),
+    ("SELECT `user`()", STORED),
+    ("SELECT now ()", STORED),
+    ("SELECT count /* x */ (*) FROM t", STORED),
+    ("SELECT NOW(), user (), COUNT(*) FROM t", READ),
+    ("SELECT COUNT(*), concat(a, b), json_extract(c, '$.x') FROM t", READ),
+    ("WITH c(n) AS (SELECT 1) SELECT n FROM c", READ),
+    ("SELECT * FROM t FORCE INDEX (i) WHERE a IN (1, 2)", READ),
     // Previous-backend statements.
     ("SELECT @@warning_count", PREVIOUS),
     ("SELECT @@error_count", PREVIOUS),
@@ -179,7 +192,10 @@ const TABLE: &[(&str, (Kind, Reason))] = &[
     ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", SET),
     ("SET @@session.transaction_isolation = 'READ-COMMITTED'", SET),
     ("SET sql_mode = CONCAT(@@sql_mode, ',NO_ZERO_DATE')", SET),
-    ("SET @OLD_CS = @@character_set_client", SET),
+    ("SET @OLD_CS = @@character_set_client", STATE),
+    ("SET @h = @@hostname", STATE),
+    ("SET insert_id = 5", STATE),
+    ("SET @@session.rand_seed1 = 5", STATE),
     ("SET time_zone = '+00:00'", SET),
     ("SET a = 1, @b = 'x', SESSION c = DEFAULT, @@session.d = 2, LOCAL e = 3, autocommit = 0", SET),
     ("SET @a = @b + 1", SET),
@@ -273,8 +289,11 @@ const TABLE: &[(&str, (Kind, Reason))] = &[
     // Admin.
     ("FLUSH LOGS", ADMIN),
     ("FLUSH PRIVILEGES", ADMIN),
-    ("KILL 5", ADMIN),
-    ("KILL QUERY 5", ADMIN),
+    ("KILL 5", KILL),
+    ("KILL QUERY 5", KILL),
+    ("/* x */ KILL 5", KILL),
+    ("SELECT 1; KILL 5", KILL),
+    ("PREPARE s FROM 'KILL 5'", KILL),
     ("PURGE BINARY LOGS TO 'x'", ADMIN),
     ("RESET MASTER", ADMIN),
     ("INSTALL PLUGIN x SONAME 'y.so'", ADMIN),
@@ -355,11 +374,11 @@ const TABLE: &[(&str, (Kind, Reason))] = &[
     ("SELECT ';' FROM t", READ),
     ("SELECT 1--1", READ),
     // Executable comments (mariadb-dump / mysqldump) are code.
-    ("/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */", SET),
+    ("/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */", STATE),
     ("/*!40103 SET TIME_ZONE='+00:00' */", SET),
-    ("/*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */", SET),
+    ("/*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */", STATE),
     ("/*!40101 SET SQL_MODE=@OLD_SQL_MODE */", SET),
-    ("/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */", SET),
+    ("/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */", STATE),
     ("SELECT /*!40001 SQL_NO_CACHE */ * FROM `t`", READ),
     ("START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */", BEGIN),
     ("/*!50001 CREATE ALGORITHM=UNDEFINED VIEW `v` AS SELECT 1 */", DDL),
@@ -419,8 +438,9 @@ fn cached_verdicts_equal_direct_ones() {
     for (sql, _) in TABLE {
         for text in [sql.to_string(), vary(sql)] {
             let direct = classify(&text);
-            assert_eq!(*rwsplit_classify::classify_cached(&text), direct, "miss: {text:?}");
-            assert_eq!(*rwsplit_classify::classify_cached(&text), direct, "hit: {text:?}");
+            let cached = || rwsplit_classify::classify_cached(text.as_bytes(), Default::default());
+            assert_eq!(*cached(), direct, "miss: {text:?}");
+            assert_eq!(*cached(), direct, "hit: {text:?}");
         }
     }
 }
@@ -431,7 +451,8 @@ fn hints() {
         ("/* rwsplit:replica */ SELECT 1", Some(Hint::Replica)),
         ("SELECT 1 /* RWSPLIT:MASTER */", Some(Hint::Master)),
         ("SELECT 1 -- rwsplit:master", Some(Hint::Master)),
-        ("SELECT 1 # please rwsplit:replica thanks", Some(Hint::Replica)),
+        ("SELECT 1 # please rwsplit:replica thanks", None),
+        ("SELECT 1 # rwsplit:replica thanks", Some(Hint::Replica)),
         ("SELECT 1 /*+ rwsplit:replica */", Some(Hint::Replica)),
         ("SELECT 1; SELECT 2 /* rwsplit:master */", Some(Hint::Master)),
         ("SELECT 1", None),
@@ -478,13 +499,18 @@ fn temporary_tables() {
     ];
     for (sql, name) in cases {
         let v = classify(sql);
-        assert_eq!(v.creates_temp_table.as_deref(), *name, "{sql}");
+        assert_eq!(v.effects.temp_tables_created.first().map(String::as_str), *name, "{sql}");
         if name.is_some() {
-            assert!(v.session_change, "{sql}");
+            assert!(v.effects.session_change, "{sql}");
             assert_eq!(v.kind, Kind::Master, "{sql}");
         }
     }
-    assert!(classify("DROP TEMPORARY TABLE t").session_change);
+    let drop = classify("DROP TEMPORARY TABLE IF EXISTS t, db.U");
+    assert!(drop.effects.session_change && !drop.effects.implicit_commit);
+    assert_eq!(drop.effects.tables_dropped, ["t", "u"]);
+    let drop = classify("DROP TABLE t");
+    assert!(drop.effects.implicit_commit && !drop.effects.session_change);
+    assert_eq!(drop.effects.tables_dropped, ["t"]);
 }
 
 #[test]
@@ -508,10 +534,16 @@ fn user_variables() {
         ("SELECT '@a'", false, false),
         ("SELECT 1; SET @a = 1", false, true),
         ("/*!40101 SET SQL_MODE=@OLD_SQL_MODE */", true, false),
+        ("UPDATE t SET v = (@n := v + 10) WHERE id = 1", false, true),
+        ("INSERT INTO t VALUES (@x := 5)", false, true),
+        ("DO @d := 5", false, true),
+        ("CALL p(@o)", true, true),
+        ("CALL p(1)", false, false),
+        ("UPDATE t SET a = @v", true, false),
     ];
     for (sql, reads, writes) in cases {
         let v = classify(sql);
-        assert_eq!((v.reads_user_vars, v.writes_user_vars), (*reads, *writes), "{sql}");
+        assert_eq!((v.reads_user_vars, v.effects.writes_user_vars), (*reads, *writes), "{sql}");
     }
 }
 
@@ -532,7 +564,7 @@ fn session_change() {
         "SELECT 1; SET @a = 1",
     ];
     for sql in changes {
-        assert!(classify(sql).session_change, "{sql}");
+        assert!(classify(sql).effects.session_change, "{sql}");
     }
     let no_change = [
         "SELECT 1",
@@ -544,7 +576,7 @@ fn session_change() {
         "CREATE TABLE t (a INT)",
     ];
     for sql in no_change {
-        assert!(!classify(sql).session_change, "{sql}");
+        assert!(!classify(sql).effects.session_change, "{sql}");
     }
     let multi = classify("SELECT 1; SET @a = 1");
     assert_eq!((multi.kind, multi.reason), (Kind::Master, Reason::MultiStatement));
@@ -585,6 +617,8 @@ fn labels() {
         (Reason::Admin, "admin"),
         (Reason::Previous, "previous"),
         (Reason::Empty, "empty"),
+        (Reason::StoredFunction, "stored_function"),
+        (Reason::Kill, "kill"),
     ];
     for (reason, label) in reasons {
         assert_eq!(reason.as_str(), label);
@@ -648,4 +682,98 @@ fn hostile_inputs_do_not_panic() {
         })
         .expect("spawn test thread");
     assert!(handle.join().is_ok());
+}
+
+/// What statements do to session state, beyond their route.
+#[test]
+fn effects() {
+    let e = |sql: &str| classify(sql).effects;
+    assert!(e("CALL p()").stored_code);
+    assert!(e("SELECT my_func()").stored_code);
+    assert!(e("EXECUTE s").stored_code);
+    assert!(e("INSERT INTO t VALUES (f(1))").stored_code);
+    assert!(!e("INSERT INTO t (a, b) VALUES (1, CONCAT('a', 'b'))").stored_code);
+    assert!(!e("UPDATE t SET a = 1 WHERE b IN (1, 2)").stored_code);
+    assert!(!e("INSERT INTO db.t (v) VALUES ('x')").stored_code, "a qualified table with a column list");
+    assert!(!e("INSERT INTO db.t (a) SELECT a FROM u").stored_code);
+    assert!(!e("REPLACE db.t (a) VALUES (1)").stored_code);
+    assert!(e("INSERT INTO t VALUES (db.f(1))").stored_code);
+    assert!(e("SELECT GET_LOCK('x', 1)").named_locks);
+    assert!(e("DO GET_LOCK('x', 1)").named_locks);
+    assert_eq!(e("LOCK TABLES t READ").table_locks, Some(true));
+    assert_eq!(e("UNLOCK TABLES").table_locks, Some(false));
+    assert_eq!(e("BEGIN").table_locks, Some(false), "BEGIN releases table locks");
+    assert_eq!(e("PREPARE S FROM 'SELECT 1'").prepares, ["s"]);
+    assert_eq!(e("DEALLOCATE PREPARE s").deallocates, ["s"]);
+    assert_eq!(e("DROP PREPARE s").deallocates, ["s"]);
+    assert_eq!(e("HANDLER t OPEN").handler, Some(true));
+    assert_eq!(e("HANDLER t CLOSE").handler, Some(false));
+    assert_eq!(e("HANDLER t READ FIRST").handler, None);
+    for sql in
+        ["CREATE TABLE t (a INT)", "ALTER TABLE t ADD b INT", "BEGIN", "LOCK TABLES t READ", "GRANT ALL ON *.* TO u"]
+    {
+        assert!(e(sql).implicit_commit, "{sql}");
+    }
+    for sql in ["CREATE TEMPORARY TABLE t (a INT)", "DROP TEMPORARY TABLE t", "INSERT INTO t VALUES (1)", "SET @a = 1"]
+    {
+        assert!(!e(sql).implicit_commit, "{sql}");
+    }
+    for sql in [
+        "INSERT INTO t VALUES (1)",
+        "UPDATE t SET a = 1",
+        "DELETE FROM t",
+        "REPLACE t VALUES (1)",
+        "LOAD DATA INFILE 'x' INTO TABLE t",
+    ] {
+        assert!(e(sql).dml, "{sql}");
+    }
+    assert!(!e("DO 1").dml && !e("CALL p()").dml);
+    assert!(e("LOAD DATA LOCAL INFILE 'x' INTO TABLE t").local_infile);
+    assert!(!e("LOAD DATA INFILE 'x' INTO TABLE t").local_infile);
+    assert!(e("COMMIT RELEASE").releases_connection && !e("COMMIT NO RELEASE").releases_connection);
+    assert_eq!(e("SET STATEMENT max_statement_time = 1 FOR SELECT 1").statement_scoped, ["max_statement_time"]);
+    assert_eq!(classify("RENAME TABLE a TO b, c TO d").tables, ["a", "b", "c", "d"]);
+}
+
+/// What a SET assigns, and whether its replay depends on what came before (for keeping only the last value).
+#[test]
+fn set_assignments() {
+    let cases: &[(&str, &[&str], bool)] = &[
+        ("SET @a = 1", &["@a"], false),
+        ("SET @A = 'x'", &["@a"], true),
+        ("SET @a = @a + 1", &["@a"], true),
+        ("SET SESSION time_zone = '+00:00'", &["time_zone"], false),
+        ("SET @@session.sql_mode = CONCAT(@@sql_mode, ',X')", &["sql_mode"], true),
+        ("SET autocommit = 1, @@local.wait_timeout = 5", &["autocommit", "wait_timeout"], false),
+        (
+            "SET NAMES utf8mb4",
+            &["character_set_client", "character_set_connection", "character_set_results", "collation_connection"],
+            false,
+        ),
+        ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", &["tx_isolation"], false),
+        ("SET SESSION TRANSACTION READ ONLY", &["tx_read_only"], false),
+        ("SET ROLE r", &[rwsplit_classify::ROLE_KEY], false),
+        ("USE db", &[rwsplit_classify::SCHEMA_KEY], false),
+    ];
+    for (sql, assigns, order_dependent) in cases {
+        let v = classify(sql);
+        assert_eq!(v.effects.assigns, *assigns, "{sql}");
+        assert_eq!(v.effects.order_dependent, *order_dependent, "{sql}");
+    }
+}
+
+/// The session's dialect changes how text is read; the classifier follows it.
+#[test]
+fn dialects() {
+    use rwsplit_classify::lex::Multibyte;
+    use rwsplit_classify::{classify_with, Dialect};
+    let nbe = Dialect { no_backslash_escapes: true, ..Dialect::default() };
+    // With backslash escapes the quote is escaped and `FOR UPDATE` is inside the string.
+    assert_eq!(classify_with(br"SELECT 'a\' FOR UPDATE -- '", Dialect::default()).reason, Reason::Read);
+    assert_eq!(classify_with(br"SELECT 'a\' FOR UPDATE -- '", nbe).reason, Reason::LockingRead);
+    let sjis = Dialect { multibyte: Some(Multibyte::Sjis), ..Dialect::default() };
+    let text = b"SELECT '\x95\x5c' FROM t FOR UPDATE";
+    assert_eq!(classify_with(text, sjis).reason, Reason::LockingRead);
+    let ansi = Dialect { ansi_quotes: true, ..Dialect::default() };
+    assert_eq!(classify_with(b"SELECT * FROM \"Tmp\"", ansi).tables, ["tmp"]);
 }

@@ -1,5 +1,12 @@
-//! One backend connection: connect and log in, run the proxy's own commands (state replay, prepare, reset),
-//! and hand frames to the session for forwarding.
+//! One backend connection: connect and log in, set up session tracking, run the proxy's own commands (state
+//! replay, prepare, reset), and hand frames to the session for forwarding.
+//!
+//! Every backend connection asks the server to report session state in its OK packets
+//! (`CLIENT_SESSION_TRACK`, whatever the client negotiated) and, right after login, turns on every tracker
+//! ([`TRACKING_SETUP`]): the server then tells the proxy each system variable a statement changed, the
+//! current schema, that some session state changed, and the transaction state (including LOCK TABLES).
+//! The same round trip reads the server's session defaults ([`ServerDefaults`]): `max_allowed_packet` and
+//! the trackers a client gets when it does not choose its own, which is what the session shows its client.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,6 +21,49 @@ use tokio::net::TcpStream;
 use crate::error::BackendError;
 use crate::io::Wire;
 
+/// The statement that turns on every session tracker of a backend connection. `CHARACTERISTICS` is
+/// `STATE` plus the transaction's characteristics, so it covers what any client may ask for.
+pub const TRACKING_SETUP: &str = "SET SESSION session_track_system_variables = '*', session_track_schema = ON, \
+                                  session_track_state_change = ON, session_track_transaction_info = 'CHARACTERISTICS'";
+
+/// The query that reads a fresh session's defaults, sent with [`TRACKING_SETUP`] in one round trip.
+const DEFAULTS_QUERY: &str = "SELECT @@max_allowed_packet, @@session_track_system_variables, \
+                              @@session_track_schema, @@session_track_state_change, @@session_track_transaction_info";
+
+/// Connection attributes of a pooled connection after its reset: it no longer belongs to the client that
+/// opened it, and the next client's attributes would be a guess.
+const POOLED_ATTRIBUTES: &[(&str, &str)] =
+    &[("_client_name", "rwsplit"), ("program_name", "rwsplit (pooled connection)")];
+
+/// A fresh session's defaults on a server, as read by [`DEFAULTS_QUERY`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerDefaults {
+    /// `@@max_allowed_packet`: the largest packet the server accepts from a client.
+    pub max_allowed_packet: usize,
+    /// `@@session_track_system_variables` (a comma-separated list, or `*`).
+    pub track_system_variables: String,
+    /// `@@session_track_schema`.
+    pub track_schema: bool,
+    /// `@@session_track_state_change`.
+    pub track_state_change: bool,
+    /// `@@session_track_transaction_info` (`OFF`, `STATE` or `CHARACTERISTICS`).
+    pub track_transaction_info: String,
+}
+
+impl Default for ServerDefaults {
+    /// MariaDB 10.11's defaults, for sessions that start before any backend connection read the real ones.
+    fn default() -> Self {
+        ServerDefaults {
+            max_allowed_packet: 16 << 20,
+            track_system_variables:
+                "autocommit,character_set_client,character_set_connection,character_set_results,time_zone".into(),
+            track_schema: true,
+            track_state_change: false,
+            track_transaction_info: "OFF".into(),
+        }
+    }
+}
+
 /// Identity of a login, used as the pool key: connections are interchangeable only within one key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LoginKey {
@@ -23,8 +73,8 @@ pub struct LoginKey {
     pub user: Arc<str>,
     /// Initial database from the client's handshake.
     pub database: Option<Arc<str>>,
-    /// Collation id from the client's handshake.
-    pub collation: u8,
+    /// Collation id from the client's handshake or COM_CHANGE_USER.
+    pub collation: u16,
     /// Client capabilities passed on (they change packet formats, e.g. DEPRECATE_EOF).
     pub capabilities: u32,
 }
@@ -38,21 +88,27 @@ pub struct BackendConn {
     pub key: LoginKey,
     /// Capabilities in effect on this connection.
     pub caps: CapabilityFlags,
-    /// The server's thread id (for logs).
+    /// The server's thread id (for KILL and the admin interface).
     pub thread_id: u32,
-    /// How many entries of the owning session's state history have been applied here.
-    pub history_applied: usize,
+    /// The owning session's history entries applied here: everything up to this sequence number.
+    pub applied: u64,
     /// Prepared statements here: the id the client knows → this server's id.
     pub stmts: HashMap<u32, u32>,
     /// Statements whose parameter types this server has been sent (for executes that omit them).
     pub types_sent: HashSet<u32>,
-    /// False while a response is being read: a connection abandoned mid-response must not be pooled.
-    pub clean: bool,
+    /// True while a response is being read: a connection abandoned mid-response is closed, not pooled.
+    pub mid_response: bool,
     /// Something other than a plain autocommit read ran here since login or the last reset, so its session
-    /// state may differ from a fresh login's: it must be reset before another session uses it.
-    pub dirty: bool,
-    /// The server's greeting nonce and plugin, reused by COM_CHANGE_USER.
+    /// state may differ from a fresh login's: it is reset before another session uses it.
+    pub touched: bool,
+    /// The server reports session state on this connection (trackers on, [`TRACKING_SETUP`]).
+    pub tracking: bool,
+    /// The client changed the trackers on this connection: [`TRACKING_SETUP`] is run again before its next
+    /// command.
+    pub tracking_stale: bool,
+    /// The server's greeting nonce (COM_CHANGE_USER scrambles with it).
     nonce: Vec<u8>,
+    /// The server's default auth plugin (COM_CHANGE_USER uses it).
     plugin: String,
 }
 
@@ -70,8 +126,12 @@ pub struct Credentials {
 impl Credentials {
     fn login(&self) -> BackendLogin<'_> {
         BackendLogin {
-            capabilities: CapabilityFlags::from_bits_retain(self.key.capabilities),
-            collation: self.key.collation,
+            // Session tracking is always asked for: the proxy reads it, and gives the client what it asked for.
+            capabilities: CapabilityFlags::from_bits_retain(self.key.capabilities)
+                | CapabilityFlags::CLIENT_SESSION_TRACK,
+            // A handshake has one byte for it; ids above 255 (MariaDB's newer collations) only travel in
+            // COM_CHANGE_USER, so such a login starts with the server's default and the client's SET NAMES.
+            collation: u8::try_from(self.key.collation).unwrap_or(0),
             user: &self.key.user,
             password: self.password.expose(),
             database: self.key.database.as_deref(),
@@ -98,22 +158,19 @@ fn greeting_of(frame: &Frame) -> Result<ServerGreeting, BackendError> {
     if let Some(err) = ErrPacket::parse(frame.payload()) {
         return Err(BackendError::Login(err));
     }
-    auth::parse_greeting(frame.payload()).ok_or_else(|| BackendError::Protocol("malformed server greeting".into()))
+    auth::parse_greeting(frame.payload()).ok_or(BackendError::Protocol("malformed server greeting"))
 }
 
 impl BackendConn {
-    /// Connects and logs in, within `timeout`. Returns the connection and the server's version string and
-    /// capabilities.
-    pub async fn connect(
-        creds: &Credentials,
-        timeout: Duration,
-    ) -> Result<(BackendConn, (String, CapabilityFlags)), BackendError> {
+    /// Connects, logs in and sets up session tracking, within `timeout`. Returns the connection, the server's
+    /// version string and capabilities, and its session defaults (when it has session tracking).
+    pub async fn connect(creds: &Credentials, timeout: Duration) -> Result<Connected, BackendError> {
         tokio::time::timeout(timeout, Self::connect_inner(creds))
             .await
             .map_err(|_| BackendError::Connect(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")))?
     }
 
-    async fn connect_inner(creds: &Credentials) -> Result<(BackendConn, (String, CapabilityFlags)), BackendError> {
+    async fn connect_inner(creds: &Credentials) -> Result<Connected, BackendError> {
         let stream = TcpStream::connect(&*creds.key.addr).await.map_err(BackendError::Connect)?;
         let mut wire = Wire::new(stream, crate::io::BACKEND_READ_CHUNK);
         let greeting = greeting_of(&wire.expect_frame().await?)?;
@@ -121,24 +178,69 @@ impl BackendConn {
         wire.send(1, &payload).await?;
         let caps = CapabilityFlags::from_bits_retain(packet::u32_at(&payload, 0).unwrap_or_default());
         authenticate(&mut wire, creds, plugin, greeting.nonce.clone()).await?;
-        let conn = BackendConn {
+        let mut conn = BackendConn {
             wire,
             key: creds.key.clone(),
             caps,
             thread_id: greeting.connection_id,
-            history_applied: 0,
+            applied: 0,
             stmts: HashMap::new(),
             types_sent: HashSet::new(),
-            clean: true,
-            dirty: false,
+            mid_response: false,
+            touched: false,
+            tracking: false,
+            tracking_stale: false,
             nonce: greeting.nonce.clone(),
             plugin: greeting.plugin.clone(),
         };
-        Ok((conn, (greeting.version, greeting.capabilities)))
+        let defaults = conn.setup(true).await?;
+        Ok(Connected { conn, version: greeting.version, caps: greeting.capabilities, defaults })
+    }
+
+    /// Turns on session tracking (a server without it is used without: the proxy then knows only what the
+    /// statement text tells). With `read_defaults`, the same round trip reads the session defaults first.
+    async fn setup(&mut self, read_defaults: bool) -> Result<Option<ServerDefaults>, BackendError> {
+        self.tracking = false;
+        self.tracking_stale = false;
+        if !self.caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK) {
+            return Ok(None);
+        }
+        let mut commands: Vec<Vec<u8>> = Vec::with_capacity(2);
+        if read_defaults {
+            commands.push([&[com::QUERY][..], DEFAULTS_QUERY.as_bytes()].concat());
+        }
+        commands.push([&[com::QUERY][..], TRACKING_SETUP.as_bytes()].concat());
+        for c in &commands {
+            self.wire.queue_payload(0, c);
+        }
+        self.mid_response = true;
+        self.wire.flush().await?;
+        let defaults = if read_defaults {
+            let frames = self.read_reply_frames(Expect::ResultSets).await?;
+            frames.ok().and_then(|f| defaults_of(&f, self.deprecate_eof()))
+        } else {
+            None
+        };
+        let set = self.read_reply(Expect::ResultSets).await?;
+        self.tracking = set.is_ok();
+        if let Err(err) = set {
+            tracing::debug!(backend = %self.key.addr, %err, "no session tracking on this server");
+        }
+        Ok(defaults)
+    }
+
+    /// Runs [`TRACKING_SETUP`] again if the client changed the trackers on this connection.
+    pub async fn restore_tracking(&mut self) -> Result<(), BackendError> {
+        if self.tracking_stale {
+            self.setup(false).await?;
+        }
+        Ok(())
     }
 
     /// Resets the connection to a just-logged-in state with COM_CHANGE_USER (same login): rolls back,
-    /// drops temporary tables, user variables and prepared statements, restores database and charset.
+    /// drops temporary tables, user variables and prepared statements, restores database and charset, and
+    /// turns session tracking on again. The connection's attributes become rwsplit's own
+    /// ([`POOLED_ATTRIBUTES`]): it no longer serves the client that opened it.
     pub async fn reset(&mut self, creds: &Credentials) -> Result<(), BackendError> {
         let login = creds.login();
         let plugin = if self.plugin == auth::CACHING_SHA2 { auth::CACHING_SHA2 } else { auth::NATIVE };
@@ -150,22 +252,23 @@ impl BackendConn {
         p.extend_from_slice(&scramble);
         p.extend_from_slice(login.database.unwrap_or("").as_bytes());
         p.push(0);
-        p.extend_from_slice(&u16::from(login.collation).to_le_bytes());
+        p.extend_from_slice(&creds.key.collation.to_le_bytes());
         p.extend_from_slice(plugin.as_bytes());
         p.push(0);
         if self.caps.contains(CapabilityFlags::CLIENT_CONNECT_ATTRS) {
             // With CLIENT_CONNECT_ATTRS the server expects the attributes block; without it MariaDB
             // rejects the packet as an unknown command.
-            p.extend_from_slice(&connect_attrs(&creds.attributes));
+            p.extend_from_slice(&connect_attrs(POOLED_ATTRIBUTES));
         }
-        self.clean = false;
+        self.mid_response = true;
         self.wire.send(0, &p).await?;
         authenticate(&mut self.wire, creds, plugin.to_string(), self.nonce.clone()).await?;
-        self.clean = true;
-        self.history_applied = 0;
+        self.mid_response = false;
+        self.applied = 0;
         self.stmts.clear();
         self.types_sent.clear();
-        self.dirty = false;
+        self.touched = false;
+        self.setup(false).await?;
         Ok(())
     }
 
@@ -175,35 +278,44 @@ impl BackendConn {
     }
 
     /// Runs a command whose response the proxy consumes itself (state replay, prepare on another backend,
-    /// statement reset). Returns the first packet of the response and the final status, or the server's ERR.
+    /// statement reset). Returns the first packet of the response, or the server's ERR.
     pub async fn run(&mut self, payload: &[u8], expect: Expect) -> Result<Result<Frame, ErrPacket>, BackendError> {
-        self.clean = false;
+        self.mid_response = true;
         self.wire.send(0, payload).await?;
+        self.read_reply(expect).await
+    }
+
+    /// Reads the whole response to a command the proxy sent itself: its first packet, or the server's ERR.
+    async fn read_reply(&mut self, expect: Expect) -> Result<Result<Frame, ErrPacket>, BackendError> {
+        Ok(self.read_reply_frames(expect).await?.map(|mut frames| frames.swap_remove(0)))
+    }
+
+    /// Reads the whole response to a command the proxy sent itself (a small one: its frames are kept), or the
+    /// server's ERR. A LOCAL INFILE request is answered with an empty file (the proxy never asks for one).
+    async fn read_reply_frames(&mut self, expect: Expect) -> Result<Result<Vec<Frame>, ErrPacket>, BackendError> {
         let mut walker = Walker::new(expect, self.deprecate_eof());
-        let mut first: Option<Frame> = None;
+        let mut frames: Vec<Frame> = Vec::new();
         loop {
             let frame = self.wire.expect_frame().await?;
             let step = walker.feed(&frame)?;
-            if first.is_none() {
-                first = Some(frame);
+            let seq = frame.seq();
+            let error = walker.packet() == rwsplit_wire::walk::Packet::Err;
+            if error {
+                let err = ErrPacket::parse(frame.payload()).ok_or(BackendError::Protocol("malformed ERR packet"))?;
+                // An ERR ends the response.
+                self.mid_response = false;
+                return Ok(Err(err));
             }
+            frames.push(frame);
             match step {
                 Step::More => {}
                 Step::LocalInfile => {
-                    // The proxy never asks for files itself: answer with an empty file.
-                    let seq = first.as_ref().map_or(0, |f| f.seq()).wrapping_add(1);
-                    self.wire.send(seq, &[]).await?;
+                    self.wire.send(seq.wrapping_add(1), &[]).await?;
                     walker.after_local_infile();
                 }
-                Step::Done { error, .. } => {
-                    self.clean = true;
-                    let first = first.ok_or_else(|| BackendError::Protocol("empty response".into()))?;
-                    if error {
-                        let err = ErrPacket::parse(first.payload())
-                            .ok_or_else(|| BackendError::Protocol("malformed ERR packet".into()))?;
-                        return Ok(Err(err));
-                    }
-                    return Ok(Ok(first));
+                Step::Done { .. } => {
+                    self.mid_response = false;
+                    return Ok(Ok(frames));
                 }
             }
         }
@@ -216,11 +328,44 @@ impl BackendConn {
     }
 }
 
+/// A new connection and what its server said about itself.
+#[derive(Debug)]
+pub struct Connected {
+    /// The logged-in connection.
+    pub conn: BackendConn,
+    /// The server's version string.
+    pub version: String,
+    /// The server's capabilities.
+    pub caps: CapabilityFlags,
+    /// The session defaults, when the server has session tracking.
+    pub defaults: Option<ServerDefaults>,
+}
+
+/// The defaults in the row of [`DEFAULTS_QUERY`]'s text result: column count, 5 definitions, (EOF,) the row.
+fn defaults_of(frames: &[Frame], deprecate_eof: bool) -> Option<ServerDefaults> {
+    let row = frames.get(1 + 5 + usize::from(!deprecate_eof))?.payload();
+    let mut values = Vec::with_capacity(5);
+    let mut rest = row;
+    for _ in 0..5 {
+        let (v, n) = packet::lenenc_str(rest)?;
+        values.push(String::from_utf8_lossy(v).into_owned());
+        rest = &rest[n..];
+    }
+    let flag = |v: &str| v == "1" || v.eq_ignore_ascii_case("ON");
+    Some(ServerDefaults {
+        max_allowed_packet: values[0].parse().ok()?,
+        track_system_variables: values[1].clone(),
+        track_schema: flag(&values[2]),
+        track_state_change: flag(&values[3]),
+        track_transaction_info: values[4].clone(),
+    })
+}
+
 /// A length-encoded block of length-encoded key/value pairs, as in the handshake response.
-fn connect_attrs(attrs: &[(String, String)]) -> Vec<u8> {
+fn connect_attrs<K: AsRef<str>, V: AsRef<str>>(attrs: &[(K, V)]) -> Vec<u8> {
     let mut body = bytes::BytesMut::new();
     for (k, v) in attrs {
-        for s in [k, v] {
+        for s in [k.as_ref(), v.as_ref()] {
             packet::put_lenenc_int(&mut body, s.len() as u64);
             body.extend_from_slice(s.as_bytes());
         }
@@ -247,15 +392,14 @@ async fn authenticate(
         match p.first() {
             Some(&packet::OK) => return Ok(()),
             Some(&packet::ERR) => {
-                let err = ErrPacket::parse(p).ok_or_else(|| BackendError::Protocol("malformed ERR".into()))?;
+                let err = ErrPacket::parse(p).ok_or(BackendError::Protocol("malformed ERR"))?;
                 return Err(BackendError::Login(err));
             }
             Some(&packet::EOF) => {
-                let (new_plugin, new_nonce) = auth::parse_auth_switch(p)
-                    .ok_or_else(|| BackendError::Protocol("malformed auth switch request".into()))?;
-                let data = auth::expected_scramble(&new_plugin, &new_nonce, password).ok_or_else(|| {
-                    BackendError::Protocol(format!("backend asks for unsupported auth plugin {new_plugin}"))
-                })?;
+                let (new_plugin, new_nonce) =
+                    auth::parse_auth_switch(p).ok_or(BackendError::Protocol("malformed auth switch request"))?;
+                let data = auth::expected_scramble(&new_plugin, &new_nonce, password)
+                    .ok_or_else(|| BackendError::UnsupportedPlugin(new_plugin.clone()))?;
                 wire.send(next, &data).await?;
                 plugin = new_plugin;
                 nonce = new_nonce;
@@ -268,12 +412,12 @@ async fn authenticate(
                 _ => {
                     // The server's RSA public key (PEM) after our request.
                     let encrypted = auth::sha2_rsa_password(password, &nonce, &p[1..])
-                        .ok_or_else(|| BackendError::Protocol("cannot use the server's RSA public key".into()))?;
+                        .ok_or(BackendError::Protocol("cannot use the server's RSA public key"))?;
                     wire.send(next, &encrypted).await?;
                 }
             },
-            _ => return Err(BackendError::Protocol("unexpected packet during authentication".into())),
+            _ => return Err(BackendError::Protocol("unexpected packet during authentication")),
         }
     }
-    Err(BackendError::Protocol("authentication did not finish".into()))
+    Err(BackendError::Protocol("authentication did not finish"))
 }

@@ -9,6 +9,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The protocol's limit on a packet, and the largest `max_allowed_packet` accepted (1G, as in MySQL).
+pub const MAX_PACKET_LIMIT: usize = 1 << 30;
+
+/// The largest replica weight (the weighted schedule holds one slot per unit of weight).
+pub const MAX_WEIGHT: u32 = 1000;
+
 /// A password: `Debug`/`Display` print `***` so it can never reach a log line by accident.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
@@ -53,8 +59,10 @@ pub struct Config {
     pub pool: Pool,
     /// Time allowed to connect and log in to a backend.
     pub connect_timeout: Duration,
-    /// Largest client packet accepted (a larger one gets error 1153 and the session is closed).
-    pub max_allowed_packet: usize,
+    /// Largest client packet accepted (a larger one gets error 1153 and the session is closed). `None`
+    /// (the default): the master's own `max_allowed_packet`, as read on each new master connection, so a
+    /// client meets the limit it would meet connected to the master directly.
+    pub max_allowed_packet: Option<usize>,
     /// How long shutdown waits for sessions to finish.
     pub shutdown_grace: Duration,
     /// Threads running sessions: 1 is a single-threaded event loop (the default: cheapest per query, no
@@ -340,6 +348,9 @@ impl Validator {
             if weight == 0 {
                 self.problem(format!("{field}.weight"), "must be at least 1 (remove the replica to give it no reads)");
             }
+            if weight > MAX_WEIGHT {
+                self.problem(format!("{field}.weight"), format!("must be at most {MAX_WEIGHT} (weights are relative)"));
+            }
             replicas.push(Replica { address: r.address, weight });
         }
         let health = raw.health.and_then(|h| self.health(h));
@@ -353,7 +364,10 @@ impl Validator {
         let pool = Pool { max_idle: raw.pool.and_then(|p| p.max_idle).unwrap_or(64) };
         let connect_timeout = self.duration("connect_timeout", raw.connect_timeout.as_deref(), Duration::from_secs(2));
         let shutdown_grace = self.duration("shutdown_grace", raw.shutdown_grace.as_deref(), Duration::from_secs(10));
-        let max_allowed_packet = self.size("max_allowed_packet", raw.max_allowed_packet.as_deref(), 64 << 20);
+        let max_allowed_packet = match raw.max_allowed_packet.as_deref() {
+            None | Some("auto") => Some(None),
+            Some(s) => self.size("max_allowed_packet", Some(s), 0).map(Some),
+        };
         let workers = raw.workers.unwrap_or(1);
         if !(1..=1024).contains(&workers) {
             self.problem("workers", "must be between 1 and 1024");
@@ -478,9 +492,9 @@ impl Validator {
     fn size(&mut self, field: &str, s: Option<&str>, default: usize) -> Option<usize> {
         let Some(s) = s else { return Some(default) };
         match parse_size(s) {
-            Some(n) if (1024..=1 << 30).contains(&n) => Some(n),
+            Some(n) if (1024..=MAX_PACKET_LIMIT).contains(&n) => Some(n),
             _ => {
-                self.problem(field, format!("'{s}' is not a size between 1K and 1G (e.g. 64M)"));
+                self.problem(field, format!("'{s}' is not a size between 1K and 1G (e.g. 64M), or auto"));
                 None
             }
         }

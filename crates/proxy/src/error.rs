@@ -51,13 +51,17 @@ pub enum BackendError {
     /// The health checker reports the backend unreachable (e.g. hung) while the proxy waited on it.
     #[error("the health checker reports it unreachable")]
     Unreachable,
-    /// The server sent something the proxy cannot walk.
+    /// The server sent something the proxy does not understand.
     #[error("protocol: {0}")]
-    Protocol(String),
-}
-
-impl From<rwsplit_wire::walk::WalkError> for BackendError {
-    fn from(e: rwsplit_wire::walk::WalkError) -> Self {
-        BackendError::Protocol(e.to_string())
-    }
+    Protocol(&'static str),
+    /// The server's response cannot be walked.
+    #[error("protocol: {0}")]
+    Walk(#[from] rwsplit_wire::walk::WalkError),
+    /// The server asks for an authentication plugin the proxy cannot speak.
+    #[error("asks for unsupported auth plugin {0}")]
+    UnsupportedPlugin(String),
+    /// The server closed an idle connection, or sent something on it unasked (MySQL's ERR 4031 on
+    /// `wait_timeout`).
+    #[error("the server closed the connection while it was idle{}", .0.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
+    Closed(Option<ErrPacket>),
 }

@@ -15,15 +15,96 @@
 //! Snapshot lifecycle per server: `unknown --good probe--> serving --bad probe--> out --rise good--> serving`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Health, LagSource};
 use crate::Shared;
+
+/// Where the checker publishes backend health and sessions read it: the published snapshot (lock-free
+/// reads), the checker's working copy, a tick for sessions waiting on a hung backend, and the running
+/// checker generation.
+#[derive(Debug)]
+pub struct HealthHub {
+    /// The last published snapshot; sessions read it without locks.
+    published: ArcSwap<Snapshot>,
+    /// The checker's working copy (locked by probe tasks and the admin port, never by sessions).
+    working: Mutex<Snapshot>,
+    /// Ticks when some backend's reachability changes, waking sessions waiting on a hung backend.
+    tick: tokio::sync::watch::Sender<u64>,
+    /// The running checker generation; cancelled and replaced on reload.
+    generation: Mutex<Option<CancellationToken>>,
+}
+
+impl Default for HealthHub {
+    fn default() -> Self {
+        HealthHub {
+            published: ArcSwap::from_pointee(Snapshot::default()),
+            working: Mutex::new(Snapshot::default()),
+            tick: tokio::sync::watch::Sender::new(0),
+            generation: Mutex::new(None),
+        }
+    }
+}
+
+impl HealthHub {
+    /// The published snapshot (cheap; do not hold across an await).
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.published.load()
+    }
+
+    /// The published snapshot, owned.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.published.load_full()
+    }
+
+    /// The checker's working copy.
+    pub(crate) fn working(&self) -> MutexGuard<'_, Snapshot> {
+        self.working.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes a new snapshot.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.published.store(Arc::new(snapshot));
+    }
+
+    /// Wakes sessions waiting for a backend to become unreachable.
+    pub fn changed(&self) {
+        self.tick.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Completes when the checker reports `addr` unreachable (never, without a checker).
+    pub async fn unreachable(&self, addr: &str) {
+        if !self.load().checked {
+            // Nothing will ever report it: skip subscribing (this races every replica read).
+            return std::future::pending().await;
+        }
+        let mut rx = self.tick.subscribe();
+        loop {
+            if !self.load().reachable(addr) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// A new checker generation token (child of `root`), cancelling the previous one.
+    fn new_generation(&self, root: &CancellationToken) -> CancellationToken {
+        let token = root.child_token();
+        let mut slot = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = slot.replace(token.clone()) {
+            old.cancel();
+        }
+        token
+    }
+}
 
 /// Health of one backend as last probed.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,7 +225,7 @@ pub fn start(shared: &Arc<Shared>) {
         .collect();
     let configured = |a: &Arc<str>| servers.iter().any(|(s, _)| s == a);
     {
-        let mut state = shared.health_state();
+        let mut state = shared.health.working();
         state.checked = config.health.is_some();
         state.servers.retain(|a, _| configured(a));
         state.offline.retain(|a| configured(a));
@@ -154,9 +235,9 @@ pub fn start(shared: &Arc<Shared>) {
         if !config.health.as_ref().is_some_and(|h| h.detect_master) {
             state.writer = Writer::Configured;
         }
-        shared.publish_health(state.clone());
+        shared.health.publish(state.clone());
     }
-    let generation = shared.new_checker_generation();
+    let generation = shared.health.new_generation(shared.root());
     let Some(health) = config.health.clone() else { return };
     for (addr, is_master) in servers {
         let task = Probe {
@@ -177,13 +258,13 @@ pub fn set_offline(shared: &Shared, addr: &str, offline: bool) -> bool {
     let Some(addr) = shared.topology.load().replicas.iter().map(|r| Arc::clone(&r.addr)).find(|a| &**a == addr) else {
         return false;
     };
-    let mut state = shared.health_state();
+    let mut state = shared.health.working();
     if offline {
         state.offline.insert(addr);
     } else {
         state.offline.remove(&addr);
     }
-    shared.publish_health(state.clone());
+    shared.health.publish(state.clone());
     true
 }
 
@@ -329,7 +410,7 @@ impl Probe {
         let rise = self.health.rise;
         let detect = self.health.detect_master;
         let shared = &self.shared;
-        let mut state = shared.health_state();
+        let mut state = shared.health.working();
         let entry = state.servers.entry(Arc::clone(&self.addr)).or_default();
         let before = (entry.reachable, entry.serves_reads, entry.read_only);
         let first = entry.probes == 0;
@@ -411,9 +492,9 @@ impl Probe {
         };
         let snapshot = state.clone();
         drop(state);
-        shared.publish_health(snapshot);
+        shared.health.publish(snapshot);
         if reachability_changed {
-            shared.health_changed();
+            shared.health.changed();
         }
         writer_is_me
     }
@@ -449,16 +530,6 @@ fn replication_fields(row: &Row) -> (bool, bool, Option<u64>) {
 fn now_micros() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
-
-/// Shared-state accessors used by the checker.
-impl Shared {
-    pub(crate) fn health_state(&self) -> std::sync::MutexGuard<'_, Snapshot> {
-        self.health_state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Mutex type of the checker's working copy (held only by probe tasks, never by sessions).
-pub type HealthState = Mutex<Snapshot>;
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves the endpoints until `cancel`.
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, cancel: CancellationToken) {
-    crate::accept_loop(&listener, &cancel, "metrics", |stream, _| {
+    crate::listen::accept_loop(&listener, &cancel, "metrics", |stream, _| {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(&shared, stream)).await;
@@ -44,7 +44,7 @@ async fn handle(shared: &Shared, mut stream: TcpStream) -> std::io::Result<()> {
     let mut parts = std::str::from_utf8(line).unwrap_or("").split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", shared.render_metrics()),
+        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", crate::metrics::render(shared)),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
         ("GET", "/readyz") => match ready(shared) {
             Ok(()) => ("200 OK", "text/plain", "ready\n".to_string()),

@@ -7,8 +7,15 @@
 //!
 //! Buffers start empty and grow on demand, and big ones are dropped once empty: what an idle connection
 //! holds is what 10,000 of them cost.
+//!
+//! A client connection that negotiated `CLIENT_COMPRESS` ([`Wire::enable_compression`]) has a compression
+//! layer under the same interface: what arrives is decompressed into the read buffer (so frames are walked
+//! exactly as without it), and everything written is compressed on the way out. Compressed sequence ids
+//! continue from the client's: the response to a command starts at the id after the client's last
+//! compressed packet, as a server numbers it.
 
 use bytes::{Buf, BytesMut};
+use rwsplit_wire::compress::{CompressError, Compressor, Decompressor};
 use rwsplit_wire::{Frame, FrameCodec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,12 +41,33 @@ const SHRINK_ABOVE: usize = 4 * FLUSH_AT;
 pub struct Wire {
     /// The socket.
     stream: TcpStream,
-    /// Bytes read but not yet decoded into frames.
+    /// Bytes read (decompressed, with compression) but not yet decoded into frames.
     rbuf: BytesMut,
     /// Frames queued for the next flush.
     wbuf: BytesMut,
     /// How much room a read asks for.
     read_chunk: usize,
+    /// The compression layer, once the client negotiated it.
+    compression: Option<Box<Compression>>,
+}
+
+/// The compressed protocol's state on one connection.
+#[derive(Debug, Default)]
+struct Compression {
+    /// Compressed bytes read from the socket and not yet decoded.
+    raw: BytesMut,
+    /// Compressed packets to write.
+    out: BytesMut,
+    /// Decodes what arrives.
+    decompressor: Decompressor,
+    /// Encodes what leaves.
+    compressor: Compressor,
+    /// The sequence id of the next compressed packet sent (the last one received + 1).
+    seq: u8,
+}
+
+fn invalid(e: CompressError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
 }
 
 impl Wire {
@@ -47,7 +75,40 @@ impl Wire {
     /// and grow by `read_chunk` (see [`CLIENT_READ_CHUNK`], [`BACKEND_READ_CHUNK`]).
     pub fn new(stream: TcpStream, read_chunk: usize) -> Wire {
         let _ = stream.set_nodelay(true);
-        Wire { stream, rbuf: BytesMut::new(), wbuf: BytesMut::new(), read_chunk }
+        Wire { stream, rbuf: BytesMut::new(), wbuf: BytesMut::new(), read_chunk, compression: None }
+    }
+
+    /// Switches the connection to the compressed protocol (after the login OK was sent uncompressed).
+    pub fn enable_compression(&mut self) {
+        let mut c = Box::<Compression>::default();
+        // Bytes the client sent after its login packet are already compressed.
+        c.raw = std::mem::take(&mut self.rbuf);
+        self.compression = Some(c);
+    }
+
+    /// With compression, the sequence id a response's first MySQL packet carries (the server numbers it from
+    /// the client's last compressed packet); `None` without compression.
+    pub fn compressed_seq(&self) -> Option<u8> {
+        self.compression.as_ref().map(|c| c.seq)
+    }
+
+    /// Reads from the socket into the read buffer (decompressing, with compression); 0 when the peer closed.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        let Some(c) = self.compression.as_mut() else {
+            return self.stream.read_buf(&mut self.rbuf).await;
+        };
+        loop {
+            if let Some(seq) = c.decompressor.decode(&mut c.raw, &mut self.rbuf).map_err(invalid)? {
+                c.seq = seq.wrapping_add(1);
+                return Ok(1);
+            }
+            if c.raw.capacity() - c.raw.len() < self.read_chunk / 4 {
+                c.raw.reserve(self.read_chunk);
+            }
+            if self.stream.read_buf(&mut c.raw).await? == 0 {
+                return Ok(0);
+            }
+        }
     }
 
     /// Makes room for a read of at least `room` bytes (and at least a read chunk).
@@ -68,7 +129,7 @@ impl Wire {
                 return Ok(Some(frame));
             }
             self.reserve_read(0);
-            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+            if self.fill().await? == 0 {
                 return if self.rbuf.is_empty() {
                     Ok(None)
                 } else {
@@ -93,12 +154,16 @@ impl Wire {
     /// bytes arrived (0: the peer closed).
     pub async fn read_more(&mut self, room: usize) -> std::io::Result<usize> {
         self.reserve_read(room);
-        self.stream.read_buf(&mut self.rbuf).await
+        self.fill().await
     }
 
     /// Like [`Wire::read_more`] without waiting: `Ok(None)` when nothing is known to be readable now (tokio's
     /// cached readiness says so without a system call).
     pub fn try_read_more(&mut self, room: usize) -> std::io::Result<Option<usize>> {
+        if self.compression.is_some() {
+            // The compression layer decodes whole packets only; the caller waits with `read_more`.
+            return Ok(None);
+        }
         self.reserve_read(room);
         match self.stream.try_read_buf(&mut self.rbuf) {
             Ok(n) => Ok(Some(n)),
@@ -109,11 +174,29 @@ impl Wire {
 
     /// Writes `bytes` to the socket, after anything already queued.
     pub async fn write_through(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if !self.wbuf.is_empty() {
+        if !self.wbuf.is_empty() || self.compression.is_some() {
             self.wbuf.extend_from_slice(bytes);
             return self.flush().await;
         }
         self.stream.write_all(bytes).await
+    }
+
+    /// Replaces the `len` bytes at `at` in the read buffer with `new` (at most as long), shifting what follows:
+    /// a status packet rewritten in place before it is forwarded.
+    pub fn splice(&mut self, at: usize, len: usize, new: &[u8]) {
+        debug_assert!(new.len() <= len && at + len <= self.rbuf.len());
+        self.rbuf[at..at + new.len()].copy_from_slice(new);
+        let gap = len - new.len();
+        if gap > 0 {
+            self.rbuf.copy_within(at + len.., at + new.len());
+            let keep = self.rbuf.len() - gap;
+            self.rbuf.truncate(keep);
+        }
+    }
+
+    /// Completes when the socket has something to read (data, or the peer's close).
+    pub async fn readable(&self) -> std::io::Result<()> {
+        self.stream.readable().await
     }
 
     /// Reads the next frame, treating a clean close as an error.
@@ -145,6 +228,18 @@ impl Wire {
 
     /// Writes out everything queued.
     pub async fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(c) = self.compression.as_mut() {
+            if !self.wbuf.is_empty() {
+                c.seq = c.compressor.compress(&mut c.out, c.seq, &self.wbuf);
+                self.wbuf.clear();
+            }
+            while c.out.has_remaining() {
+                self.stream.write_all_buf(&mut c.out).await?;
+            }
+            if c.out.capacity() > SHRINK_ABOVE {
+                c.out = BytesMut::new();
+            }
+        }
         while self.wbuf.has_remaining() {
             self.stream.write_all_buf(&mut self.wbuf).await?;
         }
@@ -161,14 +256,23 @@ impl Wire {
         Ok(next)
     }
 
-    /// Whether the peer has closed (or sent unexpected bytes on) an idle connection. Used when taking a
-    /// connection from the pool: an idle backend connection must have nothing to read.
-    pub fn is_stale(&self) -> bool {
+    /// Whether the peer has closed (or sent unexpected bytes on) an idle connection. Used before sending on a
+    /// connection that sat idle (pooled, or between a session's commands): it must have nothing to read.
+    pub fn is_stale(&mut self) -> bool {
         if !self.rbuf.is_empty() {
             return true;
         }
-        let mut probe = [0u8; 1];
-        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        // Anything that arrives is kept in the read buffer, for `unsolicited`. Without a readiness event
+        // tokio answers WouldBlock without a system call.
+        self.reserve_read(0);
+        !matches!(self.stream.try_read_buf(&mut self.rbuf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// The ERR packet a server sent unasked on an idle connection before closing it (MySQL sends ERR 4031 on
+    /// `wait_timeout`), if one is in the read buffer. Call after [`Wire::is_stale`] said so.
+    pub fn unsolicited(&mut self) -> Option<rwsplit_wire::packet::ErrPacket> {
+        let frame = FrameCodec.decode(&mut self.rbuf).ok()??;
+        rwsplit_wire::packet::ErrPacket::parse(frame.payload())
     }
 
     /// The peer's address.

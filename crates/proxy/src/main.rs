@@ -113,6 +113,6 @@ async fn reload_on_sighup(shared: std::sync::Arc<rwsplit::Shared>) {
     };
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the configuration");
-        let _ = shared.reload_from_file();
+        let _ = rwsplit::reload::reload_from_file(&shared);
     }
 }

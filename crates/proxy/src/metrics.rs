@@ -53,29 +53,33 @@ pub struct Metrics {
     errors: IntCounterVec,
 }
 
-/// One backend's gauges at scrape time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackendGauges {
-    /// `host:port`.
-    pub addr: String,
-    /// `master` or `replica`.
-    pub role: &'static str,
-    /// Answered its last probe (and, for a replica, serves reads).
-    pub up: bool,
-    /// Replication lag in seconds, when known.
-    pub lag: Option<f64>,
-    /// Connections sessions hold.
-    pub in_use: i64,
-    /// Idle pooled connections.
-    pub idle: i64,
-}
-
-/// A session's cache of query counters by (backend, reason).
+/// A session's cache of query counters by (route, backend, reason).
 #[derive(Debug, Default)]
 pub struct QueryCounters {
-    /// (backend, reason, counter); a session meets a handful of combinations, so a linear scan comparing
-    /// pointers beats hashing the address on every statement.
-    counters: Vec<(std::sync::Arc<str>, &'static str, IntCounter)>,
+    /// (replica route, backend, reason, counter); a session meets a handful of combinations, so a linear
+    /// scan comparing pointers beats hashing the address on every statement.
+    counters: Vec<(bool, std::sync::Arc<str>, &'static str, IntCounter)>,
+}
+
+/// The Prometheus text exposition, with backend gauges refreshed from the current state (the same view
+/// of the backends as the admin interface's `SHOW BACKENDS`).
+pub fn render(shared: &crate::Shared) -> String {
+    let m = &shared.metrics;
+    m.backend_connections.reset();
+    m.backend_up.reset();
+    m.replica_lag.reset();
+    for b in shared.backend_views() {
+        let addr = &*b.addr;
+        let role = if b.is_writer { "master" } else { "replica" };
+        m.backend_up.with_label_values(&[addr, role]).set(i64::from(b.serving));
+        if !b.is_writer {
+            m.replica_lag.with_label_values(&[addr]).set(b.lag.unwrap_or(f64::NAN));
+        }
+        m.backend_connections.with_label_values(&[addr, "in_use"]).set(b.in_use as i64);
+        m.backend_connections.with_label_values(&[addr, "idle"]).set(b.idle as i64);
+    }
+    m.client_connections.set(shared.registry.len() as i64);
+    m.encode()
 }
 
 /// Histogram buckets for query latency: from 100 µs (a proxy's scale) to 10 s.
@@ -181,9 +185,12 @@ impl Metrics {
         seconds: f64,
     ) {
         let route = if replica { "replica" } else { "master" };
-        let known = counters.counters.iter().find(|(b, r, _)| std::ptr::eq(*r, reason) && Arc::ptr_eq(b, backend));
+        let known = counters
+            .counters
+            .iter()
+            .find(|(rep, b, r, _)| *rep == replica && std::ptr::eq(*r, reason) && Arc::ptr_eq(b, backend));
         match known {
-            Some((_, _, counter)) => counter.inc(),
+            Some((_, _, _, counter)) => counter.inc(),
             None => {
                 if counters.counters.len() >= 64 {
                     // Backends re-created by many reloads: start over rather than grow.
@@ -191,7 +198,7 @@ impl Metrics {
                 }
                 let counter = self.queries.with_label_values(&[route, backend, reason]);
                 counter.inc();
-                counters.counters.push((Arc::clone(backend), reason, counter));
+                counters.counters.push((replica, Arc::clone(backend), reason, counter));
             }
         }
         self.duration[usize::from(replica)].observe(seconds);
@@ -207,22 +214,6 @@ impl Metrics {
         self.reloads.with_label_values(&[if ok { "ok" } else { "rejected" }]).inc();
         if ok {
             self.last_reload.set(unix_now());
-        }
-    }
-
-    /// Sets the per-backend gauges from a view taken at scrape time. Series of backends not listed go away.
-    pub fn set_backends(&self, backends: &[BackendGauges]) {
-        self.backend_connections.reset();
-        self.backend_up.reset();
-        self.replica_lag.reset();
-        for b in backends {
-            let addr = b.addr.as_str();
-            self.backend_up.with_label_values(&[addr, b.role]).set(i64::from(b.up));
-            if b.role == "replica" {
-                self.replica_lag.with_label_values(&[addr]).set(b.lag.unwrap_or(f64::NAN));
-            }
-            self.backend_connections.with_label_values(&[addr, "in_use"]).set(b.in_use);
-            self.backend_connections.with_label_values(&[addr, "idle"]).set(b.idle);
         }
     }
 

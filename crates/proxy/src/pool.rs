@@ -1,11 +1,13 @@
 //! The backend connection pool: idle connections per [`LoginKey`], reset before reuse.
 //!
-//! A session releases its backend connections when it ends. A connection that only ran plain autocommit
-//! reads (no session-state command, no prepared statement, no transaction, no write, no hint, no user
-//! variable assignment) has nothing to undo and goes straight back. Any other is reset in the background
-//! with COM_CHANGE_USER (same login: transactions rolled back, temporary tables, variables and prepared
-//! statements dropped, database and character set restored) and only then becomes idle, so taking one is
-//! instant. Connections abandoned mid-response, or that fail the reset, are closed instead.
+//! A session releases its backend connections when it ends (or a replica stops qualifying, or the writer
+//! moves). A connection that only ran plain autocommit reads (no session-state command, no prepared
+//! statement, no transaction, no write, no user variable, and no function that is not a built-in, so no
+//! stored function could have left locks or variables behind) has nothing to undo and goes straight back.
+//! Any other is reset in the background with COM_CHANGE_USER (same login: transactions rolled back,
+//! temporary tables, variables, locks and prepared statements dropped, database and character set
+//! restored, session tracking turned on again) and only then becomes idle, so taking one is instant.
+//! Connections abandoned mid-response, or that fail the reset, are closed instead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +26,7 @@ impl Pool {
     pub fn take(&self, key: &LoginKey) -> Option<BackendConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conns = idle.get_mut(key)?;
-        while let Some(conn) = conns.pop() {
+        while let Some(mut conn) = conns.pop() {
             if !conn.wire.is_stale() {
                 return Some(conn);
             }
@@ -34,10 +36,10 @@ impl Pool {
 
     /// Hands a connection back: reset in the background, then kept if fewer than `max_idle` are idle.
     pub fn release(self: &Arc<Self>, mut conn: BackendConn, creds: Credentials, max_idle: usize) {
-        if !conn.clean || max_idle == 0 {
+        if conn.mid_response || max_idle == 0 {
             return;
         }
-        if !conn.dirty && conn.history_applied == 0 && conn.stmts.is_empty() {
+        if !conn.touched && conn.applied == 0 && conn.stmts.is_empty() && !conn.tracking_stale {
             self.put(conn, max_idle);
             return;
         }

@@ -6,7 +6,8 @@
 //!   new topology; a removed replica gets no new reads at once and its idle pooled connections are closed;
 //! - health state and pooled connections of unchanged backends are kept;
 //! - new users can log in at once, removed users cannot start sessions (running ones go on);
-//! - `listen`, `metrics.listen`, `admin.listen` and `workers` need a restart: a change is reported and ignored.
+//! - `listen`, `metrics.listen`, `admin.listen` and `workers` need a restart: a change is reported and
+//!   ignored (for `admin.listen`, only the address: the admin account and password follow the new file).
 //!
 //! The watcher polls the file's content every 500 ms (a hash, not the mtime) and reloads when a change is
 //! stable for one more poll. Polling the path, rather than an inotify watch on the file, survives editors
@@ -54,63 +55,66 @@ fn backends(c: &Config) -> Vec<String> {
     std::iter::once(c.master.address.clone()).chain(c.replicas.iter().map(|r| r.address.clone())).collect()
 }
 
-impl Shared {
-    /// Re-reads and validates the file the running config came from, and applies it if it is good.
-    pub fn reload_from_file(self: &Arc<Self>) -> Result<ReloadReport, ConfigError> {
-        let current = self.config.load_full();
-        let Some(path) = current.source.clone() else {
-            return Err(ConfigError {
-                origin: "(no file)".into(),
-                problems: vec![crate::config::Problem {
-                    field: "(file)".into(),
-                    message: "the running config did not come from a file".into(),
-                }],
-            });
-        };
-        match Config::load(&path) {
-            Ok(new) => Ok(self.apply(new)),
-            Err(e) => {
-                tracing::error!("config reload rejected, keeping the running config: {e}");
-                self.metrics.reload(false);
-                Err(e)
-            }
+/// Re-reads and validates the file the running config came from, and applies it if it is good.
+pub fn reload_from_file(shared: &Arc<Shared>) -> Result<ReloadReport, ConfigError> {
+    let current = shared.config.load_full();
+    let Some(path) = current.source.clone() else {
+        return Err(ConfigError {
+            origin: "(no file)".into(),
+            problems: vec![crate::config::Problem {
+                field: "(file)".into(),
+                message: "the running config did not come from a file".into(),
+            }],
+        });
+    };
+    match Config::load(&path) {
+        Ok(new) => Ok(apply(shared, new)),
+        Err(e) => {
+            tracing::error!("config reload rejected, keeping the running config: {e}");
+            shared.metrics.reload(false);
+            Err(e)
         }
     }
+}
 
-    /// Swaps in a validated config.
-    pub fn apply(self: &Arc<Self>, mut new: Config) -> ReloadReport {
-        let old = self.config.load_full();
-        let mut report = ReloadReport::default();
-        if new.listen != old.listen {
-            report.restart_needed.push("listen");
-            new.listen = old.listen;
-        }
-        if new.metrics.as_ref().map(|m| m.listen) != old.metrics.as_ref().map(|m| m.listen) {
-            report.restart_needed.push("metrics.listen");
-            new.metrics = old.metrics.clone();
-        }
-        if new.admin.as_ref().map(|a| a.listen) != old.admin.as_ref().map(|a| a.listen) {
-            report.restart_needed.push("admin.listen");
-            new.admin = old.admin.clone();
-        }
-        if new.workers != old.workers {
-            report.restart_needed.push("workers");
-            new.workers = old.workers;
-        }
-        let (before, after) = (backends(&old), backends(&new));
-        report.removed = before.iter().filter(|b| !after.contains(b)).cloned().collect();
-        report.added = after.iter().filter(|b| !before.contains(b)).cloned().collect();
-        let topology = crate::topology::Topology::new(&new);
-        self.config.store(Arc::new(new));
-        self.topology.store(Arc::new(topology));
-        for addr in &report.removed {
-            self.pool.drop_backend(addr);
-        }
-        crate::health::start(self);
-        self.metrics.reload(true);
-        tracing::info!("{report}");
-        report
+/// Swaps in a validated config.
+pub fn apply(shared: &Arc<Shared>, mut new: Config) -> ReloadReport {
+    let old = shared.config.load_full();
+    let mut report = ReloadReport::default();
+    if new.listen != old.listen {
+        report.restart_needed.push("listen");
+        new.listen = old.listen;
     }
+    if new.metrics.as_ref().map(|m| m.listen) != old.metrics.as_ref().map(|m| m.listen) {
+        report.restart_needed.push("metrics.listen");
+        new.metrics = old.metrics.clone();
+    }
+    let admin_listen = |c: &Config| c.admin.as_ref().map(|a| a.listen);
+    if admin_listen(&new) != admin_listen(&old) {
+        report.restart_needed.push("admin.listen");
+        // Only the listener stays as it was: the account and password follow the new file.
+        match (&mut new.admin, &old.admin) {
+            (Some(a), Some(o)) => a.listen = o.listen,
+            (new_admin, old_admin) => *new_admin = old_admin.clone(),
+        }
+    }
+    if new.workers != old.workers {
+        report.restart_needed.push("workers");
+        new.workers = old.workers;
+    }
+    let (before, after) = (backends(&old), backends(&new));
+    report.removed = before.iter().filter(|b| !after.contains(b)).cloned().collect();
+    report.added = after.iter().filter(|b| !before.contains(b)).cloned().collect();
+    let topology = crate::topology::Topology::new(&new);
+    shared.config.store(Arc::new(new));
+    shared.topology.store(Arc::new(topology));
+    for addr in &report.removed {
+        shared.pool.drop_backend(addr);
+    }
+    crate::health::start(shared);
+    shared.metrics.reload(true);
+    tracing::info!("{report}");
+    report
 }
 
 fn content_hash(path: &Path) -> Option<u64> {
@@ -124,7 +128,7 @@ fn content_hash(path: &Path) -> Option<u64> {
 pub fn spawn_watcher(shared: &Arc<Shared>) {
     let Some(path) = shared.config.load().source.clone() else { return };
     let shared = Arc::clone(shared);
-    let cancel = shared.root.clone();
+    let cancel = shared.root().clone();
     tokio::spawn(async move {
         let mut applied = content_hash(&path);
         let mut pending: Option<u64> = None;
@@ -146,7 +150,7 @@ pub fn spawn_watcher(shared: &Arc<Shared>) {
             pending = None;
             applied = now;
             tracing::info!(file = %path.display(), "config file changed; reloading");
-            let _ = shared.reload_from_file();
+            let _ = reload_from_file(&shared);
         }
     });
 }

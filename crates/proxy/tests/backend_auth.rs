@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rwsplit::backend::{BackendConn, Credentials, LoginKey};
+use rwsplit::backend::{BackendConn, Connected, Credentials, LoginKey};
 use rwsplit::config::Secret;
 use rwsplit_wire::auth;
 use rwsplit_wire::packet::{err_payload, ok_payload};
@@ -41,7 +41,9 @@ enum Script {
 async fn serve(listener: TcpListener, script: Script) -> Vec<Vec<u8>> {
     let (mut s, _) = listener.accept().await.unwrap();
     let nonce = auth::new_scramble();
-    let mut greeting = auth::greeting("8.0.36", 7, &nonce, 255, auth::supported_capabilities()).to_vec();
+    // No session tracking offered: the proxy then runs no setup statements after login (the script ends there).
+    let caps = auth::supported_capabilities() - CapabilityFlags::CLIENT_SESSION_TRACK;
+    let mut greeting = auth::greeting("8.0.36", 7, &nonce, 255, caps).to_vec();
     // Announce caching_sha2_password as the default plugin (the last NUL-terminated string).
     let native = greeting.windows(21).position(|w| w == auth::NATIVE.as_bytes()).unwrap();
     greeting.truncate(native);
@@ -50,7 +52,7 @@ async fn serve(listener: TcpListener, script: Script) -> Vec<Vec<u8>> {
     write(&mut s, 0, &greeting).await;
     let mut got = Vec::new();
     let resp = read(&mut s).await;
-    let login = auth::parse_client_login(resp.payload()).unwrap();
+    let login = auth::parse_client_login(resp.payload(), auth::supported_capabilities()).unwrap();
     assert_eq!(login.plugin, auth::CACHING_SHA2);
     assert!(auth::verify_scramble(auth::CACHING_SHA2, &nonce, b"secret", &login.auth_response));
     got.push(resp.payload().to_vec());
@@ -88,7 +90,7 @@ async fn serve(listener: TcpListener, script: Script) -> Vec<Vec<u8>> {
     got
 }
 
-type Login = Result<(BackendConn, (String, CapabilityFlags)), rwsplit::error::BackendError>;
+type Login = Result<Connected, rwsplit::error::BackendError>;
 
 async fn login(script: Script) -> (Login, Vec<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -112,10 +114,11 @@ async fn login(script: Script) -> (Login, Vec<Vec<u8>>) {
 #[tokio::test]
 async fn caching_sha2_fast_auth() {
     let (result, _) = login(Script::FastAuth).await;
-    let (conn, (version, _)) = result.expect("fast auth logs in");
+    let Connected { conn, version, defaults, .. } = result.expect("fast auth logs in");
     assert_eq!(version, "8.0.36");
     assert_eq!(conn.thread_id, 7);
     assert!(conn.caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41));
+    assert!(!conn.tracking && defaults.is_none(), "no session tracking without the capability");
 }
 
 #[tokio::test]

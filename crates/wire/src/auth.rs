@@ -54,6 +54,13 @@ pub fn supported_capabilities() -> CapabilityFlags {
         | C::CLIENT_DEPRECATE_EOF
 }
 
+/// What rwsplit offers a client, given what the backends offer: what it can walk and the backends have (so
+/// both legs of a session agree on packet formats), plus compression, which only the client leg uses.
+pub fn client_offer(backend_caps: CapabilityFlags) -> CapabilityFlags {
+    (supported_capabilities() & (backend_caps | CapabilityFlags::CLIENT_LONG_PASSWORD))
+        | CapabilityFlags::CLIENT_COMPRESS
+}
+
 /// A fresh 20-byte scramble of printable ASCII (no NUL, so it survives NUL-terminated encodings).
 pub fn new_scramble() -> [u8; 20] {
     let mut rng = rand::thread_rng();
@@ -84,14 +91,14 @@ pub fn verify_scramble(plugin: &str, nonce: &[u8], password: &[u8], response: &[
     expected.len() == response.len() && expected.iter().zip(response).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-/// The server greeting rwsplit sends. `version` is the backend's real version string; the capabilities
-/// offered are what rwsplit supports, narrowed to `backend_caps` so both legs of a session agree.
+/// The server greeting rwsplit sends. `version` is the backend's real version string; `offered` what rwsplit
+/// offers (see [`client_offer`]).
 pub fn greeting(
     version: &str,
     connection_id: u32,
     scramble: &[u8; 20],
     collation: u8,
-    backend_caps: CapabilityFlags,
+    offered: CapabilityFlags,
 ) -> BytesMut {
     let mut scramble_2 = scramble[8..].to_vec();
     scramble_2.push(0);
@@ -101,7 +108,7 @@ pub fn greeting(
         connection_id,
         [scramble[0], scramble[1], scramble[2], scramble[3], scramble[4], scramble[5], scramble[6], scramble[7]],
         Some(scramble_2),
-        supported_capabilities() & (backend_caps | CapabilityFlags::CLIENT_LONG_PASSWORD),
+        offered,
         collation,
         StatusFlags::SERVER_STATUS_AUTOCOMMIT,
         Some(NATIVE.as_bytes()),
@@ -114,8 +121,10 @@ pub fn greeting(
 /// What a client sent in its handshake response, owned.
 #[derive(Debug, Clone)]
 pub struct ClientLogin {
-    /// Capabilities the client asked for (already intersected with what rwsplit offered).
+    /// Capabilities in effect: what the client asked for and rwsplit offered.
     pub capabilities: CapabilityFlags,
+    /// Capabilities the client asked for, as sent (some clients set bits the server did not offer).
+    pub requested: CapabilityFlags,
     /// Collation id the client chose.
     pub collation: u8,
     /// Account name.
@@ -132,10 +141,12 @@ pub struct ClientLogin {
     pub attributes: Vec<(String, String)>,
 }
 
-/// Parses a client's HandshakeResponse41. Returns `None` for anything malformed or an SSL request.
-pub fn parse_client_login(payload: &[u8]) -> Option<ClientLogin> {
+/// Parses a client's HandshakeResponse41, given what rwsplit `offered`. Returns `None` for anything malformed
+/// or an SSL request.
+pub fn parse_client_login(payload: &[u8], offered: CapabilityFlags) -> Option<ClientLogin> {
     let resp: HandshakeResponse<'_> = ParseBuf(payload).parse(()).ok()?;
-    let capabilities = resp.capabilities() & supported_capabilities();
+    let requested = resp.capabilities();
+    let capabilities = requested & offered;
     if !capabilities.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
         return None;
     }
@@ -147,6 +158,7 @@ pub fn parse_client_login(payload: &[u8]) -> Option<ClientLogin> {
     attributes.sort();
     Some(ClientLogin {
         capabilities,
+        requested,
         collation: resp.collation(),
         user: String::from_utf8_lossy(resp.user()).into_owned(),
         auth_response: resp.scramble_buf().to_vec(),
@@ -298,6 +310,8 @@ mod tests {
         assert_eq!(parsed.plugin, NATIVE);
         assert!(!parsed.capabilities.contains(CapabilityFlags::CLIENT_COMPRESS));
         assert!(!parsed.capabilities.contains(CapabilityFlags::CLIENT_SSL));
+        let offer = client_offer(supported_capabilities());
+        assert!(offer.contains(CapabilityFlags::CLIENT_COMPRESS) && !offer.contains(CapabilityFlags::CLIENT_SSL));
     }
 
     #[test]
@@ -313,7 +327,7 @@ mod tests {
             attributes: &attrs,
         };
         let (payload, plugin) = handshake_response(&server, &login);
-        let parsed = parse_client_login(&payload).unwrap();
+        let parsed = parse_client_login(&payload, supported_capabilities()).unwrap();
         assert_eq!(parsed.user, "app");
         assert_eq!(parsed.database.as_deref(), Some("shop"));
         assert_eq!(parsed.collation, 45);
@@ -334,8 +348,8 @@ mod tests {
 
     #[test]
     fn malformed_logins_are_rejected() {
-        assert!(parse_client_login(&[]).is_none());
-        assert!(parse_client_login(&[0xff; 40]).is_none());
+        assert!(parse_client_login(&[], supported_capabilities()).is_none());
+        assert!(parse_client_login(&[0xff; 40], supported_capabilities()).is_none());
         assert!(parse_greeting(&[10, b'x']).is_none());
         assert_eq!(
             parse_auth_switch(b"\xfemysql_native_password\0abcdefghijklmnopqrst\0"),

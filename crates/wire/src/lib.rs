@@ -8,6 +8,8 @@
 //!   responses, cursors, LOCAL INFILE) from packet headers and status flags only, never decoding rows.
 //! - [`auth`]: scrambles and verification for `mysql_native_password` and `caching_sha2_password`, the
 //!   server greeting the proxy sends, and the client side of a backend handshake.
+//! - [`compress`]: the compressed protocol (`CLIENT_COMPRESS`, zlib), a pure codec between the socket's bytes
+//!   and the ordinary packet stream.
 //!
 //! Packet types, scrambles and RSA come from `mysql_common`; the codec is ours because the proxy needs raw,
 //! unassembled frames with their headers (mysql_common's `PacketCodec` reassembles payloads and would force a
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod compress;
 pub mod frame;
 pub mod packet;
 pub mod walk;

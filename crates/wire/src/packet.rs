@@ -188,6 +188,183 @@ impl PrepareOk {
     }
 }
 
+/// Reads a length-encoded string; returns it and the bytes consumed.
+pub fn lenenc_str(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let (len, n) = lenenc_int(buf)?;
+    let len = usize::try_from(len).ok()?;
+    let s = buf.get(n..n.checked_add(len)?)?;
+    Some((s, n + len))
+}
+
+/// `SERVER_SESSION_STATE_CHANGED`: the OK packet carries session-state information.
+pub const SESSION_STATE_CHANGED: u16 = 0x4000;
+
+/// An OK packet (header 0x00, or 0xFE when it ends a result set under `CLIENT_DEPRECATE_EOF`), borrowed.
+///
+/// Layout: header, affected rows, last insert id (length-encoded), status flags, warnings (u16 each), then
+/// the info message as a length-encoded string (servers always encode it so; an OK without message or state
+/// ends after the warnings), then, with `CLIENT_SESSION_TRACK` and `SESSION_STATE_CHANGED` set, the
+/// session-state block: a length-encoded run of entries (type byte + length-encoded data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OkPacket<'a> {
+    /// 0x00 or 0xFE.
+    pub header: u8,
+    /// The raw length-encoded affected-rows and last-insert-id fields, as sent.
+    pub counts: &'a [u8],
+    /// Status flags.
+    pub status: StatusFlags,
+    /// Warning count.
+    pub warnings: u16,
+    /// The info message (empty when absent).
+    pub info: &'a [u8],
+    /// The session-state entries (the block's content, without its length), if the packet carries any.
+    pub state: Option<&'a [u8]>,
+}
+
+impl<'a> OkPacket<'a> {
+    /// Parses an OK payload received on a connection that negotiated `CLIENT_SESSION_TRACK` (`session_track`)
+    /// or not. `None` when it is not a well-formed OK packet.
+    pub fn parse(p: &'a [u8], session_track: bool) -> Option<OkPacket<'a>> {
+        let header = *p.first()?;
+        if header != OK && header != EOF {
+            return None;
+        }
+        let (_, a) = lenenc_int(p.get(1..)?)?;
+        let (_, b) = lenenc_int(p.get(1 + a..)?)?;
+        let counts = &p[1..1 + a + b];
+        let pos = 1 + a + b;
+        let status = StatusFlags::from_bits_retain(u16_at(p, pos)?);
+        let warnings = u16_at(p, pos + 2)?;
+        let rest = &p[pos + 4..];
+        if rest.is_empty() {
+            return Some(OkPacket { header, counts, status, warnings, info: &[], state: None });
+        }
+        let (info, n) = lenenc_str(rest)?;
+        let rest = &rest[n..];
+        let state = if session_track && status.bits() & SESSION_STATE_CHANGED != 0 && !rest.is_empty() {
+            let (block, _) = lenenc_str(rest)?;
+            Some(block)
+        } else {
+            None
+        };
+        Some(OkPacket { header, counts, status, warnings, info, state })
+    }
+
+    /// The session-state entries.
+    pub fn changes(&self) -> StateChanges<'a> {
+        StateChanges { rest: self.state.unwrap_or_default() }
+    }
+
+    /// Writes this OK packet as a server would for a client that negotiated `CLIENT_SESSION_TRACK`
+    /// (`session_track`) or not, keeping only the session-state entries `keep` accepts: without any, the
+    /// `SESSION_STATE_CHANGED` flag is cleared and the block left out (and the info message too, when empty),
+    /// as the server does when nothing it tracks for the client changed.
+    pub fn write(&self, out: &mut BytesMut, session_track: bool, mut keep: impl FnMut(&StateChange<'_>) -> bool) {
+        let mut block = BytesMut::new();
+        if session_track {
+            let mut rest = self.state.unwrap_or_default();
+            while let Some((change, raw, len)) = StateChange::next(rest) {
+                if keep(&change) {
+                    block.extend_from_slice(raw);
+                }
+                rest = &rest[len..];
+            }
+        }
+        let mut status = self.status.bits() & !SESSION_STATE_CHANGED;
+        if !block.is_empty() {
+            status |= SESSION_STATE_CHANGED;
+        }
+        out.put_u8(self.header);
+        out.put_slice(self.counts);
+        out.put_u16_le(status);
+        out.put_u16_le(self.warnings);
+        if !block.is_empty() || !self.info.is_empty() {
+            put_lenenc_int(out, self.info.len() as u64);
+            out.put_slice(self.info);
+        }
+        if !block.is_empty() {
+            put_lenenc_int(out, block.len() as u64);
+            out.put_slice(&block);
+        }
+    }
+}
+
+/// Session-state entry types (`enum_session_state_type`).
+pub mod state_type {
+    /// A system variable changed: name and new value.
+    pub const SYSTEM_VARIABLES: u8 = 0;
+    /// The current schema changed.
+    pub const SCHEMA: u8 = 1;
+    /// Some session state changed (`session_track_state_change`).
+    pub const STATE_CHANGE: u8 = 2;
+    /// GTIDs (MySQL `session_track_gtids`).
+    pub const GTIDS: u8 = 3;
+    /// Transaction characteristics (`session_track_transaction_info = CHARACTERISTICS`).
+    pub const TRANSACTION_CHARACTERISTICS: u8 = 4;
+    /// Transaction state (`session_track_transaction_info = STATE`).
+    pub const TRANSACTION_STATE: u8 = 5;
+}
+
+/// One session-state entry of an OK packet, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateChange<'a> {
+    /// A system variable and its new value (as text).
+    SystemVariable {
+        /// Its name, as the server spells it (lower case).
+        name: &'a [u8],
+        /// Its new value.
+        value: &'a [u8],
+    },
+    /// The new current schema (empty: none).
+    Schema(&'a [u8]),
+    /// Session state changed (`1`).
+    StateChanged,
+    /// The transaction state string (8 characters: `T`/`I`, `r`, `R`, `w`, `W`, `s`, `S`, `L`, or `_`).
+    TransactionState(&'a [u8]),
+    /// Any other entry (GTIDs, transaction characteristics, future types): its type and data.
+    Other(u8, &'a [u8]),
+}
+
+impl<'a> StateChange<'a> {
+    /// The entry at the start of `rest`, its raw bytes and their length. `None` at the end or on malformed
+    /// data (the rest is then ignored).
+    fn next(rest: &'a [u8]) -> Option<(StateChange<'a>, &'a [u8], usize)> {
+        let kind = *rest.first()?;
+        let (data, n) = lenenc_str(rest.get(1..)?)?;
+        let change = match kind {
+            state_type::SYSTEM_VARIABLES => {
+                let (name, a) = lenenc_str(data)?;
+                let (value, _) = lenenc_str(data.get(a..)?)?;
+                StateChange::SystemVariable { name, value }
+            }
+            state_type::SCHEMA => StateChange::Schema(lenenc_str(data)?.0),
+            state_type::STATE_CHANGE => StateChange::StateChanged,
+            state_type::TRANSACTION_STATE => StateChange::TransactionState(lenenc_str(data)?.0),
+            other => StateChange::Other(other, data),
+        };
+        Some((change, &rest[..1 + n], 1 + n))
+    }
+}
+
+/// The session-state entries of an OK packet.
+#[derive(Debug, Clone)]
+pub struct StateChanges<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for StateChanges<'a> {
+    type Item = StateChange<'a>;
+
+    fn next(&mut self) -> Option<StateChange<'a>> {
+        let (change, _, len) = StateChange::next(self.rest)?;
+        self.rest = &self.rest[len..];
+        Some(change)
+    }
+}
+
+/// Offset of the status flags in a 5-byte EOF packet.
+pub const EOF_STATUS_OFFSET: usize = 3;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +390,49 @@ mod tests {
             Some(StatusFlags::SERVER_STATUS_AUTOCOMMIT | StatusFlags::SERVER_MORE_RESULTS_EXISTS)
         );
         assert_eq!(ok_status(&[OK, 0xFC]), None);
+    }
+
+    /// Session-state OK packets as MariaDB 10.11 sends them (captured from a real server).
+    #[test]
+    fn ok_with_session_state() {
+        // SET time_zone='+01:00' with session_track_system_variables='*' and state_change on.
+        let p = b"\x00\x00\x00\x02\x40\x00\x00\x00\x16\x00\x11\x09time_zone\x06+01:00\x02\x01\x31";
+        let ok = OkPacket::parse(p, true).unwrap();
+        assert_eq!(ok.status.bits(), 0x4002);
+        let changes: Vec<StateChange<'_>> = ok.changes().collect();
+        assert_eq!(
+            changes,
+            [StateChange::SystemVariable { name: b"time_zone", value: b"+01:00" }, StateChange::StateChanged]
+        );
+        // Rewritten for a client that tracks time_zone but not state changes.
+        let mut out = BytesMut::new();
+        ok.write(&mut out, true, |c| matches!(c, StateChange::SystemVariable { .. }));
+        assert_eq!(&out[..], b"\x00\x00\x00\x02\x40\x00\x00\x00\x13\x00\x11\x09time_zone\x06+01:00");
+        // For a client without CLIENT_SESSION_TRACK: no flag, no block.
+        let mut out = BytesMut::new();
+        ok.write(&mut out, false, |_| true);
+        assert_eq!(&out[..], b"\x00\x00\x00\x02\x00\x00\x00");
+        // UPDATE with a message and last_gtid: the message stays.
+        let p = b"\x00\x02\x00\x22\x40\x00\x00\x07Rows: 2\x13\x00\x11\x09last_gtid\x060-1-16";
+        let ok = OkPacket::parse(p, true).unwrap();
+        assert_eq!(ok.info, b"Rows: 2");
+        let mut out = BytesMut::new();
+        ok.write(&mut out, true, |_| false);
+        assert_eq!(&out[..], b"\x00\x02\x00\x22\x00\x00\x00\x07Rows: 2");
+        // Unchanged when everything is kept.
+        let mut out = BytesMut::new();
+        ok.write(&mut out, true, |_| true);
+        assert_eq!(&out[..], &p[..]);
+        // Transaction state and schema entries.
+        let p = b"\x00\x00\x00\x03\x40\x00\x00\x00\x13\x05\x09\x08T___W___\x01\x03\x02e1\x02\x01\x31";
+        let changes: Vec<StateChange<'_>> = OkPacket::parse(p, true).unwrap().changes().collect();
+        assert_eq!(
+            changes,
+            [StateChange::TransactionState(b"T___W___"), StateChange::Schema(b"e1"), StateChange::StateChanged]
+        );
+        // Truncated or foreign packets do not parse.
+        assert!(OkPacket::parse(&p[..5], true).is_none());
+        assert!(OkPacket::parse(b"\xff\x00", true).is_none());
     }
 
     #[test]

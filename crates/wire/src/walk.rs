@@ -2,9 +2,10 @@
 //!
 //! The proxy feeds every backend frame to [`Walker::feed`] before forwarding it verbatim. Rows are never
 //! decoded: only the first byte of each logical packet, the column count, OK/EOF status flags and the
-//! prepare-OK counts are read.
+//! prepare-OK counts are read. After each frame, [`Walker::packet`] tells what the packet was, so the caller
+//! can read (or adjust) the status packets that carry session state.
 //!
-//! States and transitions of a result-set response (text or binary protocol):
+//! States and transitions of a result-set response (text or binary protocol), one method per state:
 //! ```text
 //! First --OK--> (MORE_RESULTS ? First : Done)      First --ERR--> Done
 //! First --0xFB--> LOCAL INFILE (the proxy streams the client's file, then `after_local_infile` → First)
@@ -13,6 +14,10 @@
 //! Rows --row--> Rows    Rows --ERR--> Done    Rows --EOF/OK--> (MORE_RESULTS ? First : Done)
 //! ```
 //! A prepare response is `PrepareOk` + parameter definitions (+EOF) + column definitions (+EOF), or ERR.
+//!
+//! The status reported when a response ends is the last one the server sent in it: for an ERR that ends a
+//! multi-result (`BEGIN; INSERT …; INSERT <duplicate>`), the status of the result before the error, which still
+//! says whether a transaction is open.
 
 use crate::packet::{self, EOF, ERR, LOCAL_INFILE, OK};
 use crate::{Frame, StatusFlags, MAX_PAYLOAD};
@@ -41,9 +46,24 @@ pub enum Step {
     More,
     /// The server asks for a LOCAL INFILE: the client's file data must be forwarded before more frames come.
     LocalInfile,
-    /// The response is complete. `status` is the last status flags seen (None for ERR or prepare responses),
-    /// `error` tells whether it ended with an ERR packet.
+    /// The response is complete. `status` is the last status flags the server sent in it (for an ERR, those
+    /// of an earlier result of the same response, if any), `error` tells whether it ended with an ERR packet.
     Done { status: Option<StatusFlags>, error: bool },
+}
+
+/// What the packet just fed was, as far as the walker had to tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packet {
+    /// Anything the walker does not read further: column count and definitions, rows, prepare responses,
+    /// continuation frames, statistics text.
+    Data,
+    /// An OK packet (header 0x00, or 0xFE ending a result set under `CLIENT_DEPRECATE_EOF`): status flags and
+    /// possibly session-state information.
+    Ok,
+    /// A 5-byte EOF packet (warnings and status flags).
+    Eof,
+    /// An ERR packet.
+    Err,
 }
 
 /// Errors: the backend sent something that cannot be a valid response to the command.
@@ -57,29 +77,47 @@ pub enum WalkError {
     AfterDone,
 }
 
+/// The walker's position in a response (see the module doc for the transitions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// Expecting the first packet of a result: OK, ERR, LOCAL INFILE request or a column count.
     First,
+    /// Expecting this many more column definitions.
     Columns(u64),
+    /// Expecting the EOF after the column definitions (no `CLIENT_DEPRECATE_EOF`).
     ColumnsEof,
+    /// Expecting rows, then the terminator.
     Rows,
+    /// Expecting the prepare-OK (or ERR).
     PrepareFirst,
+    /// Expecting parameter, then column, definitions.
     PrepareDefs { params: u16, columns: u16 },
+    /// Expecting the EOF after a block of prepare definitions; `columns` definitions follow it.
     PrepareEof { columns: u16 },
+    /// Expecting column definitions up to EOF (COM_FIELD_LIST).
     FieldList,
+    /// Expecting one OK, EOF or ERR.
     Single,
+    /// Expecting any one packet.
     AnyOne,
+    /// The response is complete.
     Done,
 }
 
 /// Walks one response. Create one per command with [`Walker::new`].
 #[derive(Debug, Clone)]
 pub struct Walker {
+    /// Where the response stands.
     state: State,
+    /// The connection negotiated `CLIENT_DEPRECATE_EOF`: result sets end with an OK packet, and column
+    /// definitions are not followed by an EOF.
     deprecate_eof: bool,
     /// The previous frame was exactly MAX_PAYLOAD long, so this one continues a logical packet.
     in_continuation: bool,
+    /// The last status flags the server sent in this response.
     status: Option<StatusFlags>,
+    /// What the last packet fed was.
+    packet: Packet,
 }
 
 impl Walker {
@@ -93,12 +131,17 @@ impl Walker {
             Expect::Single => State::Single,
             Expect::AnyOne => State::AnyOne,
         };
-        Walker { state, deprecate_eof, in_continuation: false, status: None }
+        Walker { state, deprecate_eof, in_continuation: false, status: None, packet: Packet::Data }
     }
 
     /// Whether the response is complete.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// What the last packet fed was.
+    pub fn packet(&self) -> Packet {
+        self.packet
     }
 
     /// Called after the proxy forwarded the client's LOCAL INFILE data: the server now answers OK or ERR.
@@ -115,20 +158,46 @@ impl Walker {
     pub fn feed_payload(&mut self, payload: &[u8]) -> Result<Step, WalkError> {
         let full_len = payload.len() == MAX_PAYLOAD;
         let continued = std::mem::replace(&mut self.in_continuation, full_len);
+        self.packet = Packet::Data;
         if continued {
             // The middle or tail of a large logical packet: carries no header to read. Its last frame
             // completes the response if the packet's first frame ended it.
             let complete = !self.in_continuation && self.state == State::Done;
-            return Ok(if complete { Step::Done { status: self.status, error: false } } else { Step::More });
+            return Ok(if complete { self.finished(false) } else { Step::More });
         }
-        self.packet(payload, full_len)
+        let step = match self.state {
+            State::Done => return Err(WalkError::AfterDone),
+            State::First => self.first(payload, full_len)?,
+            State::Columns(n) => self.column(payload, n),
+            State::ColumnsEof => self.columns_eof(payload)?,
+            State::Rows => self.row(payload, full_len)?,
+            State::PrepareFirst => self.prepare_ok(payload)?,
+            State::PrepareDefs { params, columns } => self.prepare_def(params, columns),
+            State::PrepareEof { columns } => self.prepare_eof(payload, columns)?,
+            State::FieldList => self.field(payload, full_len),
+            State::Single => self.single(payload)?,
+            State::AnyOne => {
+                let error = payload.first() == Some(&ERR);
+                self.done(error)
+            }
+        };
+        if full_len && matches!(step, Step::Done { .. }) {
+            // The packet that ends the response is itself continued: wait for its tail.
+            return Ok(Step::More);
+        }
+        Ok(step)
     }
 
+    /// Ends the response (ERR or the last terminator).
     fn done(&mut self, error: bool) -> Step {
         self.state = State::Done;
         if error {
-            self.status = None;
+            self.packet = Packet::Err;
         }
+        self.finished(error)
+    }
+
+    fn finished(&self, error: bool) -> Step {
         Step::Done { status: self.status, error }
     }
 
@@ -137,6 +206,16 @@ impl Walker {
         p.first() == Some(&EOF) && !full_len && (self.deprecate_eof || p.len() < 9)
     }
 
+    /// The kind of a terminator packet (OK with a 0xFE header, or a short EOF).
+    fn terminator_kind(p: &[u8]) -> Packet {
+        if p.len() <= 5 {
+            Packet::Eof
+        } else {
+            Packet::Ok
+        }
+    }
+
+    /// The end of one result: more results follow, or the response is done.
     fn end_of_result(&mut self, p: &[u8]) -> Result<Step, WalkError> {
         let status = packet::terminal_status(p).ok_or(WalkError::Malformed("EOF/OK"))?;
         self.status = Some(status);
@@ -148,121 +227,110 @@ impl Walker {
         }
     }
 
-    fn packet(&mut self, p: &[u8], full_len: bool) -> Result<Step, WalkError> {
-        // A logical packet that continues is not complete yet, but its first byte decides the state.
-        let step = match self.state {
-            State::Done => return Err(WalkError::AfterDone),
-            State::First => match p.first() {
-                Some(&OK) if !full_len => self.end_of_result(p)?,
-                Some(&ERR) => self.done(true),
-                Some(&LOCAL_INFILE) => Step::LocalInfile,
-                Some(_) => {
-                    let (n, _) = packet::lenenc_int(p).ok_or(WalkError::Malformed("column count"))?;
-                    if n == 0 {
-                        return Err(WalkError::Malformed("column count"));
-                    }
-                    self.state = State::Columns(n);
-                    Step::More
+    /// [`State::First`]. A logical packet that continues is not complete yet, but its first byte decides.
+    fn first(&mut self, p: &[u8], full_len: bool) -> Result<Step, WalkError> {
+        match p.first() {
+            Some(&OK) if !full_len => {
+                self.packet = Packet::Ok;
+                self.end_of_result(p)
+            }
+            Some(&ERR) => Ok(self.done(true)),
+            Some(&LOCAL_INFILE) => Ok(Step::LocalInfile),
+            Some(_) => {
+                let (n, _) = packet::lenenc_int(p).ok_or(WalkError::Malformed("column count"))?;
+                if n == 0 {
+                    return Err(WalkError::Malformed("column count"));
                 }
-                None => return Err(WalkError::Malformed("empty")),
-            },
-            State::Columns(n) => {
-                if p.first() == Some(&ERR) {
-                    return Ok(self.done(true));
-                }
-                self.state = match (n - 1, self.deprecate_eof) {
-                    (0, true) => State::Rows,
-                    (0, false) => State::ColumnsEof,
-                    (left, _) => State::Columns(left),
-                };
+                self.state = State::Columns(n);
+                Ok(Step::More)
+            }
+            None => Err(WalkError::Malformed("empty")),
+        }
+    }
+
+    /// [`State::Columns`]: one column definition, `n` of them left including this one.
+    fn column(&mut self, p: &[u8], n: u64) -> Step {
+        if p.first() == Some(&ERR) {
+            return self.done(true);
+        }
+        self.state = match (n - 1, self.deprecate_eof) {
+            (0, true) => State::Rows,
+            (0, false) => State::ColumnsEof,
+            (left, _) => State::Columns(left),
+        };
+        Step::More
+    }
+
+    /// [`State::ColumnsEof`]: the EOF after the column definitions; an open cursor ends the response here.
+    fn columns_eof(&mut self, p: &[u8]) -> Result<Step, WalkError> {
+        if p.first() == Some(&ERR) {
+            return Ok(self.done(true));
+        }
+        let status = packet::terminal_status(p).ok_or(WalkError::Malformed("EOF"))?;
+        self.packet = Packet::Eof;
+        self.status = Some(status);
+        if status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
+            Ok(self.done(false))
+        } else {
+            self.state = State::Rows;
+            Ok(Step::More)
+        }
+    }
+
+    /// [`State::Rows`]: a row, an ERR, or the terminator of the result set.
+    fn row(&mut self, p: &[u8], full_len: bool) -> Result<Step, WalkError> {
+        if p.first() == Some(&ERR) {
+            Ok(self.done(true))
+        } else if self.is_terminator(p, full_len) {
+            self.packet = Self::terminator_kind(p);
+            self.end_of_result(p)
+        } else {
+            Ok(Step::More)
+        }
+    }
+
+    /// [`State::PrepareFirst`]: the prepare-OK (its counts say what follows) or ERR.
+    fn prepare_ok(&mut self, p: &[u8]) -> Result<Step, WalkError> {
+        match p.first() {
+            Some(&ERR) => Ok(self.done(true)),
+            Some(&OK) => {
+                let ok = packet::PrepareOk::parse(p).ok_or(WalkError::Malformed("prepare OK"))?;
+                Ok(self.prepare_defs(ok.params, ok.columns))
+            }
+            _ => Err(WalkError::Malformed("prepare OK")),
+        }
+    }
+
+    /// [`State::PrepareDefs`]: one parameter definition (while any are left), else one column definition.
+    fn prepare_def(&mut self, params: u16, columns: u16) -> Step {
+        if params > 0 {
+            let left = params - 1;
+            if left == 0 && !self.deprecate_eof {
+                self.state = State::PrepareEof { columns };
+                Step::More
+            } else if left == 0 {
+                self.prepare_defs(0, columns)
+            } else {
+                self.state = State::PrepareDefs { params: left, columns };
                 Step::More
             }
-            State::ColumnsEof => {
-                if p.first() == Some(&ERR) {
-                    return Ok(self.done(true));
-                }
-                let status = packet::terminal_status(p).ok_or(WalkError::Malformed("EOF"))?;
-                self.status = Some(status);
-                if status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
-                    self.done(false)
-                } else {
-                    self.state = State::Rows;
-                    Step::More
-                }
+        } else {
+            let left = columns - 1;
+            if left == 0 && !self.deprecate_eof {
+                self.state = State::PrepareEof { columns: 0 };
+                Step::More
+            } else {
+                self.prepare_defs(0, left)
             }
-            State::Rows => {
-                if p.first() == Some(&ERR) {
-                    self.done(true)
-                } else if self.is_terminator(p, full_len) {
-                    self.end_of_result(p)?
-                } else {
-                    Step::More
-                }
-            }
-            State::PrepareFirst => match p.first() {
-                Some(&ERR) => self.done(true),
-                Some(&OK) => {
-                    let ok = packet::PrepareOk::parse(p).ok_or(WalkError::Malformed("prepare OK"))?;
-                    self.prepare_defs(ok.params, ok.columns)
-                }
-                _ => return Err(WalkError::Malformed("prepare OK")),
-            },
-            State::PrepareDefs { params, columns } => {
-                if params > 0 {
-                    let left = params - 1;
-                    if left == 0 && !self.deprecate_eof {
-                        self.state = State::PrepareEof { columns };
-                        Step::More
-                    } else if left == 0 {
-                        self.prepare_defs(0, columns)
-                    } else {
-                        self.state = State::PrepareDefs { params: left, columns };
-                        Step::More
-                    }
-                } else {
-                    let left = columns - 1;
-                    if left == 0 && !self.deprecate_eof {
-                        self.state = State::PrepareEof { columns: 0 };
-                        Step::More
-                    } else {
-                        self.prepare_defs(0, left)
-                    }
-                }
-            }
-            State::PrepareEof { columns } => {
-                if p.first() != Some(&EOF) {
-                    return Err(WalkError::Malformed("prepare EOF"));
-                }
-                self.prepare_defs(0, columns)
-            }
-            State::FieldList => {
-                if p.first() == Some(&ERR) {
-                    self.done(true)
-                } else if self.is_terminator(p, full_len) {
-                    self.status = packet::terminal_status(p);
-                    self.done(false)
-                } else {
-                    Step::More
-                }
-            }
-            State::Single => match p.first() {
-                Some(&ERR) => self.done(true),
-                Some(&OK) | Some(&EOF) => {
-                    self.status = packet::terminal_status(p);
-                    self.done(false)
-                }
-                _ => return Err(WalkError::Malformed("OK")),
-            },
-            State::AnyOne => {
-                let error = p.first() == Some(&ERR);
-                self.done(error)
-            }
-        };
-        if full_len && matches!(step, Step::Done { .. }) {
-            // The packet that ends the response is itself continued: wait for its tail.
-            return Ok(Step::More);
         }
-        Ok(step)
+    }
+
+    /// [`State::PrepareEof`]: the EOF closing a block of definitions.
+    fn prepare_eof(&mut self, p: &[u8], columns: u16) -> Result<Step, WalkError> {
+        if p.first() != Some(&EOF) {
+            return Err(WalkError::Malformed("prepare EOF"));
+        }
+        Ok(self.prepare_defs(0, columns))
     }
 
     fn prepare_defs(&mut self, params: u16, columns: u16) -> Step {
@@ -271,6 +339,37 @@ impl Walker {
         } else {
             self.state = State::PrepareDefs { params, columns };
             Step::More
+        }
+    }
+
+    /// [`State::FieldList`]: a column definition, ERR, or the EOF that ends the list.
+    fn field(&mut self, p: &[u8], full_len: bool) -> Step {
+        if p.first() == Some(&ERR) {
+            self.done(true)
+        } else if self.is_terminator(p, full_len) {
+            self.packet = Self::terminator_kind(p);
+            self.status = packet::terminal_status(p);
+            self.done(false)
+        } else {
+            Step::More
+        }
+    }
+
+    /// [`State::Single`]: one OK, EOF or ERR.
+    fn single(&mut self, p: &[u8]) -> Result<Step, WalkError> {
+        match p.first() {
+            Some(&ERR) => Ok(self.done(true)),
+            Some(&OK) => {
+                self.packet = Packet::Ok;
+                self.status = packet::terminal_status(p);
+                Ok(self.done(false))
+            }
+            Some(&EOF) => {
+                self.packet = Self::terminator_kind(p);
+                self.status = packet::terminal_status(p);
+                Ok(self.done(false))
+            }
+            _ => Err(WalkError::Malformed("OK")),
         }
     }
 }
@@ -348,8 +447,37 @@ mod tests {
     fn error_mid_rows_and_first() {
         let err = packet::err_payload(1317, b"70100", "interrupted").to_vec();
         let steps = run(Expect::ResultSets, false, &[vec![1], b"c".to_vec(), eof(AC), b"\x011".to_vec(), err.clone()]);
-        assert_eq!(steps[4], Step::Done { status: None, error: true });
+        // The status of the column EOF is the last one the server sent.
+        assert_eq!(steps[4], Step::Done { status: Some(StatusFlags::from_bits_retain(AC)), error: true });
         assert_eq!(run(Expect::ResultSets, false, &[err])[0], Step::Done { status: None, error: true });
+    }
+
+    #[test]
+    fn an_error_after_earlier_results_keeps_their_status() {
+        // BEGIN; INSERT …; INSERT <duplicate>: the transaction the first results opened is still open.
+        const IN_TRANS: u16 = 0x0001;
+        let err = packet::err_payload(1062, b"23000", "Duplicate entry").to_vec();
+        let steps = run(Expect::ResultSets, true, &[ok(IN_TRANS | MORE), ok(IN_TRANS | MORE), err]);
+        assert_eq!(steps[2], Step::Done { status: Some(StatusFlags::from_bits_retain(IN_TRANS | MORE)), error: true });
+    }
+
+    #[test]
+    fn packet_kinds_are_reported() {
+        let mut w = Walker::new(Expect::ResultSets, false);
+        let kinds: Vec<Packet> = [vec![1], b"c".to_vec(), eof(AC | MORE), b"\x011".to_vec(), eof(AC | MORE), ok(AC)]
+            .iter()
+            .map(|p| {
+                w.feed_payload(p).unwrap();
+                w.packet()
+            })
+            .collect();
+        use Packet::*;
+        assert_eq!(kinds, [Data, Data, Eof, Data, Eof, Ok]);
+        let mut w = Walker::new(Expect::ResultSets, true);
+        w.feed_payload(&[1]).unwrap();
+        w.feed_payload(b"c").unwrap();
+        w.feed_payload(&ok_eof_header(AC)).unwrap();
+        assert_eq!(w.packet(), Ok, "0xFE OK terminator");
     }
 
     #[test]

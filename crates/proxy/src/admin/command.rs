@@ -67,41 +67,24 @@ pub fn parse(sql: &str) -> Result<Command, String> {
     }
 }
 
-/// Removes `/* … */`, `-- …` and `# …` comments outside quotes (each becomes a space).
+/// Removes comments (each becomes a space), by the same lexer rules as the data path. An unterminated
+/// comment or quote is an error.
 fn strip_comments(sql: &str) -> Result<String, String> {
-    let chars: Vec<char> = sql.chars().collect();
-    let mut out = String::with_capacity(sql.len());
-    let (mut i, mut quote) = (0, None);
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        match (quote, c) {
-            (Some(q), _) => {
-                quote = if c == q { None } else { quote };
-                out.push(c);
-            }
-            (None, '\'' | '"' | '`') => {
-                quote = Some(c);
-                out.push(c);
-            }
-            (None, '/') if next == Some('*') => {
-                let end = (i + 2..chars.len().saturating_sub(1)).find(|&j| chars[j] == '*' && chars[j + 1] == '/');
-                i = end.ok_or("unterminated /* comment")? + 1;
-                out.push(' ');
-            }
-            (None, '#') | (None, '-')
-                if c == '#' || (next == Some('-') && chars.get(i + 2).is_none_or(|c| c.is_whitespace())) =>
-            {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-                out.push(' ');
-            }
-            (None, _) => out.push(c),
+    use rwsplit_classify::lex::{Dialect, Lexer, SpanKind};
+    let text = sql.as_bytes();
+    let mut out = Vec::with_capacity(text.len());
+    for span in Lexer::new(text, Dialect::default()) {
+        if span.unterminated {
+            return Err(
+                if span.kind == SpanKind::Comment { "unterminated /* comment" } else { "unterminated quote" }.into()
+            );
         }
-        i += 1;
+        match span.kind {
+            SpanKind::Comment => out.push(b' '),
+            _ => out.extend_from_slice(span.bytes(text)),
+        }
     }
-    Ok(out)
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// A backend address token: `'host:port'`, `"host:port"`, `` `host:port` `` or bare.

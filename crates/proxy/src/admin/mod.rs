@@ -1,5 +1,5 @@
 //! The admin interface: the MySQL protocol on `admin.listen`, for operators and scripts
-//! (`mariadb -h 127.0.0.1 -P 6034 -u admin -p`).
+//! (`mariadb -h 127.0.0.1 -P 6032 -u admin -p`).
 //!
 //! Commands (case-insensitive; surrounding whitespace, comments and a trailing `;` are ignored):
 //!
@@ -78,7 +78,7 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the admin interface until `cancel`; open admin connections end with it.
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, cancel: CancellationToken) {
-    crate::accept_loop(&listener, &cancel, "admin", |stream, peer| {
+    crate::listen::accept_loop(&listener, &cancel, "admin", |stream, peer| {
         let (shared, cancel) = (Arc::clone(&shared), cancel.clone());
         tokio::spawn(async move {
             tokio::select! {

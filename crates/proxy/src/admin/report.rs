@@ -10,7 +10,6 @@ use opensrv_mysql::{Column, ColumnFlags, ColumnType, ErrorKind, OkResponse, Quer
 use super::command::{Command, SelectItem, SelectValue};
 use super::{Out, MASK, MAX_PACKET, VERSION, VERSION_COMMENT};
 use crate::config::{Config, Health, LagSource, WhenNoReplica};
-use crate::health::Snapshot;
 use crate::Shared;
 
 /// A value in an admin result set.
@@ -153,18 +152,8 @@ pub(super) fn execute(shared: &Arc<Shared>, command: &Command) -> Result<Reply, 
     }
 }
 
-/// The configured backends: the master, then the replicas in config order, with their weights.
-fn backends(config: &Config) -> Vec<(&str, Option<u32>)> {
-    let replicas = config.replicas.iter().map(|r| (r.address.as_str(), Some(r.weight)));
-    std::iter::once((config.master.address.as_str(), None)).chain(replicas).collect()
-}
-
 /// `SHOW BACKENDS`.
 fn show_backends(shared: &Shared) -> Table {
-    let config = shared.config.load();
-    let health = shared.health.load();
-    let configured: Arc<str> = config.master.address.as_str().into();
-    let writer = health.writer(&configured).ok().map(|w| w.to_string());
     let mut table = Table::new(&[
         ("address", TEXT),
         ("role", TEXT),
@@ -180,45 +169,31 @@ fn show_backends(shared: &Shared) -> Table {
         ("last_error", TEXT),
         ("last_change", TEXT),
     ]);
-    for (addr, weight) in backends(&config) {
-        let is_writer = writer.as_deref() == Some(addr);
-        table.rows.push(backend_row(shared, &health, addr, weight, is_writer));
+    for b in shared.backend_views() {
+        table.rows.push(vec![
+            Cell::text(&b.addr),
+            Cell::text(if b.is_writer { "master" } else { "replica" }),
+            Cell::opt_flag(b.reachable),
+            Cell::flag(b.serving),
+            Cell::flag(b.offline),
+            b.lag.map_or(Cell::Null, |lag| Cell::Float((lag * 1000.0).round() / 1000.0)),
+            b.weight.map_or(Cell::Null, |w| Cell::Int(w.into())),
+            Cell::opt_flag(b.read_only),
+            Cell::opt_text(b.gtid.as_deref()),
+            Cell::count(b.in_use),
+            Cell::count(b.idle),
+            Cell::opt_text(b.last_error.as_deref()),
+            Cell::opt_text(b.last_change.map(rfc3339)),
+        ]);
     }
     table
 }
 
-/// One row of `SHOW BACKENDS`. `weight` is set for configured replicas only.
-fn backend_row(shared: &Shared, health: &Snapshot, addr: &str, weight: Option<u32>, is_writer: bool) -> Vec<Cell> {
-    // Probe results, once there is at least one.
-    let probed = health.servers.get(addr).filter(|s| health.checked && s.probes > 0);
-    let serving = if is_writer { health.reachable(addr) } else { weight.is_some() && health.serves_reads(addr) };
-    vec![
-        Cell::text(addr),
-        Cell::text(if is_writer { "master" } else { "replica" }),
-        Cell::opt_flag(probed.map(|s| s.reachable)),
-        Cell::flag(serving),
-        Cell::flag(health.offline.contains(addr)),
-        probed.and_then(|s| s.lag).map_or(Cell::Null, |lag| Cell::Float((lag * 1000.0).round() / 1000.0)),
-        weight.map_or(Cell::Null, |w| Cell::Int(w.into())),
-        Cell::opt_flag(probed.and_then(|s| s.read_only)),
-        Cell::opt_text(probed.and_then(|s| s.gtid.as_deref())),
-        Cell::count(shared.in_use_count(addr)),
-        Cell::count(shared.pool.idle_count(addr)),
-        Cell::opt_text(probed.and_then(|s| s.last_error.as_deref())),
-        Cell::opt_text(probed.map(|s| rfc3339(s.changed_at))),
-    ]
-}
-
 /// `SHOW POOLS`.
 fn show_pools(shared: &Shared) -> Table {
-    let config = shared.config.load();
     let mut table = Table::new(&[("backend", TEXT), ("in_use", BIGINT), ("idle", BIGINT)]);
-    for (addr, _) in backends(&config) {
-        table.rows.push(vec![
-            Cell::text(addr),
-            Cell::count(shared.in_use_count(addr)),
-            Cell::count(shared.pool.idle_count(addr)),
-        ]);
+    for b in shared.backend_views() {
+        table.rows.push(vec![Cell::text(&b.addr), Cell::count(b.in_use), Cell::count(b.idle)]);
     }
     table
 }
@@ -234,7 +209,7 @@ fn show_clients(shared: &Shared) -> Table {
         ("replica", TEXT),
         ("replica_thread", BIGINT),
     ]);
-    for (id, session) in shared.sessions_list() {
+    for (id, session) in shared.registry.list() {
         let [master, replica] = &session.backends;
         table.rows.push(vec![
             Cell::Int(id.into()),
@@ -284,7 +259,7 @@ fn config_rows(c: &Config) -> Vec<(String, Option<String>)> {
     rows.extend([
         kv("pool.max_idle", c.pool.max_idle),
         kv("connect_timeout", fmt_duration(c.connect_timeout)),
-        kv("max_allowed_packet", fmt_size(c.max_allowed_packet)),
+        kv("max_allowed_packet", c.max_allowed_packet.map_or_else(|| "auto (the master's)".to_string(), fmt_size)),
         kv("shutdown_grace", fmt_duration(c.shutdown_grace)),
         kv("workers", c.workers),
     ]);
@@ -319,7 +294,7 @@ fn health_rows(h: &Health) -> Vec<(String, Option<String>)> {
 
 /// `RELOAD`.
 fn reload(shared: &Arc<Shared>) -> Result<Reply, Failure> {
-    match shared.reload_from_file() {
+    match crate::reload::reload_from_file(shared) {
         Ok(report) => Ok(Reply::Done(report.to_string())),
         Err(e) => Err(Failure::failed(e.to_string())),
     }
@@ -445,7 +420,7 @@ mod tests {
         assert_eq!(get("replicas[0].weight").as_deref(), Some("2"));
         assert_eq!(get("health.interval").as_deref(), Some("250ms"));
         assert_eq!(get("health.heartbeat_table").as_deref(), Some("rwsplit.heartbeat"));
-        assert_eq!(get("max_allowed_packet").as_deref(), Some("64M"));
+        assert_eq!(get("max_allowed_packet").as_deref(), Some("auto (the master's)"));
         assert_eq!(get("metrics.listen"), None);
     }
 

@@ -1,43 +1,60 @@
-//! Client login: greeting, password check against `users`, and COM_CHANGE_USER.
+//! Client login: greeting, password check against `users`, the database check, and COM_CHANGE_USER.
 //!
-//! The greeting offers `mysql_native_password`. A client answering with `caching_sha2_password` (MySQL 8
-//! clients' default) is verified with the same nonce and told "fast auth success"; a client answering
-//! with any other plugin is switched to `mysql_native_password` with an auth-switch request.
+//! The greeting announces the connection id clients see everywhere (`CONNECTION_ID()`, KILL), the backends'
+//! version string, and what rwsplit offers: what it can walk and the backends have, plus compression. It
+//! offers `mysql_native_password`; a client answering with `caching_sha2_password` (MySQL 8 clients'
+//! default) is verified with the same nonce and told "fast auth success"; a client answering with any other
+//! plugin is switched to `mysql_native_password` with an auth-switch request.
+//!
+//! A client that switches to a transport rwsplit did not offer (TLS, zstd compression) gets error 1043 and
+//! a closed connection instead of a hang. A database named at login is checked on the master (a replica when
+//! the master is down) before the login is acknowledged, so an unknown database fails the login as it does
+//! on a server.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use rwsplit_classify::lex::Multibyte;
+use rwsplit_classify::Dialect;
 use rwsplit_wire::auth::{self, ClientLogin};
-use rwsplit_wire::packet::{self, ok_payload};
-use rwsplit_wire::{CapabilityFlags, StatusFlags};
+use rwsplit_wire::packet;
+use rwsplit_wire::CapabilityFlags;
 
+use super::attach::Attach;
+use super::legs::Side;
 use super::Session;
 use crate::backend::{Credentials, LoginKey};
-use crate::config::Secret;
+use crate::config::{Config, Secret};
 use crate::error::{ClientError, SessionError};
 use crate::io::Wire;
 use crate::Shared;
 
 /// Time a client gets to complete its login.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Version announced when no backend has been reachable yet.
-const FALLBACK_VERSION: &str = "8.0.0-rwsplit";
 /// utf8mb4_general_ci, announced as the server's default collation.
 const DEFAULT_COLLATION: u8 = 45;
+
+/// Capabilities that switch the connection's transport: a client that uses one rwsplit did not offer would
+/// otherwise wait forever for an answer in a framing rwsplit does not speak.
+const TRANSPORT: CapabilityFlags = CapabilityFlags::from_bits_retain(
+    CapabilityFlags::CLIENT_SSL.bits()
+        | CapabilityFlags::CLIENT_COMPRESS.bits()
+        | CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM.bits(),
+);
 
 /// A logged-in client: the template for its backend logins.
 #[derive(Debug, Clone)]
 pub struct Login {
     /// Account name.
     pub user: String,
-    /// Its password, from the config (used to log in to backends).
+    /// Its password at login (backend logins use the config's current one; this is the fallback for an
+    /// account removed from the config while the session runs).
     password: Secret,
     /// Initial database.
     database: Option<Arc<str>>,
     /// Collation id.
-    collation: u8,
-    /// Capabilities negotiated with the client (and passed on to backends).
+    pub collation: u16,
+    /// Capabilities negotiated with the client (passed on to backends, without compression).
     pub capabilities: CapabilityFlags,
     /// Connection attributes.
     attributes: Arc<Vec<(String, String)>>,
@@ -46,43 +63,81 @@ pub struct Login {
 }
 
 impl Login {
-    /// Credentials for logging in to the backend at `addr` on behalf of this client.
-    pub fn credentials(&self, addr: &Arc<str>) -> Credentials {
+    /// Credentials for logging in to the backend at `addr` on behalf of this client, with the account's
+    /// current password (a rotated password takes effect for new backend connections at once).
+    pub fn credentials(&self, addr: &Arc<str>, config: &Config) -> Credentials {
+        let password = config.user(&self.user).map_or_else(|| self.password.clone(), |u| u.password.clone());
         Credentials {
             key: LoginKey {
                 addr: Arc::clone(addr),
                 user: self.user.as_str().into(),
                 database: self.database.clone(),
                 collation: self.collation,
-                capabilities: self.capabilities.bits(),
+                capabilities: (self.capabilities - CapabilityFlags::CLIENT_COMPRESS).bits(),
             },
-            password: self.password.clone(),
+            password,
             attributes: Arc::clone(&self.attributes),
         }
     }
 }
 
-/// Runs the server side of the handshake. On failure the client has been sent an ERR packet.
-pub async fn handshake(client: &mut Wire, shared: &Shared, id: u32) -> Result<Login, ClientError> {
+/// A client whose password checked out, and the sequence id of the answer it waits for.
+#[derive(Debug)]
+pub struct Hello {
+    /// Who it is.
+    pub login: Login,
+    /// Sequence id of the login's OK (or ERR).
+    pub seq: u8,
+}
+
+/// The dialect a session starts with: default quoting rules, the client character set of its collation.
+pub fn dialect_of(collation: u16) -> Dialect {
+    Dialect { multibyte: Multibyte::from_collation_id(collation), ..Dialect::default() }
+}
+
+/// Runs the server side of the handshake up to the password check. On failure the client has been sent an
+/// ERR packet. The login's OK is sent by [`Session::finish_login`], after the database check.
+pub async fn handshake(client: &mut Wire, shared: &Shared, id: u32) -> Result<Hello, ClientError> {
     match tokio::time::timeout(LOGIN_TIMEOUT, handshake_inner(client, shared, id)).await {
         Ok(r) => r,
         Err(_) => Err(ClientError::Protocol("login timed out")),
     }
 }
 
-async fn handshake_inner(client: &mut Wire, shared: &Shared, id: u32) -> Result<Login, ClientError> {
-    let (version, caps) =
-        shared.backend_info().await.unwrap_or_else(|| (FALLBACK_VERSION.to_string(), auth::supported_capabilities()));
+/// Logs and counts a failed login.
+pub fn failed(shared: &Shared, e: ClientError) {
+    tracing::info!(error = %e, "login failed");
+    let kind = match e {
+        ClientError::AuthFailed(_) => crate::metrics::ErrorKind::AuthFailure,
+        _ => crate::metrics::ErrorKind::ClientProtocol,
+    };
+    shared.metrics.error(kind);
+}
+
+async fn handshake_inner(client: &mut Wire, shared: &Shared, id: u32) -> Result<Hello, ClientError> {
+    let Some((version, backend_caps)) = shared.backend_info().await else {
+        // Nothing to forward to: say so at once, as a server that cannot take connections does.
+        let msg = "rwsplit: no backend is reachable; cannot accept connections now";
+        client.send(0, &packet::err_payload(2003, b"HY000", msg)).await?;
+        return Err(ClientError::Protocol("no backend reachable"));
+    };
+    let offered = auth::client_offer(backend_caps);
     let nonce = auth::new_scramble();
-    client.send(0, &auth::greeting(&version, id, &nonce, DEFAULT_COLLATION, caps)).await?;
+    client.send(0, &auth::greeting(&version, id, &nonce, DEFAULT_COLLATION, offered)).await?;
     let frame = client.expect_frame().await?;
     let mut seq = frame.seq().wrapping_add(1);
-    let Some(hello) = auth::parse_client_login(frame.payload()) else {
+    let requested = CapabilityFlags::from_bits_retain(packet::u32_at(frame.payload(), 0).unwrap_or_default());
+    let unoffered = requested & TRANSPORT & !offered;
+    if !unoffered.is_empty() {
+        let msg = format!("Bad handshake: rwsplit does not offer {unoffered:?}");
+        client.send(seq, &packet::err_payload(1043, b"08S01", &msg)).await?;
+        return Err(ClientError::Protocol("client asked for a transport rwsplit does not offer"));
+    }
+    let Some(hello) = auth::parse_client_login(frame.payload(), offered) else {
         client.send(seq, &packet::err_payload(1043, b"08S01", "Bad handshake")).await?;
         return Err(ClientError::Protocol("malformed handshake response"));
     };
-    let config = shared.config.load();
-    let password = config.user(&hello.user).map(|u| u.password.clone());
+    let password = shared.config.load().user(&hello.user).map(|u| u.password.clone());
     let (ok, next_seq) = verify(client, &hello, password.as_ref(), &nonce, seq).await?;
     seq = next_seq;
     let Some(password) = password.filter(|_| ok) else {
@@ -90,16 +145,16 @@ async fn handshake_inner(client: &mut Wire, shared: &Shared, id: u32) -> Result<
         client.send(seq, &packet::err_payload(1045, b"28000", &msg)).await?;
         return Err(ClientError::AuthFailed(hello.user));
     };
-    client.send(seq, &ok_payload(0, 0, StatusFlags::SERVER_STATUS_AUTOCOMMIT, 0)).await?;
-    Ok(Login {
+    let login = Login {
         user: hello.user,
         password,
         database: hello.database.map(Into::into),
-        collation: hello.collation,
+        collation: u16::from(hello.collation),
         capabilities: hello.capabilities,
         attributes: Arc::new(hello.attributes),
         nonce,
-    })
+    };
+    Ok(Hello { login, seq })
 }
 
 /// Checks a client's auth response, switching plugins if needed. Returns (password ok, next sequence id).
@@ -143,7 +198,7 @@ struct ChangeUser {
     user: String,
     auth_response: Vec<u8>,
     database: Option<String>,
-    collation: Option<u8>,
+    collation: Option<u16>,
     plugin: String,
 }
 
@@ -168,7 +223,7 @@ fn parse_change_user(p: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
         a
     };
     let database = take_cstr(&mut rest).filter(|d| !d.is_empty());
-    let collation = packet::u16_at(rest, 0).map(|c| c as u8);
+    let collation = packet::u16_at(rest, 0);
     rest = rest.get(2..).unwrap_or_default();
     let plugin = if caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) {
         take_cstr(&mut rest).unwrap_or_else(|| auth::NATIVE.to_string())
@@ -179,9 +234,45 @@ fn parse_change_user(p: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
 }
 
 impl Session {
-    /// COM_CHANGE_USER: verify the new account, then start over as that user (backends released, state
-    /// cleared). A failed change closes the connection, as MySQL does.
-    pub(super) async fn com_change_user(&mut self, payload: Bytes) -> Result<(), SessionError> {
+    /// Completes the login: checks the database the client named (if any) and sends the OK, then switches
+    /// to compression if the client negotiated it. Returns false when the login failed (the client was
+    /// sent the server's error).
+    pub(super) async fn finish_login(&mut self) -> Result<bool, SessionError> {
+        if !self.check_database().await? {
+            return Ok(false);
+        }
+        self.send_ok().await?;
+        if self.login.capabilities.contains(CapabilityFlags::CLIENT_COMPRESS) {
+            self.client.enable_compression();
+        }
+        tracing::debug!("logged in");
+        Ok(true)
+    }
+
+    /// Logs in to the master (to a replica if the master cannot be reached) with the client's database: the
+    /// server's own answer decides (1049 Unknown database, 1044 Access denied). The connection stays for the
+    /// session. Returns false after sending the client the error.
+    async fn check_database(&mut self) -> Result<bool, SessionError> {
+        if self.login.database.is_none() {
+            return Ok(true);
+        }
+        let refused = match self.attach_side(Side::Master, false).await {
+            Attach::Ready(_) => return Ok(true),
+            Attach::Refused(e) => e,
+            Attach::Lost(lost) => return self.end_lost(lost).await.map(|_| false),
+        };
+        if refused.code == 2003 {
+            if let Attach::Ready(_) = self.attach_side(Side::Replica, false).await {
+                return Ok(true);
+            }
+        }
+        self.send_err(refused.code, &refused.state, &refused.message).await?;
+        Ok(false)
+    }
+
+    /// COM_CHANGE_USER: verify the new account and its database, then start over as that user (backends
+    /// released, state cleared). A failed change closes the connection, as MySQL does.
+    pub(super) async fn com_change_user(&mut self, payload: bytes::Bytes) -> Result<(), SessionError> {
         let Some(cu) = parse_change_user(&payload, self.login.capabilities) else {
             self.send_err(1043, b"08S01", "Bad handshake").await?;
             return Err(ClientError::Protocol("malformed COM_CHANGE_USER").into());
@@ -189,7 +280,8 @@ impl Session {
         let password = self.shared.config.load().user(&cu.user).map(|u| u.password.clone());
         let hello = ClientLogin {
             capabilities: self.login.capabilities,
-            collation: cu.collation.unwrap_or(self.login.collation),
+            requested: self.login.capabilities,
+            collation: u8::try_from(cu.collation.unwrap_or(self.login.collation)).unwrap_or(DEFAULT_COLLATION),
             user: cu.user.clone(),
             auth_response: cu.auth_response,
             database: cu.database,
@@ -206,11 +298,20 @@ impl Session {
             return Err(ClientError::AuthFailed(cu.user).into());
         };
         self.reset_state();
+        self.history = super::history::History::default();
         self.login.user = hello.user;
         self.login.password = password;
         self.login.database = hello.database.map(Into::into);
-        self.login.collation = hello.collation;
-        tracing::Span::current().record("user", self.login.user.as_str());
+        self.login.collation = cu.collation.unwrap_or(self.login.collation);
+        self.dialect = dialect_of(self.login.collation);
+        let defaults = self.shared.servers.defaults().map(|d| (*d).clone()).unwrap_or_default();
+        let session_track = self.login.capabilities.contains(CapabilityFlags::CLIENT_SESSION_TRACK);
+        self.tracking = super::track::ClientTracking::new(session_track, &defaults);
+        self.shared.registry.publish_user(self.id, &self.login.user);
+        tracing::Span::current().record("user", tracing::field::debug(&self.login.user));
+        if !self.check_database().await? {
+            return Err(ClientError::AuthFailed(self.login.user.clone()).into());
+        }
         Ok(self.send_ok().await?)
     }
 }

@@ -1,28 +1,48 @@
 //! A client session: login, then one command at a time, each routed to the master or the session's replica.
 //!
-//! - [`login`]: the handshake and password check (also COM_CHANGE_USER).
-//! - [`route`]: where a statement goes, and the session state that decides it (transactions, locks,
-//!   temporary tables, pinned sessions), updated from the servers' status flags after every response.
-//! - [`forward`]: backend acquisition (pool, replica fallback), session-state replay, and streaming a
-//!   response to the client frame by frame.
+//! - [`login`]: the handshake, the password and database checks, COM_CHANGE_USER.
+//! - [`command`]: COM_QUERY, session-state commands, COM_PING, COM_FIELD_LIST, COM_RESET_CONNECTION.
+//! - [`route`]: where a statement goes (typed reasons), from the verdict, the session's state and its legs.
+//! - [`legs`]: the backend connections and what each holds that cannot be rebuilt.
+//! - [`attach`]: getting a ready connection for a side (pool, replica choice, idle-close detection, replay).
+//! - [`forward`]: running a command and streaming its response (the pump).
+//! - [`policy`]: what a backend failure means for the command and the session (a pure table).
+//! - [`apply`]: what a finished command changes in the session's state, from its verdict and the server's
+//!   report.
+//! - [`history`]: the replayable session-state commands, last value per variable.
+//! - [`track`]: session tracking: what the servers report, and the client's own view of it.
+//! - [`rewrite`]: `CONNECTION_ID()` and `@@socket`, answered as a direct connection would.
 //! - [`stmt`]: prepared statements: the proxy owns the ids the client sees and maps them per backend.
+//! - [`kill`]: KILL by the connection ids rwsplit hands out.
 //!
-//! Session state lifecycle:
+//! Session lifecycle:
 //! ```text
-//! Handshake --login ok--> Command loop --COM_QUIT / client gone / shutdown--> Release backends to the pool
-//!                         Command loop --COM_RESET_CONNECTION / COM_CHANGE_USER--> release, clear state, loop
+//! Handshake --login ok (database checked)--> Command loop
+//! Command loop --COM_QUIT / client gone / shutdown / KILL CONNECTION--> release legs to the pool, end
+//! Command loop --COM_RESET_CONNECTION / COM_CHANGE_USER--> legs released, state cleared, Command loop
+//! Command loop --a backend lost state the session held (policy: error, close)--> end
+//! Command loop --a leg holding state is closed by its server while idle--> end
 //! ```
 
+mod apply;
+mod attach;
+mod command;
 mod forward;
+mod history;
 mod kill;
+mod legs;
 mod login;
+mod policy;
+mod rewrite;
 mod route;
 mod stmt;
+mod track;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use rwsplit_classify::Dialect;
 use rwsplit_wire::packet::{self, com};
 use rwsplit_wire::walk::Expect;
 use rwsplit_wire::StatusFlags;
@@ -30,95 +50,92 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::backend::BackendConn;
 use crate::error::{ClientError, SessionError};
 use crate::io::Wire;
+use crate::registry::SessionEntry;
 use crate::Shared;
 
-pub use route::Side;
-
-/// Most session-state commands kept for replay; past this the session is pinned to the master.
-pub const MAX_HISTORY: usize = 256;
+pub use legs::Side;
 
 /// One client connection and everything the proxy tracks for it.
 pub struct Session {
-    /// Connection id announced to the client (the id clients pass to KILL).
+    /// Connection id announced to the client: what `CONNECTION_ID()` returns and KILL takes.
     id: u32,
     /// Cancelled by shutdown or by KILL CONNECTION of this session.
     cancel: CancellationToken,
-    /// Backend threads last published to the session registry (for KILL).
-    published: [Option<u32>; 2],
-    /// The client's address (for the admin interface).
-    peer: String,
     /// When the session started.
     started: std::time::SystemTime,
     /// This session's cache of query counters (resolved once per label set, then atomic increments).
     counters: crate::metrics::QueryCounters,
     /// The client socket.
     client: Wire,
-    /// Config, topology and pool shared by all sessions.
+    /// Config, topology, pool and registry shared by all sessions.
     shared: Arc<Shared>,
     /// Who logged in, with what options; the template for backend logins.
     login: login::Login,
-    /// Connection to the master, opened on first need.
-    master: Option<BackendConn>,
-    /// Connection to this session's replica (index into the topology), opened on first read.
-    replica: Option<BackendConn>,
-    /// Session-state commands (SET, USE, COM_INIT_DB, COM_SET_OPTION) in order, replayed on every backend
-    /// connection before it runs anything, so all of them see the same session state.
-    history: Vec<Bytes>,
-    /// Routing state (transactions, locks, temporary tables, pins).
+    /// The backend connections and what each holds.
+    legs: legs::Legs,
+    /// Session-state commands replayed on every backend connection before it runs anything.
+    history: history::History,
+    /// Routing state from the servers' responses (autocommit, pinning, previous backend).
     state: route::State,
+    /// What the client asked the servers to track: status packets are rewritten to it.
+    tracking: track::ClientTracking,
+    /// How the session's statement text is read (sql_mode quoting rules, multi-byte client charset).
+    dialect: Dialect,
     /// Prepared statements by the id the client knows.
     stmts: HashMap<u32, stmt::Stmt>,
     /// Next statement id handed to the client.
     next_stmt_id: u32,
     /// Sequence id of the next frame to the client within the current command.
     client_seq: u8,
+    /// A replica that recently could not take the session's state (skipped for a while).
+    replica_refused: Option<attach::Refused>,
+    /// The current command ends the session once answered (`COMMIT RELEASE`, KILL of itself).
+    close_after: bool,
 }
 
 /// Runs one client connection to completion. Errors end only this session.
 pub async fn serve(stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let id = shared.next_connection_id();
+    let id = shared.registry.next_connection_id();
     let peer = peer.to_string();
     let span = tracing::info_span!("session", id, %peer, user = tracing::field::Empty);
     async move {
         let mut client = Wire::new(stream, crate::io::CLIENT_READ_CHUNK);
-        let login = match login::handshake(&mut client, &shared, id).await {
-            Ok(login) => login,
-            Err(e) => {
-                tracing::info!(error = %e, "login failed");
-                let kind = match e {
-                    ClientError::AuthFailed(_) => crate::metrics::ErrorKind::AuthFailure,
-                    _ => crate::metrics::ErrorKind::ClientProtocol,
-                };
-                shared.metrics.error(kind);
-                return;
-            }
+        let hello = match login::handshake(&mut client, &shared, id).await {
+            Ok(hello) => hello,
+            Err(e) => return login::failed(&shared, e),
         };
-        tracing::Span::current().record("user", login.user.as_str());
-        tracing::debug!("logged in");
+        tracing::Span::current().record("user", tracing::field::debug(&hello.login.user));
         let cancel = shutdown.child_token();
+        let defaults = shared.servers.defaults().map(|d| (*d).clone()).unwrap_or_default();
+        let session_track = hello.login.capabilities.contains(rwsplit_wire::CapabilityFlags::CLIENT_SESSION_TRACK);
         let mut session = Session {
             id,
             cancel: cancel.clone(),
-            published: [None, None],
-            peer: peer.clone(),
             started: std::time::SystemTime::now(),
             counters: crate::metrics::QueryCounters::default(),
             client,
+            tracking: track::ClientTracking::new(session_track, &defaults),
+            dialect: login::dialect_of(hello.login.collation),
             shared,
-            login,
-            master: None,
-            replica: None,
-            history: Vec::new(),
+            login: hello.login,
+            legs: legs::Legs::default(),
+            history: history::History::default(),
             state: route::State::default(),
             stmts: HashMap::new(),
             next_stmt_id: 1,
-            client_seq: 0,
+            client_seq: hello.seq,
+            replica_refused: None,
+            close_after: false,
         };
-        session.publish(true);
-        match session.command_loop(&cancel).await {
+        session.register(&peer);
+        let result = match session.finish_login().await {
+            Ok(true) => session.command_loop(&cancel).await,
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(()) => tracing::debug!("session closed"),
             Err(e) => {
                 tracing::info!(error = %e, "session ended");
@@ -132,14 +149,16 @@ pub async fn serve(stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Sh
                 }
             }
         }
-        session.shared.forget_session(id);
-        session.release_backends();
+        session.shared.registry.forget(id);
+        session.release_all();
     }
     .instrument(span)
     .await
 }
 
 impl Session {
+    /// The command loop. While a leg holds state only it has, its socket is watched: a server that closes
+    /// it (wait_timeout, KILL, restart) ends the session at once, as a direct connection would.
     async fn command_loop(&mut self, shutdown: &CancellationToken) -> Result<(), SessionError> {
         // One cancellation future for the whole session: registering a waiter per command costs two locks.
         // Polled first (biased: no random pick per command), so a client that pipelines commands cannot
@@ -147,13 +166,30 @@ impl Session {
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
+            let limit = self.packet_limit();
+            let watched = self.watched_legs();
             let payload = tokio::select! {
                 biased;
                 _ = &mut cancelled => return Ok(()),
-                p = self.read_command() => p?,
+                side = held_leg_readable(&self.legs, watched) => {
+                    if let Err(lost) = self.check_idle(side) {
+                        // As with a direct connection: the client finds its connection closed.
+                        tracing::info!(lost = lost.held.describe(), "ending the session: its backend closed a connection that held state");
+                        return Err(SessionError::Backend { addr: lost.addr.to_string(), source: lost.error });
+                    }
+                    continue;
+                }
+                p = read_command(&mut self.client, limit, &mut self.client_seq) => p,
             };
-            let Some(payload) = payload else {
-                return Ok(());
+            let payload = match payload {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(()),
+                Err(ClientError::TooLarge(n)) => {
+                    let msg = "Got a packet bigger than 'max_allowed_packet' bytes";
+                    self.send_err(1153, b"08S01", msg).await.ok();
+                    return Err(ClientError::TooLarge(n).into());
+                }
+                Err(e) => return Err(e.into()),
             };
             let Some(&cmd) = payload.first() else {
                 return Err(ClientError::Protocol("empty command packet").into());
@@ -161,10 +197,10 @@ impl Session {
             match cmd {
                 com::QUIT => return Ok(()),
                 com::QUERY => self.com_query(payload).await?,
-                com::INIT_DB | com::SET_OPTION => self.session_command(payload, Expect::Single).await?,
+                com::INIT_DB | com::SET_OPTION => self.session_command(payload, None, Expect::Single).await?,
                 com::PING => self.com_ping(payload).await?,
                 com::FIELD_LIST => self.com_field_list(payload).await?,
-                com::STATISTICS => self.simple_on(Side::Master, payload, Expect::AnyOne).await?,
+                com::STATISTICS => self.com_statistics(payload).await?,
                 com::STMT_PREPARE => self.com_stmt_prepare(payload).await?,
                 com::STMT_EXECUTE => self.com_stmt_execute(payload).await?,
                 com::STMT_SEND_LONG_DATA => self.com_stmt_send_long_data(payload).await?,
@@ -175,42 +211,23 @@ impl Session {
                 com::CHANGE_USER => self.com_change_user(payload).await?,
                 _ => self.send_err(1047, b"08S01", &format!("Unknown command {cmd:#04x}")).await?,
             }
+            if self.close_after {
+                return Ok(());
+            }
         }
     }
 
-    /// Reads one command (a logical packet, reassembled from continuation frames). `None` on a clean close.
-    async fn read_command(&mut self) -> Result<Option<Bytes>, ClientError> {
-        let Some(first) = self.client.read_frame().await? else {
-            return Ok(None);
-        };
-        if first.seq() != 0 {
-            return Err(ClientError::Protocol("command packet with a non-zero sequence id"));
+    /// The largest client packet accepted: `max_allowed_packet` from the config, else the master's own.
+    fn packet_limit(&self) -> usize {
+        if let Some(limit) = self.shared.config.load().max_allowed_packet {
+            return limit;
         }
-        let mut seq = first.seq();
-        if !first.is_continued() {
-            self.client_seq = 1;
-            return Ok(Some(first.into_payload()));
-        }
-        let limit = self.shared.config.load().max_allowed_packet;
-        let mut payload = BytesMut::from(first.payload());
-        loop {
-            let frame = self.client.expect_frame().await?;
-            seq = seq.wrapping_add(1);
-            if frame.seq() != seq {
-                return Err(ClientError::Protocol("out-of-order packet sequence"));
-            }
-            if payload.len() + frame.payload().len() > limit {
-                self.client_seq = seq.wrapping_add(1);
-                let msg = "Got a packet bigger than 'max_allowed_packet' bytes";
-                self.send_err(1153, b"08S01", msg).await.ok();
-                return Err(ClientError::TooLarge(payload.len() + frame.payload().len()));
-            }
-            payload.extend_from_slice(frame.payload());
-            if !frame.is_continued() {
-                self.client_seq = seq.wrapping_add(1);
-                return Ok(Some(payload.freeze()));
-            }
-        }
+        self.shared.servers.defaults().map_or(crate::config::MAX_PACKET_LIMIT, |d| d.max_allowed_packet)
+    }
+
+    /// The legs whose server closing them would lose state: [master, replica].
+    fn watched_legs(&self) -> [bool; 2] {
+        [Side::Master, Side::Replica].map(|s| self.legs.conn(s).is_some() && !self.legs.held(s).is_empty())
     }
 
     /// Sends an ERR packet to the client as the (whole) response to the current command.
@@ -231,87 +248,96 @@ impl Session {
         Ok(())
     }
 
-    /// COM_PING: answered by the backend the session is using, or by the proxy itself when the session has
-    /// no backend connection yet (the proxy is what the client is connected to).
-    async fn com_ping(&mut self, payload: Bytes) -> Result<(), SessionError> {
-        if self.master.is_some() {
-            self.simple_on(Side::Master, payload, Expect::Single).await
-        } else if self.replica.is_some() {
-            self.simple_on(Side::Replica, payload, Expect::Single).await
-        } else {
-            Ok(self.send_ok().await?)
-        }
-    }
-
-    /// COM_FIELD_LIST (deprecated, still used by some clients): a read of one table's columns.
-    async fn com_field_list(&mut self, payload: Bytes) -> Result<(), SessionError> {
-        let table = payload[1..].split(|b| *b == 0).next().unwrap_or_default();
-        let table = String::from_utf8_lossy(table).to_lowercase();
-        let decision = match self.state.trx {
-            Some(side) => route::Decision { side, reason: "transaction" },
-            None if !self.state.autocommit || self.state.locked_tables => {
-                route::Decision { side: Side::Master, reason: "transaction" }
-            }
-            None => self.state.route_read(&[table], false),
-        };
-        self.run_routed(decision, payload, Expect::FieldList).await.map(|_| ())
-    }
-
-    /// COM_RESET_CONNECTION: the session's backends go back to the pool (which resets them) and the
-    /// session starts over as if just logged in.
-    async fn com_reset_connection(&mut self) -> Result<(), SessionError> {
-        self.reset_state();
-        Ok(self.send_ok().await?)
-    }
-
-    /// Releases backends and forgets all session state (reset or change of user).
-    fn reset_state(&mut self) {
-        self.release_backends();
-        // The released connections now belong to the pool: KILL must no longer reach them through us.
-        self.publish(true);
-        self.history.clear();
-        self.state = route::State::default();
-        self.stmts.clear();
-    }
-
-    /// Publishes the session's backend threads to the registry if they changed (or `force`).
-    pub(super) fn publish(&mut self, force: bool) {
-        let threads = [self.master.as_ref().map(|c| c.thread_id), self.replica.as_ref().map(|c| c.thread_id)];
-        if !force && threads == self.published {
-            return;
-        }
-        self.published = threads;
-        let entry = crate::SessionEntry {
+    /// Registers the session for KILL and the admin interface.
+    fn register(&mut self, peer: &str) {
+        let entry = SessionEntry {
             user: self.login.user.clone(),
-            peer: self.peer.clone(),
+            peer: peer.to_string(),
             started: self.started,
-            backends: [
-                self.master.as_ref().map(|c| (c.key.addr.clone(), c.thread_id)),
-                self.replica.as_ref().map(|c| (c.key.addr.clone(), c.thread_id)),
-            ],
+            backends: [None, None],
             cancel: self.cancel.clone(),
         };
-        self.shared.publish_session(self.id, entry);
+        self.shared.registry.publish(self.id, entry);
     }
 
-    /// Hands the session's backend connections back to the pool.
-    fn release_backends(&mut self) {
-        self.release(Side::Master);
-        self.release(Side::Replica);
+    /// Publishes the session's backend threads to the registry if they changed.
+    fn publish_backends(&mut self) {
+        if let Some(threads) = self.legs.threads_if_changed() {
+            self.shared.registry.publish_backends(self.id, threads);
+        }
+    }
+
+    /// Releases every backend connection: to the pool when healthy (the pool resets them), closed otherwise.
+    fn release_all(&mut self) {
+        for conn in self.legs.take_all().into_iter().flatten() {
+            self.pool_release(conn);
+        }
+        self.publish_backends();
+    }
+
+    /// Forgets all session state and releases the backends (COM_RESET_CONNECTION, COM_CHANGE_USER).
+    fn reset_state(&mut self) {
+        self.release_all();
+        self.state = route::State::default();
+        self.stmts.clear();
+        self.replica_refused = None;
     }
 }
 
-/// Whether the SQL text starts (after whitespace) with `word`, case-insensitively.
-fn starts_with_word(sql: &[u8], word: &str) -> bool {
-    let trimmed = sql.iter().position(|b| !b.is_ascii_whitespace()).map_or(&[][..], |i| &sql[i..]);
-    trimmed.len() >= word.len() && trimmed[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+/// Completes with the side of a watched leg whose socket became readable (the server sent something unasked
+/// or closed it); never, when none is watched.
+async fn held_leg_readable(legs: &legs::Legs, watched: [bool; 2]) -> Side {
+    let readable = |side: Side, on: bool| {
+        let conn = legs.conn(side).filter(|_| on);
+        async move {
+            match conn {
+                Some(c) => {
+                    let _ = c.wire.readable().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    };
+    tokio::select! {
+        _ = readable(Side::Master, watched[0]) => Side::Master,
+        _ = readable(Side::Replica, watched[1]) => Side::Replica,
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn starts_with_word_ignores_case_and_space() {
-        assert!(super::starts_with_word(b"  unlock tables", "UNLOCK"));
-        assert!(!super::starts_with_word(b"lock tables t read", "UNLOCK"));
+/// Reads one command (a logical packet, reassembled from continuation frames) of at most `limit` bytes.
+/// `None` on a clean close. Sets `client_seq` to the sequence id the response starts with.
+async fn read_command(client: &mut Wire, limit: usize, client_seq: &mut u8) -> Result<Option<Bytes>, ClientError> {
+    let Some(first) = client.read_frame().await? else {
+        return Ok(None);
+    };
+    if first.seq() != 0 {
+        return Err(ClientError::Protocol("command packet with a non-zero sequence id"));
+    }
+    let mut seq = first.seq();
+    let mut payload = if first.is_continued() { BytesMut::from(first.payload()) } else { BytesMut::new() };
+    let single = (!first.is_continued()).then(|| first.into_payload());
+    if let Some(p) = single {
+        if p.len() > limit {
+            *client_seq = 1;
+            return Err(ClientError::TooLarge(p.len()));
+        }
+        *client_seq = client.compressed_seq().unwrap_or(1);
+        return Ok(Some(p));
+    }
+    loop {
+        let frame = client.expect_frame().await?;
+        seq = seq.wrapping_add(1);
+        if frame.seq() != seq {
+            return Err(ClientError::Protocol("out-of-order packet sequence"));
+        }
+        if payload.len() + frame.payload().len() > limit {
+            *client_seq = seq.wrapping_add(1);
+            return Err(ClientError::TooLarge(payload.len() + frame.payload().len()));
+        }
+        payload.extend_from_slice(frame.payload());
+        if !frame.is_continued() {
+            *client_seq = client.compressed_seq().unwrap_or(seq.wrapping_add(1));
+            return Ok(Some(payload.freeze()));
+        }
     }
 }

@@ -1,0 +1,359 @@
+//! Attaching backends: a ready connection for the side a command goes to.
+//!
+//! - The master: whichever server takes writes now (the configured master, or the detected writer). A
+//!   connection to a former writer is let go at the next point outside a transaction.
+//! - A replica: the session's (sticky) while it qualifies, else the next qualified one in weighted order; a
+//!   READ ONLY transaction keeps its replica until it ends, even if its lag rises, unless it becomes
+//!   unreachable. A replica that cannot take the session's state (e.g. `USE` of a database not replicated
+//!   yet) is skipped until the history changes or [`REPLAY_RETRY`] passes, so the session does not open,
+//!   replay on and drop a connection per read.
+//! - A connection that sat idle is checked before it is used: one the server closed meanwhile (`wait_timeout`,
+//!   KILL, restart) is replaced by a new one if it held nothing, and ends the session (error 2006, as a
+//!   direct connection would see) if it held state.
+//! - Every connection is brought up to date with the session's history before it runs anything.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rwsplit_wire::packet::ErrPacket;
+use rwsplit_wire::walk::Expect;
+
+use super::legs::{Held, Side};
+use super::policy::{self, Failure, Phase, Policy};
+use super::Session;
+use crate::backend::{BackendConn, Connected};
+use crate::config::WhenNoReplica;
+use crate::error::{BackendError, SessionError};
+
+/// How long a replica that could not replay the session's state is skipped (unless the history changes).
+pub const REPLAY_RETRY: Duration = Duration::from_secs(1);
+
+/// A replica that could not take the session's state, and when.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// Which replica.
+    pub addr: Arc<str>,
+    /// The history's last sequence number at the time: a newer history may replay.
+    pub seq: u64,
+    /// When.
+    pub at: Instant,
+}
+
+/// Why a connection could not be brought up to date.
+enum SyncError {
+    /// The server refused a history entry (its error).
+    Replay(ErrPacket),
+    /// The connection failed.
+    Backend(BackendError),
+}
+
+/// The result of attaching a side.
+#[derive(Debug)]
+pub(super) enum Attach {
+    /// A ready connection on this side.
+    Ready(Side),
+    /// No connection: the command gets this error; the session goes on.
+    Refused(ErrPacket),
+    /// A connection holding state only it had is gone: the session must end (after the client is told,
+    /// when it is waiting for an answer).
+    Lost(Box<LostLeg>),
+}
+
+/// A leg lost with state, and how.
+#[derive(Debug)]
+pub(super) struct LostLeg {
+    /// Which backend.
+    pub addr: Arc<str>,
+    /// What it held.
+    pub held: Held,
+    /// The server closed it while it was idle (2006 "gone away"), rather than failing under a command.
+    pub idle: Option<Option<ErrPacket>>,
+    /// What failed.
+    pub error: BackendError,
+}
+
+/// An error packet of the proxy's own.
+pub(super) fn err(code: u16, message: String) -> ErrPacket {
+    ErrPacket { code, state: *b"HY000", message }
+}
+
+impl Session {
+    /// Attaches `wanted` and reports a failure to the client: `Ok(Some(side))` when ready, `Ok(None)` when the
+    /// client was sent an error (the session goes on), `Err` when the session must end.
+    pub(super) async fn attach(
+        &mut self,
+        wanted: Side,
+        needs_replica_state: bool,
+    ) -> Result<Option<Side>, SessionError> {
+        match self.attach_side(wanted, needs_replica_state).await {
+            Attach::Ready(side) => Ok(Some(side)),
+            Attach::Refused(e) => {
+                self.send_err(e.code, &e.state, &e.message).await?;
+                Ok(None)
+            }
+            Attach::Lost(lost) => self.end_lost(lost).await.map(|_| None),
+        }
+    }
+
+    /// Tells the client a leg holding state is gone, and ends the session.
+    pub(super) async fn end_lost(&mut self, lost: Box<LostLeg>) -> Result<(), SessionError> {
+        let what = lost.held.describe();
+        let addr = lost.addr.to_string();
+        match lost.idle {
+            Some(said) => {
+                let said = said.map(|e| format!(": {e}")).unwrap_or_default();
+                let msg = format!(
+                    "MySQL server has gone away (rwsplit: backend {addr} closed the session's connection{said}; \
+                     lost with it: {what})"
+                );
+                self.send_err(2006, b"HY000", &msg).await?;
+                Err(SessionError::Backend { addr, source: lost.error })
+            }
+            None => self.lost_connection(&addr, &lost.held, lost.error).await.map(|_| ()),
+        }
+    }
+
+    /// Makes sure the session has a ready connection for `wanted` and returns the side actually used: a read
+    /// for which no replica qualifies goes to the master (or fails, with `when_no_replica: error`).
+    /// `needs_replica_state`: the command must run on the replica leg because only it holds what it needs.
+    pub(super) async fn attach_side(&mut self, wanted: Side, needs_replica_state: bool) -> Attach {
+        if wanted == Side::Replica {
+            match self.attach_replica(needs_replica_state).await {
+                Ok(true) => return Attach::Ready(Side::Replica),
+                Ok(false) => {}
+                Err(lost) => return Attach::Lost(lost),
+            }
+            let config = self.shared.config.load();
+            if config.health.as_ref().is_some_and(|h| h.when_no_replica == WhenNoReplica::Error) {
+                let msg = "rwsplit: no replica can serve reads now (health.when_no_replica: error)";
+                return Attach::Refused(err(1105, msg.into()));
+            }
+            tracing::debug!("no replica available; reading from the master");
+        }
+        self.attach_master().await
+    }
+
+    async fn attach_master(&mut self) -> Attach {
+        let writer = {
+            let topology = self.shared.topology.load();
+            let health = self.shared.health.load();
+            match health.writer(&topology.master) {
+                Ok(addr) => Arc::clone(addr),
+                Err(why) => return Attach::Refused(err(1105, format!("rwsplit: {why}"))),
+            }
+        };
+        // Writes follow the writer: a connection to a former writer is let go once it holds nothing.
+        if self.legs.conn(Side::Master).is_some_and(|c| c.key.addr != writer) {
+            self.release(Side::Master);
+        }
+        if let Err(lost) = self.check_idle(Side::Master) {
+            return Attach::Lost(lost);
+        }
+        if self.legs.conn(Side::Master).is_none() {
+            match self.acquire(&writer).await {
+                Ok(conn) => self.legs.put(Side::Master, conn),
+                Err(BackendError::Login(e)) => return Attach::Refused(e),
+                Err(e) => {
+                    // Connecting is the retry: a master that cannot be reached gets error 2003 now.
+                    let failure = Failure {
+                        side: Side::Master,
+                        phase: Phase::NotSent,
+                        plain_read: false,
+                        retried: true,
+                        lost_state: false,
+                    };
+                    debug_assert_eq!(policy::on_failure(failure), Policy::ErrorContinue);
+                    tracing::warn!(backend = %writer, error = %e, "master unavailable");
+                    return Attach::Refused(err(2003, format!("rwsplit: master {writer} is unavailable: {e}")));
+                }
+            }
+        }
+        match self.sync(Side::Master).await {
+            Ok(()) => Attach::Ready(Side::Master),
+            Err(SyncError::Replay(e)) => Attach::Refused(e),
+            Err(SyncError::Backend(error)) => {
+                let held = self.lose(Side::Master);
+                if !held.is_empty() {
+                    return Attach::Lost(Box::new(LostLeg { addr: writer, held, idle: None, error }));
+                }
+                Attach::Refused(err(2003, format!("rwsplit: master {writer} is unavailable: {error}")))
+            }
+        }
+    }
+
+    /// Attaches a replica, trying qualified replicas in weighted order. Returns whether one is ready.
+    async fn attach_replica(&mut self, needs_replica_state: bool) -> Result<bool, Box<LostLeg>> {
+        self.check_idle(Side::Replica)?;
+        if let Some(conn) = self.legs.conn(Side::Replica) {
+            let addr = Arc::clone(&conn.key.addr);
+            let health = self.shared.health.load();
+            let reachable = health.reachable(&addr);
+            let qualifies = health.serves_reads(&addr) && self.shared.topology.load().has_replica(&addr);
+            drop(health);
+            let held = self.legs.held(Side::Replica);
+            let in_its_trx = held.trx;
+            let holds_state = !held.is_empty();
+            if !reachable {
+                let held = self.lose(Side::Replica);
+                if !held.is_empty() {
+                    return Err(Box::new(LostLeg { addr, held, idle: None, error: BackendError::Unreachable }));
+                }
+            } else if !in_its_trx && !qualifies {
+                if holds_state {
+                    // Only what needs the state it holds still goes there; other reads go elsewhere.
+                    return Ok(needs_replica_state);
+                }
+                tracing::debug!("the session's replica no longer qualifies; choosing another");
+                self.release(Side::Replica);
+            }
+        }
+        if self.legs.conn(Side::Replica).is_none() && !self.pick_replica().await {
+            return Ok(false);
+        }
+        match self.sync(Side::Replica).await {
+            Ok(()) => Ok(true),
+            Err(SyncError::Replay(e)) => {
+                // E.g. USE of a database not yet replicated: this replica cannot serve the session now.
+                tracing::debug!(%e, "replica cannot replay session state; using the master");
+                if let Some(conn) = self.legs.conn(Side::Replica) {
+                    let addr = Arc::clone(&conn.key.addr);
+                    self.replica_refused = Some(Refused { addr, seq: self.history.last_seq(), at: Instant::now() });
+                }
+                if let Some(mut conn) = self.legs.release(Side::Replica) {
+                    conn.touched = true;
+                    self.pool_release(conn);
+                }
+                Ok(false)
+            }
+            Err(SyncError::Backend(e)) => {
+                tracing::warn!(error = %e, "replica failed while restoring session state");
+                self.lose(Side::Replica);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Opens a connection to the next qualified replica. Returns whether one is attached.
+    async fn pick_replica(&mut self) -> bool {
+        let topology = self.shared.topology.load_full();
+        let shared = Arc::clone(&self.shared);
+        let refused =
+            self.replica_refused.take().filter(|r| r.seq == self.history.last_seq() && r.at.elapsed() < REPLAY_RETRY);
+        for i in topology.replica_candidates() {
+            let addr = Arc::clone(&topology.replicas[i].addr);
+            if !shared.health.load().serves_reads(&addr) || refused.as_ref().is_some_and(|r| r.addr == addr) {
+                continue;
+            }
+            let acquired = tokio::select! {
+                r = self.acquire(&addr) => r,
+                _ = shared.health.unreachable(&addr) => Err(BackendError::Unreachable),
+            };
+            match acquired {
+                Ok(conn) => {
+                    self.legs.put(Side::Replica, conn);
+                    self.replica_refused = refused;
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(backend = %addr, error = %e, "replica unavailable; trying another");
+                    if matches!(e, BackendError::Connect(_) | BackendError::Unreachable) {
+                        topology.mark_down(i);
+                    }
+                }
+            }
+        }
+        self.replica_refused = refused;
+        false
+    }
+
+    /// Before a connection that sat idle is used: if the server closed it meanwhile, drops it. A connection
+    /// that held nothing is simply replaced later; one that held state is reported lost (the session ends).
+    pub(super) fn check_idle(&mut self, side: Side) -> Result<(), Box<LostLeg>> {
+        let Some(conn) = self.legs.conn_mut(side) else { return Ok(()) };
+        if !conn.wire.is_stale() {
+            return Ok(());
+        }
+        let said = conn.wire.unsolicited();
+        let addr = Arc::clone(&conn.key.addr);
+        let held = self.lose(side);
+        tracing::info!(backend = %addr, ?said, lost = held.describe(), "the server closed an idle connection");
+        let failure =
+            Failure { side, phase: Phase::NotSent, plain_read: false, retried: false, lost_state: !held.is_empty() };
+        match policy::on_failure(failure) {
+            // Nothing was lost: the command runs on a new connection.
+            Policy::Retry => Ok(()),
+            _ => Err(Box::new(LostLeg { addr, held, idle: Some(said.clone()), error: BackendError::Closed(said) })),
+        }
+    }
+
+    /// Drops the connection on `side` after a failure (it is not pooled) and returns what it held.
+    pub(super) fn lose(&mut self, side: Side) -> Held {
+        let Some(lost) = self.legs.lose(side) else { return Held::default() };
+        if side == Side::Replica {
+            self.shared.topology.load().mark_down_addr(&lost.addr);
+        }
+        if side == Side::Master {
+            // Prepared statements of the lost connection must be prepared again elsewhere.
+            for s in self.stmts.values_mut() {
+                s.long_data = false;
+            }
+        }
+        self.publish_backends();
+        lost.held
+    }
+
+    /// Gives the connection on `side` back to the pool, if it holds nothing (it is healthy, just no longer
+    /// wanted here).
+    pub(super) fn release(&mut self, side: Side) {
+        if let Some(conn) = self.legs.release(side) {
+            self.pool_release(conn);
+        }
+    }
+
+    /// Hands a connection to the pool, which resets it if needed.
+    pub(super) fn pool_release(&self, conn: BackendConn) {
+        let config = self.shared.config.load();
+        let creds = self.login.credentials(&conn.key.addr, &config);
+        self.shared.pool.release(conn, creds, config.pool.max_idle);
+    }
+
+    /// A connection for this session's login to `addr`: from the pool, or a new one.
+    pub(super) async fn acquire(&mut self, addr: &Arc<str>) -> Result<BackendConn, BackendError> {
+        let config = self.shared.config.load_full();
+        let creds = self.login.credentials(addr, &config);
+        if let Some(conn) = self.shared.pool.take(&creds.key) {
+            return Ok(conn);
+        }
+        let Connected { conn, version, caps, defaults } =
+            BackendConn::connect(&creds, config.connect_timeout).await.inspect_err(|_| {
+                self.shared.metrics.error(crate::metrics::ErrorKind::BackendConnect);
+            })?;
+        self.shared.servers.learn_greeting(&version, caps);
+        if let Some(defaults) = defaults.filter(|_| **addr == *self.shared.topology.load().master) {
+            self.shared.servers.learn_defaults(defaults);
+        }
+        Ok(conn)
+    }
+
+    /// Brings the connection on `side` up to date: the session's trackers, then the history entries it has
+    /// not seen.
+    async fn sync(&mut self, side: Side) -> Result<(), SyncError> {
+        let Some(conn) = self.legs.conn_mut(side) else { return Ok(()) };
+        conn.restore_tracking().await.map_err(SyncError::Backend)?;
+        for entry in self.history.after(conn.applied) {
+            let expect = if entry.payload.first() == Some(&rwsplit_wire::packet::com::QUERY) {
+                Expect::ResultSets
+            } else {
+                Expect::Single
+            };
+            conn.touched = true;
+            match conn.run(&entry.payload, expect).await {
+                Ok(Ok(_)) => conn.applied = entry.seq,
+                Ok(Err(err)) => return Err(SyncError::Replay(err)),
+                Err(e) => return Err(SyncError::Backend(e)),
+            }
+        }
+        conn.applied = self.history.last_seq();
+        Ok(())
+    }
+}

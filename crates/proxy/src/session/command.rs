@@ -1,0 +1,165 @@
+//! The text-protocol commands: COM_QUERY (classify, route, forward, apply), the session-state commands
+//! (SET, USE, COM_INIT_DB, COM_SET_OPTION), COM_PING, COM_FIELD_LIST, COM_STATISTICS and
+//! COM_RESET_CONNECTION.
+
+use bytes::Bytes;
+use rwsplit_classify::{classify_cached, Kind, Reason, Verdict};
+use rwsplit_wire::packet::com;
+use rwsplit_wire::walk::Expect;
+
+use super::legs::Side;
+use super::route::{self, Decision, Route, RouteReason};
+use super::Session;
+use crate::error::SessionError;
+
+impl Session {
+    /// COM_QUERY: rewrite what the client must see as from a direct connection, classify, route, forward,
+    /// then apply what the statement and the server's report change.
+    pub(super) async fn com_query(&mut self, payload: Bytes) -> Result<(), SessionError> {
+        let payload = match super::rewrite::rewrite(&payload[1..], self.dialect, self.id) {
+            Some(text) => {
+                let mut p = Vec::with_capacity(1 + text.len());
+                p.push(com::QUERY);
+                p.extend_from_slice(&text);
+                Bytes::from(p)
+            }
+            None => payload,
+        };
+        let verdict = classify_cached(&payload[1..], self.dialect);
+        tracing::debug!(?verdict, "query");
+        if verdict.reason == Reason::Kill {
+            return self.kill(&payload[1..], verdict.statements).await;
+        }
+        if verdict.kind == Kind::SessionSet {
+            return self.session_command(payload, Some(&verdict), Expect::ResultSets).await;
+        }
+        if verdict.kind == Kind::End && self.no_transaction_anywhere() && self.legs.conn(Side::Master).is_none() {
+            // COMMIT/ROLLBACK with no transaction open and no master connection: a no-op the server would
+            // answer with OK; opening a master connection for it would only cost one.
+            if !verdict.effects.releases_connection {
+                return Ok(self.send_ok().await?);
+            }
+        }
+        let route = match route::route(&self.state, &self.legs, &verdict) {
+            Decision::Run(route) => route,
+            Decision::EndReplicaTransaction => {
+                self.end_replica_transaction().await?;
+                match route::route(&self.state, &self.legs, &verdict) {
+                    Decision::Run(route) => route,
+                    _ => Route::to(Side::Master, RouteReason::Classified(verdict.reason)),
+                }
+            }
+            Decision::ReadOnlyTransactionWrite => {
+                let msg = "Cannot execute statement in a READ ONLY transaction";
+                return Ok(self.send_err(1792, b"25006", msg).await?);
+            }
+        };
+        let local_infile = verdict.effects.local_infile;
+        let Some(outcome) = self
+            .run_command(route, Expect::ResultSets, local_infile, super::forward::Command::Plain(payload.clone()))
+            .await?
+        else {
+            return Ok(());
+        };
+        self.apply(&outcome, Some(&verdict), None);
+        Ok(())
+    }
+
+    /// Whether no leg holds a transaction.
+    fn no_transaction_anywhere(&self) -> bool {
+        self.legs.trx_side().is_none() && self.state.autocommit
+    }
+
+    /// Ends the READ ONLY transaction on the replica (a statement that commits implicitly arrived, as the
+    /// server would commit it), so the statement runs where it belongs.
+    pub(super) async fn end_replica_transaction(&mut self) -> Result<(), SessionError> {
+        let Some(conn) = self.legs.conn_mut(Side::Replica) else { return Ok(()) };
+        match conn.run(b"\x03COMMIT", Expect::ResultSets).await {
+            Ok(_) => {
+                let held = self.legs.held_mut(Side::Replica);
+                held.trx = false;
+                held.trx_read_only = false;
+                Ok(())
+            }
+            Err(e) => {
+                let addr = conn.key.addr.to_string();
+                let lost = self.lose(Side::Replica);
+                self.lost_connection(&addr, &lost, e).await.map(|_| ())
+            }
+        }
+    }
+
+    /// A command that changes session state and is replayed on every backend of the session (SET, USE,
+    /// COM_INIT_DB, COM_SET_OPTION). It runs on the backend the session is using (the transaction's, else
+    /// the master if connected, else the replica if connected, else the master) and joins the history if it
+    /// succeeds; the session's other connection catches up before its next statement.
+    pub(super) async fn session_command(
+        &mut self,
+        payload: Bytes,
+        verdict: Option<&Verdict>,
+        expect: Expect,
+    ) -> Result<(), SessionError> {
+        let side = match self.legs.trx_side() {
+            Some(side) => side,
+            None if self.legs.conn(Side::Master).is_none() && self.legs.conn(Side::Replica).is_some() => Side::Replica,
+            None => Side::Master,
+        };
+        let route = Route::to(side, RouteReason::SessionState);
+        let Some(outcome) = self.run_routed(route, payload.clone(), expect).await? else {
+            return Ok(());
+        };
+        self.apply(&outcome, verdict, Some(&payload));
+        Ok(())
+    }
+
+    /// COM_PING: answered by the backend the session is using, or by the proxy itself when the session has
+    /// no backend connection yet (the proxy is what the client is connected to).
+    pub(super) async fn com_ping(&mut self, payload: Bytes) -> Result<(), SessionError> {
+        let side = [Side::Master, Side::Replica].into_iter().find(|s| self.legs.conn(*s).is_some());
+        match side {
+            Some(side) => {
+                let outcome = self.run_routed(Route::to(side, RouteReason::Command), payload, Expect::Single).await?;
+                if let Some(outcome) = outcome {
+                    self.apply(&outcome, None, None);
+                }
+                Ok(())
+            }
+            None => Ok(self.send_ok().await?),
+        }
+    }
+
+    /// COM_STATISTICS: the master's.
+    pub(super) async fn com_statistics(&mut self, payload: Bytes) -> Result<(), SessionError> {
+        self.run_routed(Route::to(Side::Master, RouteReason::Command), payload, Expect::AnyOne).await.map(|_| ())
+    }
+
+    /// COM_FIELD_LIST (deprecated, still used by some clients): a read of one table's columns.
+    pub(super) async fn com_field_list(&mut self, payload: Bytes) -> Result<(), SessionError> {
+        let table = payload[1..].split(|b| *b == 0).next().unwrap_or_default();
+        let table = String::from_utf8_lossy(table).to_lowercase();
+        let route = if let Some(side) = self.legs.trx_side() {
+            Route::to(side, RouteReason::Transaction)
+        } else if !self.state.autocommit {
+            Route::to(Side::Master, RouteReason::Transaction)
+        } else if self.legs.held(Side::Master).table_locks {
+            Route::to(Side::Master, RouteReason::LockTables)
+        } else {
+            let mut r = route::route_read(&self.state, &self.legs, &[table], false);
+            r.plain_read = false;
+            r
+        };
+        let outcome = self.run_routed(route, payload, Expect::FieldList).await?;
+        if let Some(outcome) = outcome {
+            self.apply(&outcome, None, None);
+        }
+        Ok(())
+    }
+
+    /// COM_RESET_CONNECTION: the session's backends go back to the pool (which resets them) and the session
+    /// starts over as if just logged in, keeping its current database, as the server does.
+    pub(super) async fn com_reset_connection(&mut self) -> Result<(), SessionError> {
+        self.reset_state();
+        self.history.keep_only_schema();
+        Ok(self.send_ok().await?)
+    }
+}

@@ -1,0 +1,192 @@
+//! State shared by every session and background task, made of parts that each own one concern:
+//! the config and topology snapshots, the backend pool, the session [`Registry`], the [`HealthHub`], what
+//! was learned from the servers ([`ServerInfo`]), and the metrics. [`Shared::backend_views`] is the one
+//! description of the backends that the admin interface and the metrics both render.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use rwsplit_wire::CapabilityFlags;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::health::HealthHub;
+use crate::registry::Registry;
+use crate::{backend, metrics, pool, topology};
+
+/// State shared by every session.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration in force. Load it once per command; never hold it across an await.
+    pub config: ArcSwap<Config>,
+    /// The backends as built from that configuration.
+    pub topology: ArcSwap<topology::Topology>,
+    /// Idle backend connections.
+    pub pool: Arc<pool::Pool>,
+    /// Live sessions, for KILL, the admin interface and connection counts.
+    pub registry: Registry,
+    /// Backend health as published by the checker.
+    pub health: HealthHub,
+    /// What rwsplit learned from the backends themselves.
+    pub servers: ServerInfo,
+    /// Prometheus metrics.
+    pub metrics: metrics::Metrics,
+    /// Cancelled at shutdown; parent of every background task (checker generations, watcher, listeners).
+    root: CancellationToken,
+    /// This process's id (heartbeat row key), stable across reloads.
+    instance: String,
+}
+
+/// What the servers told rwsplit about themselves, refreshed whenever a backend connection is opened.
+#[derive(Debug, Default)]
+pub struct ServerInfo {
+    /// The version string and capabilities of the last greeting seen: the version is announced to clients,
+    /// the capabilities narrow what rwsplit offers them.
+    greeting: ArcSwapOption<(String, CapabilityFlags)>,
+    /// Session defaults of the master, read on each new master connection.
+    defaults: ArcSwapOption<backend::ServerDefaults>,
+}
+
+impl ServerInfo {
+    /// Records a backend's greeting (kept only if it differs from the last one).
+    pub fn learn_greeting(&self, version: &str, caps: CapabilityFlags) {
+        let same = self.greeting.load().as_ref().is_some_and(|g| g.0 == version && g.1 == caps);
+        if !same {
+            self.greeting.store(Some(Arc::new((version.to_string(), caps))));
+        }
+    }
+
+    /// The last greeting seen.
+    pub fn greeting(&self) -> Option<(String, CapabilityFlags)> {
+        self.greeting.load().as_deref().cloned()
+    }
+
+    /// Records the master's session defaults.
+    pub fn learn_defaults(&self, defaults: backend::ServerDefaults) {
+        let same = self.defaults.load().as_deref() == Some(&defaults);
+        if !same {
+            self.defaults.store(Some(Arc::new(defaults)));
+        }
+    }
+
+    /// The master's session defaults, once a connection has read them.
+    pub fn defaults(&self) -> Option<Arc<backend::ServerDefaults>> {
+        self.defaults.load_full()
+    }
+}
+
+/// One configured backend as the admin interface and the metrics show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendView {
+    /// `host:port`.
+    pub addr: Arc<str>,
+    /// Writes go here now (the configured master, or the detected writer with `detect_master`).
+    pub is_writer: bool,
+    /// The replica's configured weight (None for the configured master).
+    pub weight: Option<u32>,
+    /// The last probe answered (None before the first probe or without a health checker).
+    pub reachable: Option<bool>,
+    /// The writer takes writes / the replica gets reads now.
+    pub serving: bool,
+    /// Taken out of the read rotation by hand.
+    pub offline: bool,
+    /// Replication lag as last probed, in seconds.
+    pub lag: Option<f64>,
+    /// `@@read_only` as last probed.
+    pub read_only: Option<bool>,
+    /// GTID position as last probed.
+    pub gtid: Option<String>,
+    /// Why the last probe was bad.
+    pub last_error: Option<String>,
+    /// When the backend last changed state (None before the first probe).
+    pub last_change: Option<SystemTime>,
+    /// Connections sessions hold to it.
+    pub in_use: usize,
+    /// Idle pooled connections to it.
+    pub idle: usize,
+}
+
+impl Shared {
+    /// Shared state for a config.
+    pub fn new(config: Config) -> Arc<Shared> {
+        Arc::new(Shared {
+            topology: ArcSwap::from_pointee(topology::Topology::new(&config)),
+            config: ArcSwap::from_pointee(config),
+            pool: Arc::new(pool::Pool::default()),
+            registry: Registry::default(),
+            health: HealthHub::default(),
+            servers: ServerInfo::default(),
+            metrics: metrics::Metrics::new(),
+            root: CancellationToken::new(),
+            instance: format!("{:016x}", rand::random::<u64>()),
+        })
+    }
+
+    /// Cancelled at shutdown: the parent of every background task's token.
+    pub fn root(&self) -> &CancellationToken {
+        &self.root
+    }
+
+    /// This process's id, used as its heartbeat row key.
+    pub fn instance_id(&self) -> &str {
+        &self.instance
+    }
+
+    /// Every configured backend, the master first, then the replicas in config order.
+    pub fn backend_views(&self) -> Vec<BackendView> {
+        let config = self.config.load();
+        let health = self.health.load();
+        let configured: Arc<str> = config.master.address.as_str().into();
+        let writer = health.writer(&configured).ok().cloned();
+        let replicas = config.replicas.iter().map(|r| (r.address.as_str(), Some(r.weight)));
+        std::iter::once((config.master.address.as_str(), None))
+            .chain(replicas)
+            .map(|(addr, weight)| {
+                let is_writer = writer.as_deref() == Some(addr);
+                let probed = health.servers.get(addr).filter(|s| health.checked && s.probes > 0);
+                let serving = if is_writer {
+                    health.reachable(addr) && (!health.checked || health.servers.contains_key(addr))
+                } else {
+                    weight.is_some() && health.serves_reads(addr)
+                };
+                BackendView {
+                    addr: addr.into(),
+                    is_writer,
+                    weight,
+                    reachable: probed.map(|s| s.reachable),
+                    serving,
+                    offline: health.offline.contains(addr),
+                    lag: probed.and_then(|s| s.lag),
+                    read_only: probed.and_then(|s| s.read_only),
+                    gtid: probed.and_then(|s| s.gtid.clone()),
+                    last_error: probed.and_then(|s| s.last_error.clone()),
+                    last_change: probed.map(|s| s.changed_at),
+                    in_use: self.registry.in_use_count(addr),
+                    idle: self.pool.idle_count(addr),
+                }
+            })
+            .collect()
+    }
+
+    /// The backends' version string and capabilities; probes the master, then the replicas, if no greeting
+    /// has been seen yet.
+    pub async fn backend_info(&self) -> Option<(String, CapabilityFlags)> {
+        if let Some(g) = self.servers.greeting() {
+            return Some(g);
+        }
+        let topology = self.topology.load_full();
+        let timeout = self.config.load().connect_timeout;
+        let addrs = std::iter::once(&topology.master).chain(topology.replicas.iter().map(|r| &r.addr));
+        for addr in addrs {
+            match backend::probe_version(addr, timeout).await {
+                Ok((version, caps)) => {
+                    self.servers.learn_greeting(&version, caps);
+                    return Some((version, caps));
+                }
+                Err(e) => tracing::warn!(backend = %addr, error = %e, "cannot read backend version"),
+            }
+        }
+        None
+    }
+}
