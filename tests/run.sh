@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests of every crate and the end-to-end tests against a real replicated
 # MariaDB 10.11 (started by the tests themselves on free loopback ports). Installs what it needs:
-# Debian's mariadb-server and mariadb-client (via apt-get) when mariadbd is missing.
+# Debian's mariadb-server and mariadb-client (via apt-get) when mariadbd is missing, and the driver
+# packages the driver tests use (tests/drivers/install.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,6 +14,10 @@ if { ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; } || 
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mariadb-server mariadb-client openssl >/dev/null
 fi
+
+# Third-party drivers the suite runs through rwsplit (tests/drivers.rs): Node mysql2 (npm) and MySQL
+# Connector/Python (PyPI), pinned, installed into tests/drivers/node_modules and target/drivers-venv.
+bash tests/drivers/install.sh
 
 # One test binary at a time (each starts its own topology); tests inside a binary run in parallel.
 cargo test --workspace --locked "$@"
