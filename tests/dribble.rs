@@ -14,7 +14,7 @@ use common::packets::{column_def, end_of_rows, eof, frames, lenenc_str};
 use common::proxy::Proxy;
 use common::raw::{read_frame, write_frame, Raw};
 use rwsplit_wire::auth;
-use rwsplit_wire::packet::{com, ok_payload};
+use rwsplit_wire::packet::{self, com, ok_payload};
 use rwsplit_wire::walk::{Expect, Step, Walker};
 use rwsplit_wire::{CapabilityFlags, StatusFlags};
 use tokio::io::AsyncWriteExt;
@@ -100,6 +100,18 @@ async fn backend_connection(mut s: TcpStream) {
                 s.write_all(&result_set(2_000, deprecate_eof)).await.expect("burst")
             }
             Some(&com::STMT_PREPARE) => dribble(&mut s, &prepare_response(deprecate_eof)).await,
+            Some(&com::QUERY) if command.payload().ends_with(b"rogue") => {
+                // A server asking for a file the client never asked to send (a plain SELECT): rwsplit must
+                // answer it with an empty file itself; the client sees only the final answer.
+                write_frame(&mut s, 1, b"\xfb/etc/passwd").await.expect("LOCAL INFILE request");
+                let file = read_frame(&mut s).await.expect("the proxy's answer");
+                let reply = if file.payload().is_empty() {
+                    ok.to_vec()
+                } else {
+                    packet::err_payload(1, b"HY000", "got a file").to_vec()
+                };
+                write_frame(&mut s, file.seq() + 1, &reply).await.expect("OK");
+            }
             Some(_) => write_frame(&mut s, 1, &ok).await.expect("OK"),
         }
     }
@@ -164,5 +176,10 @@ async fn responses_split_anywhere_reach_the_client_unchanged() {
         // The client sees the proxy's statement id (its first), everything else as the server sent it.
         want[5..9].copy_from_slice(&1u32.to_le_bytes());
         assert_eq!(got, want, "prepare response (deprecate_eof {deprecate_eof})");
+
+        write_frame(&mut raw.stream, 0, b"\x03SELECT rogue").await.expect("send query");
+        let got = raw.response(Expect::ResultSets).await;
+        assert_eq!(got.len(), 1, "only the final answer reaches the client: {got:?}");
+        assert_eq!(got[0][0], 0, "the backend got an empty file and answered OK: {got:?}");
     }
 }

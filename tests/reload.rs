@@ -48,3 +48,31 @@ async fn users_restart_settings_and_kept_state() {
     assert!(h.servers[&*keys[0]].probes >= probes_before, "health state of unchanged backends is kept");
     assert!(keys.iter().all(|k| h.serves_reads(k)), "unchanged replicas keep serving through the reload");
 }
+
+/// A rotated password (changed on the servers, then in the config) is what an open session uses for the
+/// backend connections it opens after the reload: it does not fail mid-session.
+#[tokio::test(flavor = "multi_thread")]
+async fn rotated_passwords_apply_to_new_backend_connections_of_open_sessions() {
+    let topo = Topology::shared();
+    let user = common::unique_name("rot");
+    let mut root = mysql_async::Conn::new(topo.direct_opts(topo.master, "root", "rootpw")).await.unwrap();
+    root.query_drop(format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'first'")).await.unwrap();
+    root.query_drop(format!("GRANT SELECT ON *.* TO '{user}'@'%'")).await.unwrap();
+    topo.wait_replicated().await;
+    let with_user = |pw: &str| {
+        common::proxy::config_yaml(topo).replace("users:\n", &format!("users:\n  - user: {user}\n    password: {pw}\n"))
+    };
+    let proxy = Proxy::start_yaml(&with_user("first")).await;
+    let mut session = mysql_async::Conn::new(proxy.opts(&user, "first")).await.expect("log in");
+    // Rotate: servers first, then the config.
+    root.query_drop(format!("ALTER USER '{user}'@'%' IDENTIFIED BY 'second'")).await.unwrap();
+    topo.wait_replicated().await;
+    rwsplit::reload::apply(&proxy.shared, Config::parse(&with_user("second"), "t").unwrap());
+    // The session had no backend connection yet: the ones it opens now log in with the new password.
+    let id: u32 = session.query_first("SELECT @@server_id").await.expect("a read after the rotation").unwrap();
+    assert!(id == 2 || id == 3);
+    let master: u32 =
+        session.query_first("SELECT /* rwsplit:master */ @@server_id").await.expect("master too").unwrap();
+    assert_eq!(master, 1);
+    root.query_drop(format!("DROP USER '{user}'@'%'")).await.unwrap();
+}

@@ -60,7 +60,8 @@ pub async fn try_login(addr: SocketAddr, user: &str, password: &str, caps: Capab
 impl Raw {
     /// Logs in as `user`/`password` with the given capabilities (the proxy's supported set if None).
     pub async fn login(addr: SocketAddr, user: &str, password: &str, caps: Option<CapabilityFlags>) -> Raw {
-        let caps = caps.unwrap_or_else(auth::supported_capabilities);
+        // As drivers do: not CLIENT_NO_SCHEMA (with it the server refuses `db.table` names).
+        let caps = caps.unwrap_or_else(|| auth::supported_capabilities() - CapabilityFlags::CLIENT_NO_SCHEMA);
         let (stream, ok) = try_login(addr, user, password, caps).await;
         assert_eq!(ok.payload()[0], 0, "login failed: {:?}", ErrPacket::parse(ok.payload()));
         Raw { stream, caps }

@@ -30,6 +30,10 @@ pub const TRACKING_SETUP: &str = "SET SESSION session_track_system_variables = '
 const DEFAULTS_QUERY: &str = "SELECT @@max_allowed_packet, @@session_track_system_variables, \
                               @@session_track_schema, @@session_track_state_change, @@session_track_transaction_info";
 
+/// The query that reads the trackers a client set on a connection (before the proxy turns its own on again).
+const TRACKERS_QUERY: &str = "SELECT @@session_track_system_variables, @@session_track_schema, \
+                              @@session_track_state_change, @@session_track_transaction_info";
+
 /// Connection attributes of a pooled connection after its reset: it no longer belongs to the client that
 /// opened it, and the next client's attributes would be a guess.
 const POOLED_ATTRIBUTES: &[(&str, &str)] =
@@ -237,6 +241,24 @@ impl BackendConn {
         Ok(())
     }
 
+    /// After the client changed the trackers on this connection: reads what it set (`session_track_…` as
+    /// name/value pairs), then turns the proxy's own trackers on again. The server cannot report the
+    /// client's new values itself once they stop tracking their own variables.
+    pub async fn take_client_trackers(&mut self) -> Result<Vec<(&'static str, String)>, BackendError> {
+        const NAMES: [&str; 4] = [
+            "session_track_system_variables",
+            "session_track_schema",
+            "session_track_state_change",
+            "session_track_transaction_info",
+        ];
+        self.mid_response = true;
+        self.wire.send(0, &[&[com::QUERY][..], TRACKERS_QUERY.as_bytes()].concat()).await?;
+        let frames = self.read_reply_frames(Expect::ResultSets).await?;
+        let values = frames.ok().and_then(|f| first_row(&f, NAMES.len(), self.deprecate_eof())).unwrap_or_default();
+        self.setup(false).await?;
+        Ok(NAMES.into_iter().zip(values).collect())
+    }
+
     /// Resets the connection to a just-logged-in state with COM_CHANGE_USER (same login): rolls back,
     /// drops temporary tables, user variables and prepared statements, restores database and charset, and
     /// turns session tracking on again. The connection's attributes become rwsplit's own
@@ -341,16 +363,21 @@ pub struct Connected {
     pub defaults: Option<ServerDefaults>,
 }
 
-/// The defaults in the row of [`DEFAULTS_QUERY`]'s text result: column count, 5 definitions, (EOF,) the row.
-fn defaults_of(frames: &[Frame], deprecate_eof: bool) -> Option<ServerDefaults> {
-    let row = frames.get(1 + 5 + usize::from(!deprecate_eof))?.payload();
-    let mut values = Vec::with_capacity(5);
-    let mut rest = row;
-    for _ in 0..5 {
+/// The first row of a text result of `columns` columns, as strings: column count, definitions, (EOF,) row.
+fn first_row(frames: &[Frame], columns: usize, deprecate_eof: bool) -> Option<Vec<String>> {
+    let mut rest = frames.get(1 + columns + usize::from(!deprecate_eof))?.payload();
+    let mut values = Vec::with_capacity(columns);
+    for _ in 0..columns {
         let (v, n) = packet::lenenc_str(rest)?;
         values.push(String::from_utf8_lossy(v).into_owned());
         rest = &rest[n..];
     }
+    Some(values)
+}
+
+/// The defaults in the row of [`DEFAULTS_QUERY`]'s text result.
+fn defaults_of(frames: &[Frame], deprecate_eof: bool) -> Option<ServerDefaults> {
+    let values = first_row(frames, 5, deprecate_eof)?;
     let flag = |v: &str| v == "1" || v.eq_ignore_ascii_case("ON");
     Some(ServerDefaults {
         max_allowed_packet: values[0].parse().ok()?,

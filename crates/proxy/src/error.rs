@@ -32,7 +32,7 @@ pub enum ClientError {
     #[error("packet of {0} bytes exceeds max_allowed_packet")]
     TooLarge(usize),
     /// Login refused.
-    #[error("authentication failed for user '{0}'")]
+    #[error("authentication failed for user {0:?}")]
     AuthFailed(String),
 }
 

@@ -5,7 +5,7 @@
 //! 16 MiB or more is sent as several frames, ending with a shorter one, possibly empty).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 /// Largest payload of one physical packet; a frame this long is continued by the next one.
 pub const MAX_PAYLOAD: usize = 0xFF_FFFF;
@@ -94,7 +94,7 @@ pub fn encode_payload(dst: &mut BytesMut, mut seq: u8, payload: &[u8]) -> u8 {
     }
 }
 
-/// The `tokio-util` codec: decodes frames, encodes frames verbatim (with the sequence id they carry).
+/// The `tokio-util` decoder of frames (writing goes through [`encode_payload`] or a frame's bytes as they are).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FrameCodec;
 
@@ -112,24 +112,6 @@ impl Decoder for FrameCodec {
             return Ok(None);
         }
         Ok(Some(Frame { raw: src.split_to(len) }))
-    }
-}
-
-impl Encoder<Frame> for FrameCodec {
-    type Error = std::io::Error;
-
-    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), Self::Error> {
-        dst.extend_from_slice(&frame.raw);
-        Ok(())
-    }
-}
-
-impl Encoder<&Frame> for FrameCodec {
-    type Error = std::io::Error;
-
-    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), Self::Error> {
-        dst.extend_from_slice(&frame.raw);
-        Ok(())
     }
 }
 

@@ -300,7 +300,7 @@ impl Shim {
             let with_password = if response.is_empty() { "NO" } else { "YES" };
             let message =
                 format!("Access denied for user '{user}'@'{}' (using password: {with_password})", self.peer.ip());
-            tracing::warn!(%user, "admin login refused: wrong user or password");
+            tracing::warn!(?user, "admin login refused: wrong user or password");
             *self.denial.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
         }
         ok

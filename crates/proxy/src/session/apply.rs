@@ -48,8 +48,13 @@ impl Session {
         };
         let scoped = verdict.map(|v| v.effects.statement_scoped.as_slice()).unwrap_or_default();
         for (name, value) in &report.vars {
+            if name == "character_set_client" {
+                // How the session's text is read: multi-byte characters whose second byte may be `\`.
+                let charset = String::from_utf8_lossy(value);
+                self.dialect.multibyte = rwsplit_classify::lex::Multibyte::from_charset_name(&charset);
+            }
             if track::is_tracker(name) {
-                self.tracking.set(name, value);
+                // The client changed its trackers; `learn_client_trackers` reads what it set.
                 if let Some(conn) = self.legs.conn_mut(side) {
                     conn.tracking_stale = true;
                 }
@@ -74,6 +79,29 @@ impl Session {
         let last = self.history.last_seq();
         if let Some(conn) = self.legs.conn_mut(side) {
             conn.applied = last;
+        }
+    }
+
+    /// After a statement that may have changed the client's trackers (it assigns a `session_track_…`
+    /// variable): reads what the client set on that connection into its view, and turns the proxy's own
+    /// trackers on again there. Only the responses after it follow the new view (the statement's own OK was
+    /// already forwarded; a server would apply a new tracker to it already).
+    pub(super) async fn learn_client_trackers(&mut self, side: Side, verdict: &Verdict) {
+        if !verdict.effects.assigns.iter().any(|k| track::is_tracker(k)) {
+            return;
+        }
+        let Some(conn) = self.legs.conn_mut(side) else { return };
+        match conn.take_client_trackers().await {
+            Ok(values) => {
+                // Only what the statement assigned is the client's: the others still hold the proxy's values.
+                for (name, value) in values.iter().filter(|(n, _)| verdict.effects.assigns.iter().any(|k| k == n)) {
+                    self.tracking.set(name, value.as_bytes());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the client's session trackers");
+                self.lose(side);
+            }
         }
     }
 

@@ -7,10 +7,18 @@ use rwsplit_classify::{classify_cached, Kind, Reason, Verdict};
 use rwsplit_wire::packet::com;
 use rwsplit_wire::walk::Expect;
 
+use bytes::BytesMut;
+
+use super::forward::{status_packet, Command, Outcome, RunOptions};
 use super::legs::Side;
 use super::route::{self, Decision, Route, RouteReason};
 use super::Session;
 use crate::error::SessionError;
+
+/// Whether a statement may change the client's session trackers.
+pub(super) fn changes_trackers(v: &Verdict) -> bool {
+    v.effects.assigns.iter().any(|k| super::track::is_tracker(k))
+}
 
 impl Session {
     /// COM_QUERY: rewrite what the client must see as from a direct connection, classify, route, forward,
@@ -54,14 +62,33 @@ impl Session {
                 return Ok(self.send_err(1792, b"25006", msg).await?);
             }
         };
-        let local_infile = verdict.effects.local_infile;
-        let Some(outcome) = self
-            .run_command(route, Expect::ResultSets, local_infile, super::forward::Command::Plain(payload.clone()))
-            .await?
-        else {
+        let run = RunOptions {
+            expect: Expect::ResultSets,
+            local_infile: verdict.effects.local_infile,
+            hold_final_ok: changes_trackers(&verdict),
+        };
+        let Some(outcome) = self.run_command(route, run, Command::Plain(payload.clone())).await? else {
             return Ok(());
         };
         self.apply(&outcome, Some(&verdict), None);
+        self.after_trackers(&outcome, &verdict).await
+    }
+
+    /// After a command that may have changed the client's trackers: learns them, then sends the held-back
+    /// final OK as the client now sees it.
+    pub(super) async fn after_trackers(&mut self, outcome: &Outcome, verdict: &Verdict) -> Result<(), SessionError> {
+        if !outcome.error {
+            self.learn_client_trackers(outcome.side, verdict).await;
+        }
+        let Some(ok) = &outcome.held_ok else { return Ok(()) };
+        let backend_tracks = self.legs.conn(outcome.side).is_none_or(|c| c.tracking);
+        let mut out = BytesMut::new();
+        let mut report = super::track::Report::default();
+        if !status_packet(ok, backend_tracks, &self.tracking, &mut report, &mut out) {
+            out.clear();
+            out.extend_from_slice(ok);
+        }
+        self.client_seq = self.client.send(self.client_seq, &out).await.map_err(crate::error::ClientError::from)?;
         Ok(())
     }
 
@@ -105,11 +132,15 @@ impl Session {
             None => Side::Master,
         };
         let route = Route::to(side, RouteReason::SessionState);
-        let Some(outcome) = self.run_routed(route, payload.clone(), expect).await? else {
+        let run = RunOptions { hold_final_ok: verdict.is_some_and(changes_trackers), ..RunOptions::new(expect) };
+        let Some(outcome) = self.run_command(route, run, Command::Plain(payload.clone())).await? else {
             return Ok(());
         };
         self.apply(&outcome, verdict, Some(&payload));
-        Ok(())
+        match verdict {
+            Some(v) => self.after_trackers(&outcome, v).await,
+            None => Ok(()),
+        }
     }
 
     /// COM_PING: answered by the backend the session is using, or by the proxy itself when the session has

@@ -38,6 +38,8 @@ pub struct Outcome {
     pub prepared: Option<PrepareOk>,
     /// What the response reported about session state (status flags, session tracking).
     pub report: Report,
+    /// The final OK packet, held back (see [`RunOptions::hold_final_ok`]), as the backend sent it.
+    pub held_ok: Option<Vec<u8>>,
 }
 
 /// What to send to the chosen backend.
@@ -61,16 +63,33 @@ pub enum Command {
     },
 }
 
-/// What the pump needs to know about the command beyond its bytes.
+/// How a command's response is handled.
 #[derive(Debug, Clone, Copy)]
-pub struct PumpOptions<'a> {
+pub struct RunOptions {
     /// The kind of response.
     pub expect: Expect,
-    /// For COM_STMT_PREPARE: the statement id the client gets.
-    pub prepare_id: Option<u32>,
     /// The statement is a `LOAD DATA LOCAL`: a LOCAL INFILE request may go to the client. Any other request
     /// (a server asking for a file unasked) is answered by the proxy with an empty file.
     pub local_infile: bool,
+    /// Keep the final OK packet back instead of forwarding it (it is sent after the session has learned
+    /// what the command changed: the client's new trackers apply to it already).
+    pub hold_final_ok: bool,
+}
+
+impl RunOptions {
+    /// A response of kind `expect`, forwarded as it comes.
+    pub const fn new(expect: Expect) -> RunOptions {
+        RunOptions { expect, local_infile: false, hold_final_ok: false }
+    }
+}
+
+/// What the pump needs to know about the command beyond its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct PumpOptions<'a> {
+    /// How the response is handled.
+    pub run: RunOptions,
+    /// For COM_STMT_PREPARE: the statement id the client gets.
+    pub prepare_id: Option<u32>,
     /// What the client tracks.
     pub tracking: &'a ClientTracking,
 }
@@ -96,19 +115,13 @@ impl Session {
     /// Runs a client command where `route` says and streams the response. `Ok(None)` when the command could
     /// not run and the client was sent an error (the session goes on); `Err` ends the session.
     pub(super) async fn run_routed(&mut self, route: Route, payload: Bytes, expect: Expect) -> Ran {
-        self.run_command(route, expect, false, Command::Plain(payload)).await
+        self.run_command(route, RunOptions::new(expect), Command::Plain(payload)).await
     }
 
     /// Runs a command on the decided side, applying the failure policy: a plain read that failed before the
     /// client saw anything is retried once elsewhere; a command that never reached the server runs on a
-    /// fresh connection. `local_infile`: the statement may ask the client for a file.
-    pub(super) async fn run_command(
-        &mut self,
-        route: Route,
-        expect: Expect,
-        local_infile: bool,
-        command: Command,
-    ) -> Ran {
+    /// fresh connection.
+    pub(super) async fn run_command(&mut self, route: Route, run: RunOptions, command: Command) -> Ran {
         let Route { side: wanted, reason, plain_read } = route;
         let plain_read = plain_read && matches!(&command, Command::Plain(p) if p.first() == Some(&packet::com::QUERY));
         let started = std::time::Instant::now();
@@ -132,7 +145,7 @@ impl Session {
             // Only a plain autocommit read leaves no session state behind (see pool.rs).
             conn.touched |= !plain_read;
             let addr = Arc::clone(&conn.key.addr);
-            let options = PumpOptions { expect, prepare_id, local_infile, tracking: &self.tracking };
+            let options = PumpOptions { run, prepare_id, tracking: &self.tracking };
             // A read on a replica is abandoned as soon as the health checker finds the replica unreachable.
             let watch = async {
                 if side == Side::Replica {
@@ -211,8 +224,9 @@ pub async fn pump(
     let mut sent = false;
     conn.mid_response = true;
     conn.wire.send(0, payload).await.map_err(|e| Fail::Backend { error: e.into(), sent })?;
-    let mut walker = Walker::new(options.expect, conn.deprecate_eof());
-    let mut out = Outcome { side: Side::Master, error: false, prepared: None, report: Report::default() };
+    let mut walker = Walker::new(options.run.expect, conn.deprecate_eof());
+    let mut out =
+        Outcome { side: Side::Master, error: false, prepared: None, report: Report::default(), held_ok: None };
     let mut scratch = BytesMut::new();
     // Bytes at the start of the read buffer that were walked and renumbered but not yet forwarded.
     let mut walked = 0;
@@ -234,7 +248,14 @@ pub async fn pump(
                     payload[1..5].copy_from_slice(&id.to_le_bytes());
                 }
             }
-            if step == Step::LocalInfile && !options.local_infile {
+            if options.run.hold_final_ok && matches!(step, Step::Done { .. }) && walker.packet() == Packet::Ok {
+                // Kept back: the session sends it once it knows what the command changed.
+                let _ = status_packet(payload, conn.tracking, options.tracking, &mut out.report, &mut scratch);
+                out.held_ok = Some(payload.to_vec());
+                conn.wire.splice(walked, len, &[]);
+                break;
+            }
+            if step == Step::LocalInfile && !options.run.local_infile {
                 // A request nobody asked for: it never reaches the client; the server gets an empty file.
                 let request_seq = header[SEQ_OFFSET];
                 conn.wire.splice(walked, len, &[]);
@@ -316,7 +337,7 @@ async fn refuse_local_infile(conn: &mut BackendConn, request_seq: u8, sent: bool
 
 /// Reads an OK packet's status and session state into `report`; when the client would see it differently,
 /// writes its version into `scratch` and returns true.
-fn status_packet(
+pub(super) fn status_packet(
     payload: &[u8],
     backend_tracks: bool,
     client: &ClientTracking,
@@ -336,12 +357,13 @@ fn status_packet(
     scratch[..] != payload[..]
 }
 
-/// Reads an EOF packet's status into `report`, and clears `SERVER_SESSION_STATE_CHANGED` in it for a client
-/// that does not track session state (a server never sets it for such a client).
+/// Reads an EOF packet's status into `report`, and clears `SERVER_SESSION_STATE_CHANGED` in it unless the
+/// client tracks something a result-set statement changes (EOF packets carry no entries to filter: the
+/// server sets the flag there for the trackers of the session, which for the proxy are all of them).
 fn eof_packet(payload: &mut [u8], client: &ClientTracking, report: &mut Report) {
     let Some(status) = packet::eof_status(payload) else { return };
     report.status = Some(status);
-    if !client.enabled() && status.bits() & SESSION_STATE_CHANGED != 0 {
+    if !client.flags_result_changes() && status.bits() & SESSION_STATE_CHANGED != 0 {
         let cleared = status.bits() & !SESSION_STATE_CHANGED;
         payload[EOF_STATUS_OFFSET..EOF_STATUS_OFFSET + 2].copy_from_slice(&cleared.to_le_bytes());
     }

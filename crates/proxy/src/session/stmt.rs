@@ -22,7 +22,7 @@ use rwsplit_wire::walk::Expect;
 use rwsplit_wire::StatusFlags;
 
 use super::attach::{err, Attach};
-use super::forward::Command;
+use super::forward::{Command, RunOptions};
 use super::legs::Side;
 use super::route::{self, Decision, Route, RouteReason};
 use super::Session;
@@ -89,7 +89,7 @@ impl Session {
         };
         let id = self.next_stmt_id;
         let command = Command::Prepare { payload: payload.clone(), id };
-        let Some(outcome) = self.run_command(route, Expect::Prepare, false, command).await? else {
+        let Some(outcome) = self.run_command(route, RunOptions::new(Expect::Prepare), command).await? else {
             return Ok(());
         };
         if let Some(ok) = outcome.prepared {
@@ -142,7 +142,11 @@ impl Session {
             }
         };
         let command = Command::Stmt { id, payload };
-        let Some(outcome) = self.run_command(route, Expect::ResultSets, false, command).await? else {
+        let run = RunOptions {
+            hold_final_ok: super::command::changes_trackers(&verdict),
+            ..RunOptions::new(Expect::ResultSets)
+        };
+        let Some(outcome) = self.run_command(route, run, command).await? else {
             return Ok(());
         };
         let cursor = outcome.report.status.is_some_and(|s| s.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS));
@@ -154,7 +158,7 @@ impl Session {
         self.legs.held_mut(Side::Master).long_data = self.stmts.values().any(|s| s.long_data);
         self.note_cursors();
         self.apply(&outcome, Some(&verdict), None);
-        Ok(())
+        self.after_trackers(&outcome, &verdict).await
     }
 
     /// Marks the legs holding open cursors.
@@ -171,7 +175,8 @@ impl Session {
         let stmt = self.stmts.get(&id);
         let side = stmt.and_then(|s| s.cursor.or(s.last)).unwrap_or(Side::Master);
         let route = Route::to(side, RouteReason::Cursor);
-        let Some(outcome) = self.run_command(route, Expect::Rows, false, Command::Stmt { id, payload }).await? else {
+        let command = Command::Stmt { id, payload };
+        let Some(outcome) = self.run_command(route, RunOptions::new(Expect::Rows), command).await? else {
             return Ok(());
         };
         let done = outcome.error
@@ -217,7 +222,7 @@ impl Session {
             }
         }
         let route = Route::to(answering, RouteReason::Statement);
-        self.run_command(route, Expect::Single, false, Command::Stmt { id, payload }).await.map(|_| ())
+        self.run_command(route, RunOptions::new(Expect::Single), Command::Stmt { id, payload }).await.map(|_| ())
     }
 
     /// COM_STMT_SEND_LONG_DATA has no response: nothing is written to the client; a failure is returned by

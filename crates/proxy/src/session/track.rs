@@ -97,6 +97,13 @@ impl ClientTracking {
         self.session_track
     }
 
+    /// Whether the client tracks something a plain result-set statement changes (the transaction state, or
+    /// state changes in general): only then does a server flag `SERVER_SESSION_STATE_CHANGED` in the EOF
+    /// packets of its results.
+    pub fn flags_result_changes(&self) -> bool {
+        self.transaction_info >= 1 || self.state_change
+    }
+
     /// Takes a change of one of the trackers' variables (as the server reported its new value).
     pub fn set(&mut self, name: &str, value: &[u8]) {
         let text = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
