@@ -603,6 +603,19 @@ mod tests {
     }
 
     #[test]
+    fn packet_limit_and_weights() {
+        let c = Config::parse(GOOD, "t").unwrap();
+        assert_eq!(c.max_allowed_packet, None, "auto: the master's own");
+        let set = GOOD.replace("listen: 127.0.0.1:6033", "listen: 127.0.0.1:6033\nmax_allowed_packet: 64M");
+        assert_eq!(Config::parse(&set, "t").unwrap().max_allowed_packet, Some(64 << 20));
+        let auto = GOOD.replace("listen: 127.0.0.1:6033", "listen: 127.0.0.1:6033\nmax_allowed_packet: auto");
+        assert_eq!(Config::parse(&auto, "t").unwrap().max_allowed_packet, None);
+        let huge = GOOD.replace("    # weight: 1 ", "    weight: 5000 #");
+        let err = Config::parse(&huge, "t").unwrap_err();
+        assert_eq!(err.problems[0].field, "replicas[1].weight", "{err}");
+    }
+
+    #[test]
     fn durations_and_sizes() {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
