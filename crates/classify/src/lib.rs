@@ -272,7 +272,7 @@ fn classify_text(pre: &scan::Prescan) -> Verdict {
     if pre.unterminated {
         return Verdict::master(Reason::ParseError);
     }
-    if !pre.multi && !pre.has_at && is_plain_write(&pre.text) {
+    if !pre.multi && !pre.has_at && !pre.calls.unknown && !pre.calls.get_lock && is_plain_write(&pre.text) {
         let mut v = Verdict::master(Reason::Write);
         v.effects.dml = true;
         return v;
@@ -281,24 +281,24 @@ fn classify_text(pre: &scan::Prescan) -> Verdict {
         return Verdict::master(Reason::ParseError);
     };
     let statements = tok::split_statements(&tokens);
-    let spaced = pre.spaced_call;
+    let calls = pre.calls;
     match statements.as_slice() {
         [] => Verdict::master(Reason::Empty),
-        [one] => stmt::classify_statement_spaced(one, spaced),
-        many => merge(many.iter().map(|s| stmt::classify_statement_spaced(s, spaced)).collect()),
+        [one] => stmt::classify_statement_with(one, calls),
+        many => merge(many.iter().map(|s| stmt::classify_statement_with(s, calls)).collect()),
     }
 }
 
 /// Short cut for the most common writes: a single statement whose first word is INSERT, UPDATE, DELETE or
-/// REPLACE, with no `@` in its code (no user variable to assign) and no call of anything but a built-in, is a
-/// plain write whatever follows (saves tokenizing it).
+/// REPLACE, with no `@` in its code (no user variable to assign) and no call of anything but built-ins
+/// (other than GET_LOCK), is a plain write whatever follows (saves tokenizing it).
 fn is_plain_write(text: &str) -> bool {
     const WRITES: &[&str] = &["INSERT", "UPDATE", "DELETE", "REPLACE"];
     let text = text.trim_start();
     let len =
         text.find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '$') || !c.is_ascii())).unwrap_or(text.len());
     let first = &text[..len];
-    WRITES.iter().any(|w| first.eq_ignore_ascii_case(w)) && !text.contains('(')
+    WRITES.iter().any(|w| first.eq_ignore_ascii_case(w))
 }
 
 /// Merges the verdicts of a multi-statement text: Read only if every statement is a Read.

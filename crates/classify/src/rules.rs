@@ -44,60 +44,6 @@ const PREVIOUS_SYSVARS: &[&str] = &["warning_count", "error_count"];
 /// Functions whose result belongs to the previous statement of the connection, wherever it ran.
 const PREVIOUS_FUNCTIONS: &[&str] = &["FOUND_ROWS", "ROW_COUNT"];
 
-/// Words that are followed by `(` without being a function call (for the write-side stored-code check).
-const KEYWORDS_BEFORE_PAREN: &[&str] = &[
-    "AGAINST",
-    "ALL",
-    "AND",
-    "ANY",
-    "AS",
-    "BETWEEN",
-    "BINARY",
-    "BY",
-    "CASE",
-    "DISTINCT",
-    "DIV",
-    "ELSE",
-    "ESCAPE",
-    "EXCEPT",
-    "EXISTS",
-    "FROM",
-    "HAVING",
-    "IN",
-    "INDEX",
-    "INTERSECT",
-    "INTO",
-    "IS",
-    "JOIN",
-    "KEY",
-    "LATERAL",
-    "LIKE",
-    "LIMIT",
-    "NOT",
-    "ON",
-    "OR",
-    "OVER",
-    "PARTITION",
-    "REGEXP",
-    "RETURNING",
-    "RLIKE",
-    "ROW",
-    "SELECT",
-    "SET",
-    "SOME",
-    "TABLE",
-    "THEN",
-    "UNION",
-    "UPDATE",
-    "USING",
-    "VALUE",
-    "VALUES",
-    "WHEN",
-    "WHERE",
-    "WITH",
-    "XOR",
-];
-
 /// What the token rules found in one statement.
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
@@ -229,24 +175,4 @@ fn names_a_table(toks: &[Token], i: usize) -> bool {
         start -= 2;
     }
     start > 0 && kw_in(toks.get(start - 1), &["INTO", "INSERT", "REPLACE", "AS", "WITH", "TABLE", "UPDATE", "JOIN"])
-}
-
-/// Whether the statement's tokens call something that may be stored code: a qualified call, or a call of
-/// a name that is neither a built-in function nor a keyword that takes parentheses. For writes, `DO` and
-/// `CALL` arguments; reads are checked on their parse tree instead (see `query.rs`). Errs towards yes.
-pub(crate) fn calls_stored_code(toks: &[Token]) -> bool {
-    (0..toks.len()).any(|i| {
-        if !is_call(toks, i) {
-            return false;
-        }
-        if names_a_table(toks, i) {
-            return false;
-        }
-        if i > 0 && toks.get(i - 1) == Some(&Token::Period) {
-            return true;
-        }
-        // A quoted name is never a built-in (`` `user`() `` calls a stored function named user).
-        let unquoted = crate::tok::word(toks.get(i)).unwrap_or_default();
-        !(crate::builtins::is_builtin(unquoted) || kw_in(toks.get(i), KEYWORDS_BEFORE_PAREN))
-    })
 }

@@ -28,10 +28,127 @@ pub(crate) struct Prescan {
     pub multi: bool,
     /// The code contains `@` (a user or system variable): shortcuts that skip the token scan are off.
     pub has_at: bool,
+    /// What the text calls (see [`Calls`]).
+    pub calls: Calls,
+}
+
+/// Function calls in the text that may run stored code, found on the lexer's spans (one place, for the
+/// write shortcut and the full classification alike).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Calls {
     /// A name the server reads as a built-in only when `(` follows it at once (`NOW`, `COUNT`, …; see
     /// `builtins::WHITESPACE_SENSITIVE`) is followed by whitespace or a comment, then `(`: the server calls a
     /// stored function of that name instead.
-    pub spaced_call: bool,
+    pub spaced: bool,
+    /// A call of something that may be stored code: a qualified name (`db.f(`), a quoted name (`` `f`( ``),
+    /// or a name that is neither a built-in nor a keyword that takes parentheses. Table and alias column
+    /// lists (`INTO t (a, b)`, `AS d (x)`) are not calls.
+    pub unknown: bool,
+    /// A call of `GET_LOCK`.
+    pub get_lock: bool,
+}
+
+/// Words that are followed by `(` without being a function call.
+const KEYWORDS_BEFORE_PAREN: &[&str] = &[
+    "AGAINST",
+    "ALL",
+    "AND",
+    "ANY",
+    "AS",
+    "BETWEEN",
+    "BINARY",
+    "BY",
+    "CASE",
+    "DISTINCT",
+    "DIV",
+    "ELSE",
+    "ESCAPE",
+    "EXCEPT",
+    "EXISTS",
+    "FROM",
+    "HAVING",
+    "IN",
+    "INDEX",
+    "INTERSECT",
+    "INTO",
+    "IS",
+    "JOIN",
+    "KEY",
+    "LATERAL",
+    "LIKE",
+    "LIMIT",
+    "NOT",
+    "ON",
+    "OR",
+    "OVER",
+    "PARTITION",
+    "REGEXP",
+    "RETURNING",
+    "RLIKE",
+    "ROW",
+    "SELECT",
+    "SET",
+    "SOME",
+    "TABLE",
+    "THEN",
+    "UNION",
+    "UPDATE",
+    "USING",
+    "VALUE",
+    "VALUES",
+    "WHEN",
+    "WHERE",
+    "WITH",
+    "XOR",
+];
+
+/// Keywords after which a name with `(` is a table or alias with a column list.
+const BEFORE_COLUMN_LIST: &[&str] = &["INTO", "INSERT", "REPLACE", "AS", "WITH", "TABLE", "UPDATE", "JOIN"];
+
+impl Calls {
+    /// Scans the code spans of `sql`.
+    fn scan(sql: &[u8], code: &[crate::lex::Span]) -> Calls {
+        let mut calls = Calls::default();
+        for (i, span) in code.iter().enumerate() {
+            if !(code.get(i + 1).is_some_and(|n| n.is_punct(sql, b'('))) {
+                continue;
+            }
+            let name = span.bytes(sql);
+            let word = span.kind == SpanKind::Word;
+            if !(word || span.kind == SpanKind::QuotedIdent) {
+                continue;
+            }
+            // Walk back over a qualified name (`db.f`, `` `db`.`t` ``) to what stands before it.
+            let mut start = i;
+            while start >= 2 && code[start - 1].is_punct(sql, b'.') && is_name(&code[start - 2]) {
+                start -= 2;
+            }
+            let before = start.checked_sub(1).map(|k| &code[k]);
+            if before.is_some_and(|b| BEFORE_COLUMN_LIST.iter().any(|kw| b.is_word(sql, kw))) {
+                continue;
+            }
+            if word && name.eq_ignore_ascii_case(b"GET_LOCK") {
+                calls.get_lock = true;
+            }
+            let builtin = word
+                && start == i
+                && std::str::from_utf8(name)
+                    .is_ok_and(|n| crate::builtins::is_builtin(n) || upper_in(n, KEYWORDS_BEFORE_PAREN));
+            calls.unknown |= !builtin;
+            // Whitespace or a comment between the name and `(`: the spans are not adjacent.
+            let spaced = code[i + 1].start > span.end;
+            calls.spaced |= word && spaced && crate::builtins::is_whitespace_sensitive(name);
+        }
+        calls
+    }
+}
+
+fn is_name(span: &crate::lex::Span) -> bool {
+    matches!(span.kind, SpanKind::Word | SpanKind::QuotedIdent)
+}
+
+fn upper_in(name: &str, list: &[&str]) -> bool {
+    list.iter().any(|k| name.eq_ignore_ascii_case(k))
 }
 
 /// Runs the pre-scan over `sql`.
@@ -42,22 +159,15 @@ pub(crate) fn prescan(sql: &[u8], dialect: Dialect) -> Prescan {
         unterminated: false,
         multi: false,
         has_at: false,
-        spaced_call: false,
+        calls: Calls::default(),
     };
     let mut saw_semicolon = false;
-    // A whitespace-sensitive built-in name seen, and whether a space or comment followed it.
-    let mut sensitive: Option<bool> = None;
+    let mut code = Vec::new();
     let mut lexer = Lexer::new(sql, dialect);
     for span in lexer.by_ref() {
-        sensitive = match (sensitive, span.kind) {
-            (Some(_), SpanKind::Space | SpanKind::Comment) => Some(true),
-            (Some(spaced), SpanKind::Punct) if span.bytes(sql) == b"(" => {
-                out.spaced_call |= spaced;
-                None
-            }
-            (_, SpanKind::Word) => crate::builtins::is_whitespace_sensitive(span.bytes(sql)).then_some(false),
-            _ => None,
-        };
+        if span.is_code() {
+            code.push(span);
+        }
         out.unterminated |= span.unterminated;
         let bytes = span.bytes(sql);
         match span.kind {
@@ -97,6 +207,7 @@ pub(crate) fn prescan(sql: &[u8], dialect: Dialect) -> Prescan {
         }
     }
     out.unterminated |= lexer.in_exec_comment();
+    out.calls = Calls::scan(sql, &code);
     out
 }
 
@@ -158,6 +269,22 @@ mod tests {
         assert_eq!(hint("/*! rwsplit:master */ SELECT 1"), None);
         assert_eq!(hint("/*route='rwsplit:replica'*/ SELECT 1"), None, "sqlcommenter values cannot inject hints");
         assert_eq!(hint("/* note rwsplit:master */ SELECT 1"), None);
+    }
+
+    #[test]
+    fn calls() {
+        let c = |s: &str| prescan(s.as_bytes(), Dialect::default()).calls;
+        let none = Calls::default();
+        assert_eq!(c("INSERT INTO t (a, b) VALUES (1, CONCAT('x', 'y'))"), none);
+        assert_eq!(c("INSERT INTO db.t (a) SELECT a FROM u WHERE b IN (1, 2)"), none);
+        assert_eq!(c("WITH c (n) AS (SELECT 1) SELECT * FROM c"), none);
+        assert!(c("INSERT INTO t VALUES (f(1))").unknown);
+        assert!(c("INSERT INTO t VALUES (db.f(1))").unknown);
+        assert!(c("SELECT `user`()").unknown);
+        assert!(c("UPDATE t SET a = GET_LOCK('x', 1)").get_lock);
+        assert!(c("SELECT now ()").spaced && c("SELECT count /* x */ (*) FROM t").spaced);
+        assert!(!c("SELECT NOW(), user ()").spaced);
+        assert_eq!(c("SELECT 'f(1)' -- g(2)"), none);
     }
 
     #[test]

@@ -7,44 +7,44 @@
 
 use sqlparser::tokenizer::Token;
 
+use crate::scan::Calls;
 use crate::tok::{ident, is_kw, kw_in, kw_seq, qualified_name, upper, user_var_len};
 use crate::{query, rules, set, Kind, Reason, Verdict};
 
 /// Classifies one statement (non-empty or empty token slice, without its `;`).
 pub(crate) fn classify_statement(toks: &[Token]) -> Verdict {
-    classify_statement_spaced(toks, false)
+    classify_statement_with(toks, Calls { unknown: true, ..Calls::default() })
 }
 
-/// [`classify_statement`], told whether the text has a spaced call of a whitespace-sensitive name (see
-/// `Prescan::spaced_call`).
-pub(crate) fn classify_statement_spaced(toks: &[Token], spaced_call: bool) -> Verdict {
+/// [`classify_statement`], told what the text calls (found by the pre-scan, for the whole text).
+pub(crate) fn classify_statement_with(toks: &[Token], calls: Calls) -> Verdict {
     if toks.first() == Some(&Token::LParen) {
-        return query::classify_query_spaced(toks, spaced_call);
+        return query::classify_query_spaced(toks, calls.spaced);
     }
     let Some(first) = upper(toks.first()) else {
         return Verdict::master(Reason::ParseError);
     };
     match first.as_str() {
-        "SELECT" | "WITH" | "VALUES" | "TABLE" => query::classify_query_spaced(toks, spaced_call),
+        "SELECT" | "WITH" | "VALUES" | "TABLE" => query::classify_query_spaced(toks, calls.spaced),
         "SHOW" => query::classify_show(toks),
         "DESCRIBE" | "DESC" | "EXPLAIN" => query::classify_explain(toks),
         "SET" => set::classify_set(toks),
         "USE" => classify_use(toks),
-        "INSERT" | "UPDATE" | "DELETE" | "REPLACE" => dml(toks),
+        "INSERT" | "UPDATE" | "DELETE" | "REPLACE" => dml(toks, calls),
         "LOAD" => {
-            let mut v = dml(toks);
+            let mut v = dml(toks, calls);
             // LOAD DATA [LOW_PRIORITY | CONCURRENT] LOCAL INFILE …
             v.effects.local_infile = toks.iter().take(4).any(|t| is_kw(Some(t), "LOCAL"));
             v
         }
-        "CALL" => classify_call(toks),
-        "DO" => written_by(toks, Verdict::master(Reason::Write)),
+        "CALL" => classify_call(toks, calls),
+        "DO" => written_by(toks, calls, Verdict::master(Reason::Write)),
         "GRANT" | "REVOKE" => Verdict::master(Reason::Write).commits(),
         "HANDLER" => classify_handler(toks),
         "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "RENAME" | "ANALYZE" | "OPTIMIZE" | "REPAIR" => classify_ddl(toks),
         "PREPARE" => classify_prepare(toks),
         "EXECUTE" => {
-            let mut v = written_by(toks, Verdict::master(Reason::SessionState));
+            let mut v = written_by(toks, calls, Verdict::master(Reason::SessionState));
             v.effects.stored_code = true;
             v
         }
@@ -79,23 +79,23 @@ pub(crate) fn classify_statement_spaced(toks: &[Token], spaced_call: bool) -> Ve
 }
 
 /// INSERT/UPDATE/DELETE/REPLACE/LOAD: a write of table data, plus what its expressions do.
-fn dml(toks: &[Token]) -> Verdict {
-    let mut v = written_by(toks, Verdict::master(Reason::Write));
+fn dml(toks: &[Token], calls: Calls) -> Verdict {
+    let mut v = written_by(toks, calls, Verdict::master(Reason::Write));
     v.effects.dml = true;
     v
 }
 
-/// `v` with the variable, lock and stored-code effects the token rules find in `toks`.
-fn written_by(toks: &[Token], mut v: Verdict) -> Verdict {
+/// `v` with the variable, lock and stored-code effects the token rules and the pre-scan find.
+fn written_by(toks: &[Token], calls: Calls, mut v: Verdict) -> Verdict {
     let scan = rules::scan(toks);
     query::with_vars(&mut v, &scan);
-    v.effects.stored_code |= rules::calls_stored_code(toks);
+    v.effects.stored_code |= calls.unknown;
     v
 }
 
 /// `CALL p(args)`: stored code; a user variable among the arguments may be an OUT parameter.
-fn classify_call(toks: &[Token]) -> Verdict {
-    let mut v = written_by(toks, Verdict::master(Reason::Write));
+fn classify_call(toks: &[Token], calls: Calls) -> Verdict {
+    let mut v = written_by(toks, calls, Verdict::master(Reason::Write));
     v.effects.stored_code = true;
     if (0..toks.len()).any(|i| user_var_len(toks, i).is_some()) {
         v.effects.writes_user_vars = true;
