@@ -86,6 +86,8 @@ impl RunOptions {
 /// What the pump needs to know about the command beyond its bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct PumpOptions<'a> {
+    /// The backend the command goes to.
+    pub side: Side,
     /// How the response is handled.
     pub run: RunOptions,
     /// For COM_STMT_PREPARE: the statement id the client gets.
@@ -145,7 +147,7 @@ impl Session {
             // Only a plain autocommit read leaves no session state behind (see pool.rs).
             conn.touched |= !plain_read;
             let addr = Arc::clone(&conn.key.addr);
-            let options = PumpOptions { run, prepare_id, tracking: &self.tracking };
+            let options = PumpOptions { side, run, prepare_id, tracking: &self.tracking };
             // A read on a replica is abandoned as soon as the health checker finds the replica unreachable.
             let watch = async {
                 if side == Side::Replica {
@@ -156,8 +158,7 @@ impl Session {
             };
             let result = pump(conn, &mut self.client, &mut self.client_seq, &payload, options, watch).await;
             match result {
-                Ok(mut outcome) => {
-                    outcome.side = side;
+                Ok(outcome) => {
                     let elapsed = started.elapsed().as_secs_f64();
                     let replica = side == Side::Replica;
                     self.shared.metrics.query(&mut self.counters, replica, &addr, reason.as_str(), elapsed);
@@ -226,7 +227,7 @@ pub async fn pump(
     conn.wire.send(0, payload).await.map_err(|e| Fail::Backend { error: e.into(), sent })?;
     let mut walker = Walker::new(options.run.expect, conn.deprecate_eof());
     let mut out =
-        Outcome { side: Side::Master, error: false, prepared: None, report: Report::default(), held_ok: None };
+        Outcome { side: options.side, error: false, prepared: None, report: Report::default(), held_ok: None };
     let mut scratch = BytesMut::new();
     // Bytes at the start of the read buffer that were walked and renumbered but not yet forwarded.
     let mut walked = 0;
