@@ -589,3 +589,297 @@ async fn multibyte_client_charsets_are_read_as_the_server_reads_them() {
     let (id, _) = rwsplit_wire::packet::lenenc_str(&resp[resp.len() - 2]).expect("a row");
     assert_eq!(id, b"1", "the locking read goes to the master");
 }
+
+/// A multi-statement that fails on a replica leaves nothing open there: the next write goes to the master
+/// and succeeds, as direct; the error's diagnostics are still there for SHOW ERRORS (the proxy asks the
+/// server for its status with COM_PING, which keeps them).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_multi_statement_read_leaves_no_transaction_on_the_replica() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = fixture(topo).await;
+    let mut outputs = Vec::new();
+    for mut c in [direct(topo, &db).await, through(&proxy, &db).await] {
+        let id = rand_id();
+        let failed = code(&c.query_drop("SELECT * FROM rwsplit_missing; SELECT 1").await);
+        let insert = c.query_drop(format!("INSERT INTO t VALUES ({id}, 1)")).await.map_err(|e| e.to_string());
+        let in_trx: u32 = c.query_first("SELECT @@in_transaction").await.unwrap().unwrap();
+        let _ = c.query_drop("SELECT * FROM rwsplit_missing; SELECT 1").await;
+        let errors: Vec<(String, u32, String)> = c.query("SHOW ERRORS").await.unwrap();
+        outputs.push((failed, errors.into_iter().map(|e| e.1).collect::<Vec<_>>(), insert, in_trx));
+    }
+    assert_eq!(outputs[0], (Some(1146), vec![1146], Ok(()), 0), "direct");
+    assert_eq!(outputs[1], outputs[0], "through rwsplit, as direct");
+}
+
+/// A row id no other test uses.
+fn rand_id() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1000);
+    NEXT.fetch_add(1, Ordering::Relaxed) + std::process::id() % 1000 * 10_000
+}
+
+/// A SET that changes the client's trackers together with other variables reaches both legs: the
+/// other variables are read back from the server, which no longer reports them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_set_mixing_trackers_and_variables_reaches_every_backend() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = fixture(topo).await;
+    let mut c = through(&proxy, &db).await;
+    // Both legs open before the SET.
+    assert!(is_replica(server_id(&mut c).await));
+    master_thread(&mut c).await;
+    c.query_drop("SET SESSION session_track_system_variables = '', time_zone = '+07:00'").await.unwrap();
+    let replica: (String, u32) = c.query_first("SELECT @@time_zone, @@server_id").await.unwrap().unwrap();
+    let master: (String, u32) =
+        c.query_first("SELECT /* rwsplit:master */ @@time_zone, @@server_id").await.unwrap().unwrap();
+    assert!(is_replica(replica.1));
+    assert_eq!((replica.0.as_str(), master.0.as_str(), master.1), ("+07:00", "+07:00", MASTER));
+}
+
+/// What a multi-statement or a procedure created before it failed stays where it was created: the
+/// temporary table, the variable, as direct.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_failed_multi_statement_or_procedure_created_is_still_found() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = fixture(topo).await;
+    root(topo)
+        .await
+        .query_drop(format!(
+            "CREATE PROCEDURE {db}.fails() BEGIN CREATE TEMPORARY TABLE tmp_p (x INT); SET @pv = 7; \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'late'; END"
+        ))
+        .await
+        .unwrap();
+    topo.wait_replicated().await;
+    let mut outputs = Vec::new();
+    for mut c in [direct(topo, &db).await, through(&proxy, &db).await] {
+        let multi = code(&c.query_drop("CREATE TEMPORARY TABLE tmp_m (x INT); SELECT * FROM rwsplit_missing").await);
+        let tmp_m = code(&c.query_drop("SELECT * FROM tmp_m").await);
+        let call = code(&c.query_drop("CALL fails()").await);
+        let pv: Option<i64> = c.query_first("SELECT @pv").await.unwrap().unwrap();
+        let tmp_p = code(&c.query_drop("SELECT * FROM tmp_p").await);
+        outputs.push((multi, tmp_m, call, pv, tmp_p));
+    }
+    assert_eq!(outputs[0], (Some(1146), None, Some(1644), Some(7), None), "direct");
+    assert_eq!(outputs[1], outputs[0], "through rwsplit, as direct");
+}
+
+/// FLUSH TABLES … WITH READ LOCK is held until UNLOCK TABLES: reads stay on the master, which holds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn flush_tables_with_read_lock_keeps_the_session_on_the_master() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = fixture(topo).await;
+    let mut c = proxy.conn_as(ROOT_USER, ROOT_PASSWORD, &db).await;
+    // The global read lock (which the server's session tracking does not report) blocks every writer on
+    // the shared master: held for two statements only.
+    c.query_drop("FLUSH TABLES WITH READ LOCK").await.unwrap();
+    let locked = server_id(&mut c).await;
+    c.query_drop("UNLOCK TABLES").await.unwrap();
+    assert_eq!(locked, MASTER, "under the read lock, reads stay on the master");
+    assert!(is_replica(server_id(&mut c).await));
+    c.query_drop("FLUSH TABLES t FOR EXPORT").await.unwrap();
+    assert_eq!(server_id(&mut c).await, MASTER);
+    c.query_drop("UNLOCK TABLES").await.unwrap();
+}
+
+/// CONNECTION_ID() stored in a view stays the function (every connection sees its own id), and compared
+/// with server thread ids (IS_USED_LOCK) it is the backend's, so the comparison holds as direct.
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_id_in_views_and_lock_checks_behaves_as_direct() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = fixture(topo).await;
+    let mut c = through(&proxy, &db).await;
+    c.query_drop("CREATE VIEW who AS SELECT CONNECTION_ID() AS id").await.unwrap();
+    let mut d = direct(topo, &db).await;
+    let own: u32 = d.query_first("SELECT id = CONNECTION_ID() FROM who").await.unwrap().unwrap();
+    assert_eq!(own, 1, "the view returns the reader's own id, not a constant");
+    let mut outputs = Vec::new();
+    for mut c in [direct(topo, &db).await, through(&proxy, &db).await] {
+        let lock = unique_name("k");
+        let got: u32 = c.query_first(format!("SELECT GET_LOCK('{lock}', 0)")).await.unwrap().unwrap();
+        let mine: u32 =
+            c.query_first(format!("SELECT IS_USED_LOCK('{lock}') = CONNECTION_ID()")).await.unwrap().unwrap();
+        c.query_drop(format!("DO RELEASE_LOCK('{lock}')")).await.unwrap();
+        outputs.push((got, mine));
+    }
+    assert_eq!(outputs[0], (1, 1));
+    assert_eq!(outputs[1], outputs[0], "through rwsplit, as direct");
+}
+
+/// A variable the server reports as NULL (character_set_results) is replayed as NULL on a new connection,
+/// not as '' (which every statement would then fail on).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_null_variable_is_replayed_as_null() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = fixture(topo).await;
+    let mut c = through(&proxy, &db).await;
+    // In a multi-statement the SET is not recorded as text: its value comes from the server's report.
+    c.query_drop("SET character_set_results = NULL; SELECT 1").await.unwrap();
+    let thread = master_thread(&mut c).await;
+    kill_master_thread(topo, thread).await;
+    let master: (u32, u32) = c
+        .query_first("SELECT /* rwsplit:master */ @@character_set_results IS NULL, @@server_id")
+        .await
+        .unwrap()
+        .unwrap();
+    let replica: (u32, u32) =
+        c.query_first("SELECT @@character_set_results IS NULL, @@server_id").await.unwrap().unwrap();
+    assert_eq!(master, (1, MASTER), "a new master connection took the NULL");
+    assert_eq!((replica.0, is_replica(replica.1)), (1, true), "the replica took the NULL");
+}
+
+/// COM_RESET_CONNECTION starts the client's view over: its text is read in the login's character set again
+/// (here a locking read that gbk would hide in a string), and its trackers are the server's defaults.
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_connection_restores_the_character_set_and_trackers() {
+    use common::raw::{error_of, Raw};
+    use rwsplit_wire::walk::Expect;
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = fixture(topo).await;
+    let mut raw = Raw::login(proxy.addr, ROOT_USER, ROOT_PASSWORD, None).await;
+    assert!(error_of(&raw.command(b"\x03SET NAMES gbk", Expect::ResultSets).await).is_none());
+    assert!(error_of(&raw.command(b"\x03SET session_track_schema = OFF", Expect::ResultSets).await).is_none());
+    assert!(error_of(&raw.command(b"\x1f", Expect::Single).await).is_none(), "COM_RESET_CONNECTION");
+    // utf8mb4: 中 then \' (an escaped quote) then the closing quote: FOR UPDATE is code. Read as gbk, the
+    // backslash is the second byte of a character and FOR UPDATE sits in a string.
+    let sql = format!("\x03SELECT @@server_id FROM {db}.t WHERE id <> '中\\'' LIMIT 1 FOR UPDATE -- '");
+    let resp = raw.command(sql.as_bytes(), Expect::ResultSets).await;
+    assert!(error_of(&resp).is_none(), "{:?}", error_of(&resp));
+    let (id, _) = rwsplit_wire::packet::lenenc_str(&resp[resp.len() - 2]).expect("a row");
+    assert_eq!(id, b"1", "the locking read goes to the master");
+    // The schema tracker is on again (the server's default): USE reports the schema.
+    let ok = raw.command(b"\x03USE mysql", Expect::ResultSets).await;
+    let ok = rwsplit_wire::packet::OkPacket::parse(&ok[0], true).expect("an OK");
+    let schema = ok.changes().any(|c| matches!(c, rwsplit_wire::packet::StateChange::Schema(b"mysql")));
+    assert!(schema, "the reset brought back the default trackers");
+}
+
+/// Hundreds of `SET @user = '…'` (a per-request audit variable) keep one history entry: reads stay on
+/// the replicas.
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_string_variables_keep_reads_on_replicas() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = fixture(topo).await;
+    let mut c = through(&proxy, &db).await;
+    for i in 0..300 {
+        c.query_drop(format!("SET @user = 'alice{i}'")).await.unwrap();
+    }
+    let (id, user): (u32, String) = c.query_first("SELECT @@server_id, @user").await.unwrap().unwrap();
+    assert!(is_replica(id), "reads still go to replicas (server {id})");
+    assert_eq!(user, "alice299");
+}
+
+/// COMMIT AND CHAIN outside a transaction starts one, XA COMMIT of an unknown transaction fails, and a
+/// one-shot setting reaches the statement after it: as direct, even with no master connection yet.
+#[tokio::test(flavor = "multi_thread")]
+async fn transaction_endings_and_one_shot_settings_run_on_the_master() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = fixture(topo).await;
+    let mut outputs = Vec::new();
+    for mut c in [direct(topo, &db).await, through(&proxy, &db).await] {
+        let id = rand_id();
+        c.query_drop("COMMIT AND CHAIN").await.unwrap();
+        c.query_drop(format!("INSERT INTO t VALUES ({id}, 1)")).await.unwrap();
+        c.query_drop("ROLLBACK").await.unwrap();
+        let kept: u64 = c
+            .query_first(format!("SELECT /* rwsplit:master */ COUNT(*) FROM t WHERE id = {id}"))
+            .await
+            .unwrap()
+            .unwrap();
+        let xa = code(&c.query_drop("XA COMMIT 'rwsplit_no_such_xid'").await);
+        c.query_drop("SET rand_seed1 = 1, rand_seed2 = 2").await.unwrap();
+        let rand: f64 = c.query_first("SELECT RAND()").await.unwrap().unwrap();
+        c.query_drop("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").await.unwrap();
+        c.query_drop("START TRANSACTION READ ONLY").await.unwrap();
+        let in_ro: u32 = server_id(&mut c).await;
+        c.query_drop("COMMIT").await.unwrap();
+        outputs.push((kept, xa, rand.to_bits(), in_ro));
+    }
+    assert_eq!((outputs[0].0, outputs[0].1, outputs[0].3), (0, Some(1397), MASTER), "direct");
+    assert_eq!(outputs[1], outputs[0], "through rwsplit, as direct");
+}
+
+/// SET and USE run on the master, the source of truth, even when only a replica connection is open: a
+/// database the replicas do not have is accepted, as direct.
+#[tokio::test(flavor = "multi_thread")]
+async fn session_commands_are_decided_by_the_master() {
+    use common::raw::{error_of, Raw};
+    use rwsplit_wire::walk::Expect;
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    fixture(topo).await;
+    let only = unique_name("only");
+    let mut r = root(topo).await;
+    r.query_drop("SET SESSION sql_log_bin = 0").await.unwrap();
+    r.query_drop(format!("CREATE DATABASE {only}")).await.unwrap();
+    r.query_drop(format!("GRANT ALL ON {only}.* TO 'app'@'%'")).await.unwrap();
+    let mut outputs = Vec::new();
+    // A raw client with no database and no connect-time queries: through rwsplit only a replica
+    // connection is open when the USE arrives.
+    for addr in [topo.master, proxy.addr] {
+        let mut c = Raw::login(addr, APP_USER, APP_PASSWORD, None).await;
+        assert!(error_of(&c.command(b"\x03SELECT 1", Expect::ResultSets).await).is_none());
+        let used = error_of(&c.command(format!("\x03USE {only}").as_bytes(), Expect::ResultSets).await);
+        let current = c.command(b"\x03SELECT DATABASE()", Expect::ResultSets).await;
+        let current = rwsplit_wire::packet::lenenc_str(&current[current.len() - 2]).map(|(v, _)| v.to_vec());
+        outputs.push((used.map(|e| e.code), current));
+    }
+    r.query_drop(format!("DROP DATABASE {only}")).await.unwrap();
+    assert_eq!(outputs[0], (None, Some(only.clone().into_bytes())), "direct");
+    assert_eq!(outputs[1], outputs[0], "through rwsplit, as direct");
+}
+
+/// GET_LOCK inside a READ ONLY transaction (held by a replica) takes the lock on the master, where every
+/// other client's GET_LOCK looks: mutual exclusion holds, as direct.
+#[tokio::test(flavor = "multi_thread")]
+async fn named_locks_in_read_only_transactions_are_taken_on_the_master() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = fixture(topo).await;
+    let mut outputs = Vec::new();
+    for mut c in [direct(topo, &db).await, through(&proxy, &db).await] {
+        let lock = unique_name("ro_lock");
+        c.query_drop("START TRANSACTION READ ONLY").await.unwrap();
+        let got: u32 = c.query_first(format!("SELECT GET_LOCK('{lock}', 0)")).await.unwrap().unwrap();
+        let free: u32 = root(topo).await.query_first(format!("SELECT IS_FREE_LOCK('{lock}')")).await.unwrap().unwrap();
+        c.query_drop("COMMIT").await.unwrap();
+        c.query_drop(format!("DO RELEASE_LOCK('{lock}')")).await.unwrap();
+        outputs.push((got, free));
+    }
+    assert_eq!(outputs[0], (1, 0), "direct: the lock is held on the master");
+    assert_eq!(outputs[1], outputs[0], "through rwsplit, as direct");
+}
+
+/// A versioned comment above the server's version is a comment to the server, so the rest of the text is
+/// code: a write hidden behind one (in what looks like a string) goes to the master and runs, as direct.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_versioned_comment_above_the_server_hides_no_write() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    let db = fixture(topo).await;
+    let mut outputs = Vec::new();
+    for mut c in [direct(topo, &db).await, through(&proxy, &db).await] {
+        let id = rand_id();
+        c.query_drop(format!("INSERT INTO t VALUES ({id}, 1)")).await.unwrap();
+        let sql = format!("SELECT 1 /*M!999999 '*/; DELETE FROM t WHERE id = {id}; SELECT '*/");
+        let result = code(&c.query_drop(sql).await);
+        let left: u64 = root(topo)
+            .await
+            .query_first(format!("SELECT COUNT(*) FROM {db}.t WHERE id = {id}"))
+            .await
+            .unwrap()
+            .unwrap();
+        outputs.push((result, left));
+    }
+    assert_eq!(outputs[0], (Some(1064), 0), "direct: the DELETE ran, then the syntax error");
+    assert_eq!(outputs[1], outputs[0], "through rwsplit, as direct");
+}

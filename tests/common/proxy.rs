@@ -76,7 +76,12 @@ impl Proxy {
 
     /// A new client connection as `app` with a default database.
     pub async fn conn_db(&self, db: &str) -> mysql_async::Conn {
-        let opts = mysql_async::OptsBuilder::from_opts(self.opts("app", "apppw")).db_name(Some(db));
+        self.conn_as("app", "apppw", db).await
+    }
+
+    /// A connection through rwsplit as `user`, in `db`.
+    pub async fn conn_as(&self, user: &str, password: &str, db: &str) -> mysql_async::Conn {
+        let opts = mysql_async::OptsBuilder::from_opts(self.opts(user, password)).db_name(Some(db));
         mysql_async::Conn::new(opts).await.expect("connect through rwsplit")
     }
 }

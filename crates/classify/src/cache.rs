@@ -30,8 +30,9 @@ thread_local! {
 /// Like [`classify_with`], but statements of an already-seen shape (under the same dialect) are answered from
 /// a per-thread cache.
 pub fn classify_cached(sql: &[u8], dialect: Dialect) -> Arc<Verdict> {
-    if sql.len() > MAX_LEN || first_word_is(sql, dialect, "PREPARE") {
-        // A PREPARE's verdict depends on the text of its literal (a KILL inside is refused).
+    if sql.len() > MAX_LEN || first_word_is(sql, dialect, "PREPARE") || first_word_is(sql, dialect, "EXECUTE") {
+        // The verdict of PREPARE … FROM and EXECUTE IMMEDIATE depends on the text of their literal (a KILL
+        // inside is refused).
         return Arc::new(classify_with(sql, dialect));
     }
     let Some(key) = shape(sql, dialect) else { return Arc::new(classify_with(sql, dialect)) };

@@ -6,8 +6,10 @@
 //! port. So the rules live in one place:
 //! - `# …` and `-- …` run to the end of the line (`\n` only, as in the server); `--` starts a comment only
 //!   when followed by whitespace, a control character (including DEL) or the end of the text;
-//! - `/* … */` ends at the first `*/` (no nesting); `/*!…` and MariaDB's `/*M!…`, with optional version
-//!   digits, are executable comments: their body is code, and the matching `*/` is a span of its own;
+//! - `/* … */` ends at the first `*/` (no nesting); `/*!…` and MariaDB's `/*M!…` are executable comments:
+//!   their body is code, and the matching `*/` is a span of its own; one versioned (5 or 6 digits) above
+//!   the server's version ([`Dialect::server_version`]), or MySQL-only on MariaDB (`/*!50700`–`/*!99999`),
+//!   is skipped like a comment (with one inner `/* … */` allowed, as the server reads it);
 //! - `'…'` and `"…"` are strings (`"…"` is a quoted identifier under `ANSI_QUOTES`), `` `…` `` a quoted
 //!   identifier; a doubled quote stands for itself; in strings a backslash escapes the next byte unless
 //!   `NO_BACKSLASH_ESCAPES` is on;
@@ -19,8 +21,8 @@
 //! The lexer never fails: an unterminated string, identifier or comment is a span flagged `unterminated`
 //! that runs to the end of the text.
 
-/// Session settings that change how the server reads statement text.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// Session and server settings that change how the server reads statement text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Dialect {
     /// `NO_BACKSLASH_ESCAPES` is in the session's sql_mode: a backslash in a string is an ordinary byte.
     pub no_backslash_escapes: bool,
@@ -28,6 +30,47 @@ pub struct Dialect {
     pub ansi_quotes: bool,
     /// The client's character set, when it is one whose multi-byte characters can contain `\`, `'` or `` ` ``.
     pub multibyte: Option<Multibyte>,
+    /// The server's version as a number (`10.11.6` is 101106): a versioned comment (`/*!50500 …*/`,
+    /// `/*M!100500 …*/`) is code only up to this version.
+    pub server_version: u32,
+    /// The server is MariaDB: it runs `/*M!…*/` comments and skips MySQL-only versions (50700–99999).
+    pub mariadb: bool,
+}
+
+/// The server [`Dialect::default`] assumes: MariaDB 10.11.
+pub const DEFAULT_SERVER_VERSION: u32 = 101100;
+
+impl Default for Dialect {
+    fn default() -> Self {
+        Dialect {
+            no_backslash_escapes: false,
+            ansi_quotes: false,
+            multibyte: None,
+            server_version: DEFAULT_SERVER_VERSION,
+            mariadb: true,
+        }
+    }
+}
+
+impl Dialect {
+    /// The default dialect for a server that announced `version` in its greeting (`10.11.6-MariaDB-log`,
+    /// `5.5.5-10.11.6-MariaDB`, `8.0.36`). An unreadable version keeps the defaults.
+    pub fn for_server(version: &str) -> Dialect {
+        let mariadb = version.contains("MariaDB");
+        let v = version.strip_prefix("5.5.5-").unwrap_or(version);
+        let mut parts = v.split(|c: char| !c.is_ascii_digit()).take(3).map(|p| p.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten(), parts.next().flatten()) {
+            (Some(major), Some(minor), Some(patch)) if minor < 100 && patch < 100 => {
+                Dialect { server_version: major * 10_000 + minor * 100 + patch, mariadb, ..Dialect::default() }
+            }
+            _ => Dialect::default(),
+        }
+    }
+
+    /// Whether the server runs the body of a comment versioned `version`, in `/*M!` form if `maria`.
+    fn runs_version(&self, version: u32, maria: bool) -> bool {
+        version <= self.server_version && (!self.mariadb || maria || !(50700..=99999).contains(&version))
+    }
 }
 
 /// Client character sets with multi-byte characters whose trailing byte may be an ASCII quote or backslash.
@@ -197,17 +240,50 @@ impl<'a> Lexer<'a> {
         self.text[start..].iter().position(|&b| b == b'\n').map_or(self.text.len(), |p| start + p)
     }
 
-    /// Length of an executable-comment marker at `i` (`/*!` or `/*M!` and version digits), if there is one.
-    fn exec_marker(&self, i: usize) -> Option<usize> {
+    /// An executable-comment opener at `i` (`/*!`, or MariaDB's `/*M!`), if there is one: the length of its
+    /// marker and whether the server runs its body. As in the server: a version is exactly 5 or 6 digits
+    /// (fewer digits are not a version but code); a body versioned above the server (or, on MariaDB, a
+    /// MySQL-only version 50700–99999 in `/*!` form) is skipped like a comment.
+    fn exec_marker(&self, i: usize) -> Option<(usize, bool)> {
         let b = &self.text[i..];
-        let after = if b.starts_with(b"/*!") {
-            3
-        } else if b.len() >= 4 && b.starts_with(b"/*") && b[2].eq_ignore_ascii_case(&b'm') && b[3] == b'!' {
-            4
+        let (after, maria) = if b.starts_with(b"/*!") {
+            (3, false)
+        } else if self.dialect.mariadb
+            && b.len() >= 4
+            && b.starts_with(b"/*")
+            && b[2].eq_ignore_ascii_case(&b'm')
+            && b[3] == b'!'
+        {
+            (4, true)
         } else {
             return None;
         };
-        Some(after + b[after..].iter().take_while(|c| c.is_ascii_digit()).count())
+        let digits = b[after..].iter().take(6).take_while(|c| c.is_ascii_digit()).count();
+        if digits < 5 {
+            return Some((after, true));
+        }
+        let version = b[after..after + digits].iter().fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+        Some((after + digits, self.dialect.runs_version(version, maria)))
+    }
+
+    /// End of a comment whose body starts at `body`: after the first `*/`, or, when `nested` (the body of a
+    /// skipped versioned comment), after the `*/` that follows one inner `/* … */`, as the server reads it.
+    fn comment_end(&self, body: usize, nested: bool) -> (usize, bool) {
+        let mut i = body;
+        while i + 1 < self.text.len() {
+            match &self.text[i..i + 2] {
+                b"*/" => return (i + 2, false),
+                b"/*" if nested => {
+                    let (end, open) = self.comment_end(i + 2, false);
+                    if open {
+                        return (end, true);
+                    }
+                    i = end;
+                }
+                _ => i += 1,
+            }
+        }
+        (self.text.len(), true)
     }
 
     /// End of a run of identifier bytes from `i`.
@@ -306,19 +382,27 @@ impl Iterator for Lexer<'_> {
                 self.in_exec = false;
                 (SpanKind::ExecClose, start + 2)
             }
-            b'/' if next == Some(b'*') => match self.exec_marker(start) {
-                Some(len) => {
-                    self.in_exec = true;
-                    (SpanKind::ExecOpen, start + len)
-                }
-                None => match self.text[start + 2..].windows(2).position(|w| w == b"*/") {
-                    Some(p) => (SpanKind::Comment, start + 2 + p + 2),
-                    None => {
-                        unterminated = true;
-                        (SpanKind::Comment, self.text.len())
+            b'/' if next == Some(b'*') => {
+                // Inside an executable comment, any `/*` opens a plain comment (the server does not nest
+                // versioned comments).
+                let marker = if self.in_exec { None } else { self.exec_marker(start) };
+                let (kind, end, open) = match marker {
+                    Some((len, true)) => {
+                        self.in_exec = true;
+                        (SpanKind::ExecOpen, start + len, false)
                     }
-                },
-            },
+                    Some((len, false)) => {
+                        let (end, open) = self.comment_end(start + len, true);
+                        (SpanKind::Comment, end, open)
+                    }
+                    None => {
+                        let (end, open) = self.comment_end(start + 2, false);
+                        (SpanKind::Comment, end, open)
+                    }
+                };
+                unterminated = open;
+                (kind, end)
+            }
             b'#' => (SpanKind::Comment, self.line_end(start)),
             b'-' if next == Some(b'-') && self.at(start + 2).is_none_or(|c| c <= b' ' || c == 0x7F) => {
                 (SpanKind::Comment, self.line_end(start))
@@ -415,6 +499,35 @@ mod tests {
         assert_eq!(kinds("a */ b", d)[1], (Punct, "*".into()), "*/ outside an executable comment is code");
         let open = Lexer::new(b"/* x", d).next().unwrap();
         assert!(open.unterminated);
+    }
+
+    #[test]
+    fn versioned_comments_run_only_up_to_the_server_version() {
+        use SpanKind::*;
+        let d = Dialect::for_server("5.5.5-10.11.6-MariaDB-0+deb12u1");
+        assert_eq!((d.server_version, d.mariadb), (101106, true));
+        assert_eq!(Dialect::for_server("8.0.36").server_version, 80036);
+        assert!(!Dialect::for_server("8.0.36").mariadb);
+        assert_eq!(Dialect::for_server("garbage"), Dialect::default());
+        // Above the server: a comment, whatever it holds, up to its `*/` (one inner comment allowed).
+        let above = "SELECT 1 /*M!999999 '*/; DELETE FROM b; SELECT '*/";
+        assert_eq!(kinds(above, d)[2], (Comment, "/*M!999999 '*/".into()));
+        assert_eq!(
+            kinds("/*!101200 a /* b */ c */ d", d),
+            [(Comment, "/*!101200 a /* b */ c */".into()), (Word, "d".into())]
+        );
+        // MariaDB skips MySQL-only versions in `/*!` form, not in `/*M!` form.
+        assert_eq!(kinds("/*!80000 x */", d)[0].0, Comment);
+        assert_eq!(kinds("/*M!80000 x */", d)[0].0, ExecOpen);
+        assert_eq!(kinds("/*!50100 x */", d)[0], (ExecOpen, "/*!50100".into()));
+        // A MySQL server runs MySQL versions and does not know `/*M!`.
+        let mysql = Dialect::for_server("8.0.36");
+        assert_eq!(kinds("/*!80000 x */", mysql)[0].0, ExecOpen);
+        assert_eq!(kinds("/*M!100101 x */", mysql)[0].0, Comment);
+        // Fewer than five digits are not a version: they are code.
+        assert_eq!(kinds("/*!123 x */", d)[..2], [(ExecOpen, "/*!".into()), (Number, "123".into())]);
+        // Inside an executable comment, `/*!` opens a plain comment.
+        assert_eq!(kinds("/*! a /*!50100 b */ c */", d)[2], (Comment, "/*!50100 b */".into()));
     }
 
     #[test]

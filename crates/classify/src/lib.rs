@@ -86,10 +86,21 @@ pub struct Effects {
     /// their `@` (`@v`); `SET NAMES`/`CHARACTER SET` list the character-set variables they set, `SET ROLE`
     /// assigns `role`, `SET SESSION TRANSACTION` `tx_isolation`/`tx_read_only`.
     pub assigns: Vec<String>,
-    /// For `SET`: a right-hand side reads a variable, or assigns a string to a user variable (whose collation
-    /// is the connection's at that moment): replaying the statement gives the same result only after the
-    /// statements before it.
-    pub order_dependent: bool,
+    /// For `SET`: what the right-hand sides read, named like [`Effects::assigns`]: variables (`@v`,
+    /// `sql_mode`), and `character_set_connection`/`collation_connection` when a user variable is given a
+    /// string (it keeps the connection's collation of that moment). Replaying the statement gives the same
+    /// result only after the statements that set these.
+    pub reads: Vec<String>,
+    /// `SET TRANSACTION …` or a next-statement variable (`SET insert_id = …`, `rand_seed1`, …): it applies
+    /// to the next statement or transaction of that connection only, so that statement must run there.
+    pub next_statement: bool,
+    /// Calls a function whose state belongs to the master's connection or server: named locks
+    /// (`GET_LOCK`, `IS_USED_LOCK`, …), `LAST_INSERT_ID()`, sequences, `LOAD_FILE()`, or reads `@@identity`,
+    /// `@@last_insert_id`, `@@last_gtid`. Such a call goes to the master even inside a READ ONLY transaction
+    /// held by a replica.
+    pub master_only: bool,
+    /// `COMMIT AND CHAIN` / `ROLLBACK AND CHAIN`: a new transaction starts right away.
+    pub chain: bool,
     /// `CREATE TEMPORARY TABLE` creates these (lower-cased, unqualified).
     pub temp_tables_created: Vec<String>,
     /// `DROP [TEMPORARY] TABLE` drops these (a temporary table of that name, if any, goes first).
@@ -101,6 +112,9 @@ pub struct Effects {
     pub named_locks: bool,
     /// `LOCK TABLES`/`FLUSH TABLES … WITH READ LOCK` (true) or `UNLOCK TABLES` (false).
     pub table_locks: Option<bool>,
+    /// `FLUSH TABLES … WITH READ LOCK` / `FLUSH TABLES … FOR EXPORT`: locks that the server's session tracking
+    /// does not report (only UNLOCK TABLES releases them).
+    pub flush_locks: bool,
     /// `PREPARE name FROM …` (text protocol): the statement names it prepares (lower-case).
     pub prepares: Vec<String>,
     /// `DEALLOCATE PREPARE name` / `DROP PREPARE name`.
@@ -126,6 +140,13 @@ pub const SCHEMA_KEY: &str = "(schema)";
 /// The name [`Effects::assigns`] gives to the current role (`SET ROLE`).
 pub const ROLE_KEY: &str = "(role)";
 
+impl Effects {
+    /// Whether replaying the statement depends on the statements before it (it reads something).
+    pub fn order_dependent(&self) -> bool {
+        !self.reads.is_empty()
+    }
+}
+
 /// Where a statement may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -142,8 +163,8 @@ pub enum Kind {
         /// True only for START TRANSACTION READ ONLY (any order of the characteristics).
         read_only: bool,
     },
-    /// COMMIT / ROLLBACK (not `ROLLBACK TO SAVEPOINT`), with optional `WORK` / `AND [NO] CHAIN` / `[NO] RELEASE`,
-    /// XA COMMIT / XA ROLLBACK.
+    /// COMMIT / ROLLBACK (not `ROLLBACK TO SAVEPOINT`, not XA), with optional `WORK` / `AND [NO] CHAIN` /
+    /// `[NO] RELEASE`.
     End,
     /// Must run on the backend that ran the previous statement: SHOW WARNINGS, SHOW ERRORS,
     /// SHOW COUNT(*) WARNINGS|ERRORS, SELECT @@warning_count / @@error_count, SHOW PROFILE(S).
@@ -335,12 +356,16 @@ impl Effects {
         self.writes_user_vars |= other.writes_user_vars;
         self.session_change |= other.session_change;
         self.assigns.extend(other.assigns);
-        self.order_dependent |= other.order_dependent;
+        self.reads.extend(other.reads);
+        self.next_statement |= other.next_statement;
+        self.master_only |= other.master_only;
+        self.chain |= other.chain;
         self.temp_tables_created.extend(other.temp_tables_created);
         self.tables_dropped.extend(other.tables_dropped);
         self.stored_code |= other.stored_code;
         self.named_locks |= other.named_locks;
         self.table_locks = other.table_locks.or(self.table_locks);
+        self.flush_locks |= other.flush_locks;
         self.prepares.extend(other.prepares);
         self.deallocates.extend(other.deallocates);
         self.handler = other.handler.or(self.handler);

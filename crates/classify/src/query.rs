@@ -64,6 +64,7 @@ pub(crate) fn with_vars(v: &mut Verdict, scan: &Scan) {
     v.reads_user_vars |= scan.reads_user_vars;
     v.effects.writes_user_vars |= scan.writes_user_vars;
     v.effects.named_locks |= scan.named_locks;
+    v.effects.master_only |= scan.master_only;
     v.effects.stored_code |= scan.stored_code;
 }
 

@@ -35,6 +35,21 @@ const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
     "LOAD_FILE",
 ];
 
+/// The [`SIDE_EFFECT_FUNCTIONS`] whose state belongs to the master's connection or server (see
+/// [`Effects::master_only`](crate::Effects::master_only)).
+const MASTER_ONLY_FUNCTIONS: &[&str] = &[
+    "GET_LOCK",
+    "RELEASE_LOCK",
+    "RELEASE_ALL_LOCKS",
+    "IS_USED_LOCK",
+    "IS_FREE_LOCK",
+    "LAST_INSERT_ID",
+    "NEXTVAL",
+    "LASTVAL",
+    "SETVAL",
+    "LOAD_FILE",
+];
+
 /// System variables holding results of the connection's earlier writes, which happened on the master.
 const SIDE_EFFECT_SYSVARS: &[&str] = &["identity", "last_insert_id", "insert_id", "last_gtid"];
 
@@ -57,6 +72,8 @@ pub(crate) struct Scan {
     pub writes_user_vars: bool,
     /// The statement calls `GET_LOCK()`.
     pub named_locks: bool,
+    /// The statement calls a function whose state belongs to the master (see `Effects::master_only`).
+    pub master_only: bool,
     /// The statement calls a function qualified by a schema (`db.f()`): stored code.
     pub stored_code: bool,
 }
@@ -86,6 +103,7 @@ pub(crate) fn scan(toks: &[Token]) -> Scan {
         if let Some(var) = sys_var(toks, i) {
             if SIDE_EFFECT_SYSVARS.iter().any(|n| var.is(n)) {
                 s.fire(Reason::SideEffectFunction);
+                s.master_only = true;
             }
             s.previous |= PREVIOUS_SYSVARS.iter().any(|n| var.is(n));
             i += var.len;
@@ -98,10 +116,12 @@ pub(crate) fn scan(toks: &[Token]) -> Scan {
         }
         if let Some(reason) = rule_at(toks, i) {
             s.stored_code |= reason == Reason::StoredFunction;
+            s.master_only |= reason == Reason::SideEffectFunction && is_sequence_access(toks, i);
             s.fire(reason);
         }
         if is_call(toks, i) {
             s.named_locks |= name_in(toks.get(i), &["GET_LOCK"]);
+            s.master_only |= name_in(toks.get(i), MASTER_ONLY_FUNCTIONS);
             s.previous |= name_in(toks.get(i), PREVIOUS_FUNCTIONS);
         }
         i += 1;
@@ -134,6 +154,15 @@ fn skip_into_targets(toks: &[Token], mut i: usize, s: &mut Scan) -> usize {
 /// True when the token before `i` is the keyword `FOR` (`FOR UPDATE` is not an UPDATE statement).
 fn follows_for(toks: &[Token], i: usize) -> bool {
     i > 0 && is_kw(toks.get(i - 1), "FOR")
+}
+
+/// Whether the tokens at `i` access a sequence: `NEXT|PREVIOUS VALUE FOR s`, `s.nextval`.
+fn is_sequence_access(toks: &[Token], i: usize) -> bool {
+    match upper(toks.get(i)).as_deref() {
+        Some("NEXT" | "PREVIOUS") => kw_seq(toks, i + 1, &["VALUE", "FOR"]),
+        Some("NEXTVAL" | "CURRVAL" | "LASTVAL") => i > 0 && toks.get(i - 1) == Some(&Token::Period),
+        _ => false,
+    }
 }
 
 /// The master rule firing at token `i` (other than variables and `INTO`), if any.

@@ -14,8 +14,9 @@
 //!   (`SET @h = @@hostname`: each server has its own) → Master SessionState: it cannot be replayed on
 //!   other connections.
 //!
-//! Every SET also reports what it assigns ([`Effects::assigns`](crate::Effects::assigns)) and whether its
-//! replay depends on the statements before it, so the proxy can keep only the last value of a variable.
+//! Every SET also reports what it assigns ([`Effects::assigns`](crate::Effects::assigns)) and what its
+//! right-hand sides read ([`Effects::reads`](crate::Effects::reads)), so the proxy can keep only the last
+//! value of a variable without dropping one that a later SET read.
 
 use sqlparser::tokenizer::Token;
 
@@ -167,7 +168,11 @@ pub(crate) fn classify_set(toks: &[Token]) -> Verdict {
             v.effects.assigns.push(crate::ROLE_KEY.to_string());
             v
         }
-        Some("TRANSACTION") => Verdict::master(Reason::Transaction),
+        Some("TRANSACTION") => {
+            let mut v = Verdict::master(Reason::Transaction);
+            v.effects.next_statement = true;
+            v
+        }
         Some("GLOBAL" | "PERSIST" | "PERSIST_ONLY") => Verdict::master(Reason::Write),
         Some("SESSION" | "LOCAL") if is_kw(rest.get(1), "TRANSACTION") => {
             let mut v = session_set();
@@ -244,8 +249,8 @@ struct Items {
     writes_user_vars: bool,
     /// What the items assign (see `Effects::assigns`).
     assigns: Vec<String>,
-    /// A right-hand side reads a variable, or gives a user variable a string.
-    order_dependent: bool,
+    /// What the right-hand sides read (see `Effects::reads`).
+    reads: Vec<String>,
 }
 
 /// `SET a = 1, @b = 'x', SESSION c = DEFAULT, @@session.d = 2, NAMES utf8mb4, …`.
@@ -269,7 +274,8 @@ fn assignments(list: &[Token]) -> Verdict {
     v.reads_user_vars = items.reads_user_vars;
     v.effects.writes_user_vars = items.writes_user_vars;
     v.effects.assigns = items.assigns;
-    v.effects.order_dependent = items.order_dependent;
+    v.effects.reads = items.reads;
+    v.effects.next_statement = items.next_statement || items.next_transaction;
     v
 }
 
@@ -409,7 +415,7 @@ fn scan_rhs(rhs: &[Token], for_user_var: bool, items: &mut Items) {
             } else {
                 items.reads_user_vars = true;
             }
-            items.order_dependent = true;
+            items.reads.push(format!("@{}", target_name(&rhs[i..i + len])));
             i += len;
             continue;
         }
@@ -418,12 +424,13 @@ fn scan_rhs(rhs: &[Token], for_user_var: bool, items: &mut Items) {
             // (`@@hostname`, `@@server_id` read through the session). A session variable assigned from
             // another is fine: the proxy replays the value the server reports.
             items.nondeterministic |= var.is_global() || for_user_var;
-            items.order_dependent = true;
+            items.reads.push(var.name.to_ascii_lowercase());
             i += var.len;
             continue;
         }
         if for_user_var && matches!(rhs.get(i), Some(Token::SingleQuotedString(_) | Token::DoubleQuotedString(_))) {
-            items.order_dependent = true;
+            // The string takes the connection's character set and collation at that moment.
+            items.reads.extend(["character_set_connection", "collation_connection"].map(String::from));
         }
         items.nondeterministic |= is_nondeterministic_at(rhs, i);
         i += 1;

@@ -41,11 +41,16 @@ pub(crate) fn classify_statement_with(toks: &[Token], calls: Calls) -> Verdict {
         "DO" => written_by(toks, calls, Verdict::master(Reason::Write)),
         "GRANT" | "REVOKE" => Verdict::master(Reason::Write).commits(),
         "HANDLER" => classify_handler(toks),
-        "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "RENAME" | "ANALYZE" | "OPTIMIZE" | "REPAIR" => classify_ddl(toks),
+        "ANALYZE" => classify_analyze(toks, calls),
+        "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "RENAME" | "OPTIMIZE" | "REPAIR" => classify_ddl(toks),
         "PREPARE" => classify_prepare(toks),
         "EXECUTE" => {
             let mut v = written_by(toks, calls, Verdict::master(Reason::SessionState));
             v.effects.stored_code = true;
+            // `EXECUTE IMMEDIATE 'KILL …'`: refused like any KILL the proxy cannot translate.
+            if is_kw(toks.get(1), "IMMEDIATE") && literal_is_kill(toks.get(2)) {
+                v.reason = Reason::Kill;
+            }
             v
         }
         "DEALLOCATE" => {
@@ -121,12 +126,16 @@ fn classify_handler(toks: &[Token]) -> Verdict {
 fn classify_prepare(toks: &[Token]) -> Verdict {
     let mut v = Verdict::master(Reason::SessionState).session();
     v.effects.prepares.extend(prepared_name(toks, 1));
-    if let Some(Token::SingleQuotedString(text) | Token::DoubleQuotedString(text)) = toks.get(3) {
-        if crate::classify(text).reason == Reason::Kill {
-            v.reason = Reason::Kill;
-        }
+    if literal_is_kill(toks.get(3)) {
+        v.reason = Reason::Kill;
     }
     v
+}
+
+/// Whether a token is a string literal whose text is a KILL statement.
+fn literal_is_kill(t: Option<&Token>) -> bool {
+    matches!(t, Some(Token::SingleQuotedString(text) | Token::DoubleQuotedString(text))
+        if crate::classify(text).reason == Reason::Kill)
 }
 
 /// The lower-cased statement name at `i` (`PREPARE s`, `DEALLOCATE PREPARE s`, `DROP PREPARE s`).
@@ -185,6 +194,21 @@ fn classify_ddl(toks: &[Token]) -> Verdict {
     v
 }
 
+/// `ANALYZE [NO_WRITE_TO_BINLOG | LOCAL] TABLE …` maintains tables (and commits, like other DDL); MariaDB's
+/// `ANALYZE [FORMAT = JSON] statement` runs the statement and reports how it ran: it goes where the
+/// statement goes.
+fn classify_analyze(toks: &[Token], calls: Calls) -> Verdict {
+    let table_at = if kw_in(toks.get(1), &["NO_WRITE_TO_BINLOG", "LOCAL"]) { 2 } else { 1 };
+    if kw_in(toks.get(table_at), &["TABLE", "TABLES"]) {
+        return classify_ddl(toks);
+    }
+    let start = if is_kw(toks.get(1), "FORMAT") && toks.get(2) == Some(&Token::Eq) { 4 } else { 1 };
+    match toks.get(start..) {
+        Some(inner) if !inner.is_empty() && !is_kw(inner.first(), "ANALYZE") => classify_statement_with(inner, calls),
+        _ => Verdict::master(Reason::ParseError),
+    }
+}
+
 /// The (unqualified, lower-cased) names in a table list from `i`: `a, db.b`, `IF EXISTS a`, `a TO b, c TO d`.
 fn table_names(toks: &[Token], mut i: usize) -> Vec<String> {
     let mut out = Vec::new();
@@ -221,7 +245,8 @@ fn classify_transaction(first: &str, toks: &[Token]) -> Verdict {
         "ROLLBACK" if rest.iter().any(|t| is_kw(Some(t), "TO")) => Verdict::master(Reason::Transaction),
         "ROLLBACK" => end_if_valid(rest),
         "XA" if kw_in(rest.first(), &["START", "BEGIN"]) => begin(false),
-        "XA" if kw_in(rest.first(), &["COMMIT", "ROLLBACK"]) => Verdict::new(Kind::End, Reason::Transaction),
+        // Not End: it may commit a prepared XA transaction of another (gone) connection, so it always runs.
+        "XA" if kw_in(rest.first(), &["COMMIT", "ROLLBACK"]) => Verdict::master(Reason::Transaction),
         _ => Verdict::master(Reason::Transaction),
     }
 }
@@ -248,11 +273,13 @@ fn end_if_valid(rest: &[Token]) -> Verdict {
     const ALLOWED: &[&str] = &["WORK", "AND", "NO", "CHAIN", "RELEASE"];
     if rest.iter().all(|t| kw_in(Some(t), ALLOWED)) {
         let mut v = Verdict::new(Kind::End, Reason::Transaction);
+        let without_no = |kw: &str| {
+            rest.iter().enumerate().any(|(i, t)| is_kw(Some(t), kw) && (i == 0 || !is_kw(rest.get(i - 1), "NO")))
+        };
         // `… RELEASE` (not `NO RELEASE`): the server closes the connection after it.
-        v.effects.releases_connection = rest
-            .iter()
-            .enumerate()
-            .any(|(i, t)| is_kw(Some(t), "RELEASE") && (i == 0 || !is_kw(rest.get(i - 1), "NO")));
+        v.effects.releases_connection = without_no("RELEASE");
+        // `AND CHAIN` (not `AND NO CHAIN`): a new transaction starts at once.
+        v.effects.chain = without_no("CHAIN");
         v
     } else {
         Verdict::master(Reason::ParseError)
@@ -266,6 +293,7 @@ fn classify_flush(toks: &[Token]) -> Verdict {
     if locks {
         let mut v = Verdict::master(Reason::LockTables).session().commits();
         v.effects.table_locks = Some(true);
+        v.effects.flush_locks = true;
         v
     } else {
         Verdict::master(Reason::Admin).commits()

@@ -91,7 +91,7 @@ const TABLE: &[(&str, (Kind, Reason))] = &[
     ("TRUNCATE t", DDL),
     ("RENAME TABLE a TO b", DDL),
     ("ANALYZE TABLE t", DDL),
-    ("ANALYZE SELECT * FROM t", DDL),
+    ("ANALYZE SELECT * FROM t", READ),
     ("OPTIMIZE TABLE t", DDL),
     ("REPAIR TABLE t", DDL),
     // Locking reads at every depth.
@@ -276,8 +276,8 @@ const TABLE: &[(&str, (Kind, Reason))] = &[
     ("XA BEGIN 'x'", BEGIN),
     ("XA END 'x'", TX),
     ("XA PREPARE 'x'", TX),
-    ("XA COMMIT 'x'", END),
-    ("XA ROLLBACK 'x'", END),
+    ("XA COMMIT 'x'", TX),
+    ("XA ROLLBACK 'x'", TX),
     ("XA RECOVER", TX),
     // Table locks.
     ("LOCK TABLES t READ", LOCK),
@@ -294,6 +294,8 @@ const TABLE: &[(&str, (Kind, Reason))] = &[
     ("/* x */ KILL 5", KILL),
     ("SELECT 1; KILL 5", KILL),
     ("PREPARE s FROM 'KILL 5'", KILL),
+    ("EXECUTE IMMEDIATE 'KILL 5'", KILL),
+    ("EXECUTE IMMEDIATE 'SELECT 1'", STATE),
     ("PURGE BINARY LOGS TO 'x'", ADMIN),
     ("RESET MASTER", ADMIN),
     ("INSTALL PLUGIN x SONAME 'y.so'", ADMIN),
@@ -731,35 +733,111 @@ fn effects() {
     assert!(e("LOAD DATA LOCAL INFILE 'x' INTO TABLE t").local_infile);
     assert!(!e("LOAD DATA INFILE 'x' INTO TABLE t").local_infile);
     assert!(e("COMMIT RELEASE").releases_connection && !e("COMMIT NO RELEASE").releases_connection);
+    assert!(e("FLUSH TABLES WITH READ LOCK").flush_locks && e("FLUSH TABLES t FOR EXPORT").flush_locks);
+    assert!(!e("LOCK TABLES t READ").flush_locks && !e("FLUSH TABLES").flush_locks);
     assert_eq!(e("SET STATEMENT max_statement_time = 1 FOR SELECT 1").statement_scoped, ["max_statement_time"]);
     assert_eq!(classify("RENAME TABLE a TO b, c TO d").tables, ["a", "b", "c", "d"]);
 }
 
-/// What a SET assigns, and whether its replay depends on what came before (for keeping only the last value).
+/// What a SET assigns and what it reads (for keeping only the last value of a variable).
 #[test]
 fn set_assignments() {
-    let cases: &[(&str, &[&str], bool)] = &[
-        ("SET @a = 1", &["@a"], false),
-        ("SET @A = 'x'", &["@a"], true),
-        ("SET @a = @a + 1", &["@a"], true),
-        ("SET SESSION time_zone = '+00:00'", &["time_zone"], false),
-        ("SET @@session.sql_mode = CONCAT(@@sql_mode, ',X')", &["sql_mode"], true),
-        ("SET autocommit = 1, @@local.wait_timeout = 5", &["autocommit", "wait_timeout"], false),
+    const CHARSET: &[&str] = &["character_set_connection", "collation_connection"];
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        ("SET @a = 1", &["@a"], &[]),
+        ("SET @A = 'x'", &["@a"], CHARSET),
+        ("SET @a = @a + 1", &["@a"], &["@a"]),
+        ("SET @b = @`A` * 2", &["@b"], &["@a"]),
+        ("SET SESSION time_zone = '+00:00'", &["time_zone"], &[]),
+        ("SET @@session.sql_mode = CONCAT(@@sql_mode, ',X')", &["sql_mode"], &["sql_mode"]),
+        ("SET autocommit = 1, @@local.wait_timeout = 5", &["autocommit", "wait_timeout"], &[]),
         (
             "SET NAMES utf8mb4",
             &["character_set_client", "character_set_connection", "character_set_results", "collation_connection"],
-            false,
+            &[],
         ),
-        ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", &["tx_isolation"], false),
-        ("SET SESSION TRANSACTION READ ONLY", &["tx_read_only"], false),
-        ("SET ROLE r", &[rwsplit_classify::ROLE_KEY], false),
-        ("USE db", &[rwsplit_classify::SCHEMA_KEY], false),
+        ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", &["tx_isolation"], &[]),
+        ("SET SESSION TRANSACTION READ ONLY", &["tx_read_only"], &[]),
+        ("SET ROLE r", &[rwsplit_classify::ROLE_KEY], &[]),
+        ("USE db", &[rwsplit_classify::SCHEMA_KEY], &[]),
     ];
-    for (sql, assigns, order_dependent) in cases {
+    for (sql, assigns, reads) in cases {
         let v = classify(sql);
         assert_eq!(v.effects.assigns, *assigns, "{sql}");
-        assert_eq!(v.effects.order_dependent, *order_dependent, "{sql}");
+        assert_eq!(v.effects.reads, *reads, "{sql}");
+        assert_eq!(v.effects.order_dependent(), !reads.is_empty(), "{sql}");
     }
+}
+
+/// Statements that apply to the next statement or transaction only, and transaction endings.
+#[test]
+fn next_statement_and_transaction_endings() {
+    let e = |sql: &str| classify(sql).effects;
+    for sql in [
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        "SET @@transaction_isolation = 'READ-COMMITTED'",
+        "SET insert_id = 5",
+        "SET rand_seed1 = 1, rand_seed2 = 2",
+    ] {
+        assert!(e(sql).next_statement, "{sql}");
+    }
+    assert!(!e("SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE").next_statement);
+    assert!(e("COMMIT AND CHAIN").chain && e("ROLLBACK WORK AND CHAIN NO RELEASE").chain);
+    assert!(!e("COMMIT AND NO CHAIN").chain && !e("COMMIT").chain);
+    // XA COMMIT may finish a prepared transaction of a connection that is gone: never a no-op End.
+    assert_eq!(classify("XA COMMIT 'x'").kind, Kind::Master);
+    assert_eq!(classify("XA ROLLBACK 'x'").kind, Kind::Master);
+}
+
+/// Calls whose state belongs to the master's connection or server.
+#[test]
+fn master_only_calls() {
+    for sql in [
+        "SELECT GET_LOCK('a', 0)",
+        "SELECT IS_USED_LOCK('a')",
+        "SELECT RELEASE_ALL_LOCKS()",
+        "SELECT LAST_INSERT_ID()",
+        "SELECT NEXT VALUE FOR s",
+        "SELECT s.nextval",
+        "SELECT LASTVAL(s)",
+        "SELECT @@last_insert_id",
+        "SELECT @@identity",
+        "SELECT LOAD_FILE('/etc/hosts')",
+    ] {
+        let v = classify(sql);
+        assert!(v.effects.master_only, "{sql}");
+        assert_eq!(v.kind, Kind::Master, "{sql}");
+    }
+    for sql in ["SELECT @a := 1", "SELECT SQL_CALC_FOUND_ROWS * FROM t", "SELECT SLEEP(1)", "SELECT 1"] {
+        assert!(!classify(sql).effects.master_only, "{sql}");
+    }
+}
+
+/// MariaDB's ANALYZE runs the statement it analyzes; ANALYZE TABLE maintains tables.
+#[test]
+fn analyze() {
+    assert_eq!(classify("ANALYZE SELECT * FROM t").kind, Kind::Read);
+    assert_eq!(classify("ANALYZE FORMAT=JSON SELECT * FROM t").kind, Kind::Read);
+    let v = classify("ANALYZE DELETE FROM t");
+    assert!(v.kind == Kind::Master && v.effects.dml);
+    let v = classify("ANALYZE TABLE t");
+    assert!(v.kind == Kind::Master && v.effects.implicit_commit);
+    assert!(classify("ANALYZE NO_WRITE_TO_BINLOG TABLE t").effects.implicit_commit);
+    assert_eq!(classify("ANALYZE").reason, Reason::ParseError);
+}
+
+/// A versioned comment above the server's version is a comment, not code: its text cannot hide a write.
+#[test]
+fn versioned_comments_follow_the_server_version() {
+    use rwsplit_classify::{classify_with, Dialect};
+    let d = Dialect::for_server("10.11.6-MariaDB");
+    let sql = b"SELECT 1 /*M!999999 '*/; DELETE FROM b WHERE id=12345; SELECT '*/";
+    assert_eq!(classify_with(sql, d).kind, Kind::Master);
+    let sql = b"SELECT 1 /*M!999999 x */; DELETE FROM b WHERE id = 1";
+    let v = classify_with(sql, d);
+    assert_eq!((v.kind, v.statements, v.effects.dml), (Kind::Master, 2, true));
+    assert_eq!(classify_with(b"SELECT 1 /*!50100 FOR UPDATE */", d).reason, Reason::LockingRead);
+    assert_eq!(classify_with(b"SELECT 1 /*M!999999 FOR UPDATE */", d).kind, Kind::Read);
 }
 
 /// The session's dialect changes how text is read; the classifier follows it.

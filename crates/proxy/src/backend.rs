@@ -8,14 +8,14 @@
 //! The same round trip reads the server's session defaults ([`ServerDefaults`]): `max_allowed_packet` and
 //! the trackers a client gets when it does not choose its own, which is what the session shows its client.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rwsplit_wire::auth::{self, BackendLogin, ServerGreeting};
 use rwsplit_wire::packet::{self, com, ErrPacket};
 use rwsplit_wire::walk::{Expect, Step, Walker};
-use rwsplit_wire::{CapabilityFlags, Frame};
+use rwsplit_wire::{CapabilityFlags, Frame, StatusFlags};
 use tokio::net::TcpStream;
 
 use crate::error::BackendError;
@@ -98,8 +98,8 @@ pub struct BackendConn {
     pub applied: u64,
     /// Prepared statements here: the id the client knows → this server's id.
     pub stmts: HashMap<u32, u32>,
-    /// Statements whose parameter types this server has been sent (for executes that omit them).
-    pub types_sent: HashSet<u32>,
+    /// The parameter types this server last got for each statement (for executes that omit them).
+    pub types_sent: HashMap<u32, bytes::Bytes>,
     /// True while a response is being read: a connection abandoned mid-response is closed, not pooled.
     pub mid_response: bool,
     /// Something other than a plain autocommit read ran here since login or the last reset, so its session
@@ -189,7 +189,7 @@ impl BackendConn {
             thread_id: greeting.connection_id,
             applied: 0,
             stmts: HashMap::new(),
-            types_sent: HashSet::new(),
+            types_sent: HashMap::new(),
             mid_response: false,
             touched: false,
             tracking: false,
@@ -241,22 +241,38 @@ impl BackendConn {
         Ok(())
     }
 
-    /// After the client changed the trackers on this connection: reads what it set (`session_track_…` as
-    /// name/value pairs), then turns the proxy's own trackers on again. The server cannot report the
-    /// client's new values itself once they stop tracking their own variables.
-    pub async fn take_client_trackers(&mut self) -> Result<Vec<(&'static str, String)>, BackendError> {
+    /// After the client changed the trackers on this connection: reads what it set (`session_track_…`) and
+    /// the current values of `also` (other session variables the same statement assigned: once the
+    /// statement changed the trackers, the server may not have reported them), then turns the proxy's own
+    /// trackers on again. The server cannot report the client's new tracker values itself once they stop
+    /// tracking their own variables. Returns name/value pairs (NULL as an empty value, as session tracking
+    /// reports it).
+    pub async fn take_client_trackers(&mut self, also: &[&str]) -> Result<Vec<(String, Vec<u8>)>, BackendError> {
         const NAMES: [&str; 4] = [
             "session_track_system_variables",
             "session_track_schema",
             "session_track_state_change",
             "session_track_transaction_info",
         ];
+        let mut query = TRACKERS_QUERY.to_string();
+        for name in also {
+            query.push_str(", @@session.");
+            query.push_str(name);
+        }
         self.mid_response = true;
-        self.wire.send(0, &[&[com::QUERY][..], TRACKERS_QUERY.as_bytes()].concat()).await?;
-        let frames = self.read_reply_frames(Expect::ResultSets).await?;
-        let values = frames.ok().and_then(|f| first_row(&f, NAMES.len(), self.deprecate_eof())).unwrap_or_default();
+        self.wire.send(0, &[&[com::QUERY][..], query.as_bytes()].concat()).await?;
+        let frames = match self.read_reply_frames(Expect::ResultSets).await? {
+            Ok(frames) => frames,
+            Err(e) => {
+                tracing::warn!(backend = %self.key.addr, %e, "cannot read the session's trackers back");
+                return Err(BackendError::Protocol("the server refused to report session variables"));
+            }
+        };
+        let names: Vec<&str> = NAMES.iter().chain(also).copied().collect();
+        let values = first_row(&frames, names.len(), self.deprecate_eof())
+            .ok_or(BackendError::Protocol("malformed session variables row"))?;
         self.setup(false).await?;
-        Ok(NAMES.into_iter().zip(values).collect())
+        Ok(names.into_iter().map(String::from).zip(values).collect())
     }
 
     /// Resets the connection to a just-logged-in state with COM_CHANGE_USER (same login): rolls back,
@@ -292,6 +308,18 @@ impl BackendConn {
         self.touched = false;
         self.setup(false).await?;
         Ok(())
+    }
+
+    /// The connection's current status flags, from the OK of a COM_PING (which changes nothing on the
+    /// connection, not even the diagnostics area that SHOW WARNINGS reads).
+    pub async fn status(&mut self) -> Result<StatusFlags, BackendError> {
+        let track = self.caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK);
+        match self.run(&[com::PING], Expect::Single).await? {
+            Ok(ok) => packet::OkPacket::parse(ok.payload(), track)
+                .map(|ok| ok.status)
+                .ok_or(BackendError::Protocol("malformed OK to COM_PING")),
+            Err(_) => Err(BackendError::Protocol("the server refused COM_PING")),
+        }
     }
 
     /// Whether the connection negotiated CLIENT_DEPRECATE_EOF.
@@ -364,12 +392,17 @@ pub struct Connected {
 }
 
 /// The first row of a text result of `columns` columns, as strings: column count, definitions, (EOF,) row.
-fn first_row(frames: &[Frame], columns: usize, deprecate_eof: bool) -> Option<Vec<String>> {
+fn first_row(frames: &[Frame], columns: usize, deprecate_eof: bool) -> Option<Vec<Vec<u8>>> {
     let mut rest = frames.get(1 + columns + usize::from(!deprecate_eof))?.payload();
     let mut values = Vec::with_capacity(columns);
     for _ in 0..columns {
+        if rest.first() == Some(&packet::NULL_VALUE) {
+            values.push(Vec::new());
+            rest = &rest[1..];
+            continue;
+        }
         let (v, n) = packet::lenenc_str(rest)?;
-        values.push(String::from_utf8_lossy(v).into_owned());
+        values.push(v.to_vec());
         rest = &rest[n..];
     }
     Some(values)
@@ -377,7 +410,8 @@ fn first_row(frames: &[Frame], columns: usize, deprecate_eof: bool) -> Option<Ve
 
 /// The defaults in the row of [`DEFAULTS_QUERY`]'s text result.
 fn defaults_of(frames: &[Frame], deprecate_eof: bool) -> Option<ServerDefaults> {
-    let values = first_row(frames, 5, deprecate_eof)?;
+    let values: Vec<String> =
+        first_row(frames, 5, deprecate_eof)?.into_iter().map(|v| String::from_utf8_lossy(&v).into_owned()).collect();
     let flag = |v: &str| v == "1" || v.eq_ignore_ascii_case("ON");
     Some(ServerDefaults {
         max_allowed_packet: values[0].parse().ok()?,

@@ -17,6 +17,9 @@ pub enum SessionError {
         /// What happened.
         source: BackendError,
     },
+    /// An invariant of the proxy's own did not hold (a bug): the session ends rather than guess.
+    #[error("internal: {0}")]
+    Internal(&'static str),
 }
 
 /// Client-side failures.
@@ -64,4 +67,7 @@ pub enum BackendError {
     /// `wait_timeout`).
     #[error("the server closed the connection while it was idle{}", .0.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
     Closed(Option<ErrPacket>),
+    /// A new connection refused to take the session's state (a SET or USE replayed on it failed).
+    #[error("cannot restore the session's state on a new connection: {0}")]
+    StateRefused(ErrPacket),
 }

@@ -98,7 +98,9 @@ impl Wire {
             return self.stream.read_buf(&mut self.rbuf).await;
         };
         loop {
-            if let Some(seq) = c.decompressor.decode(&mut c.raw, &mut self.rbuf).map_err(invalid)? {
+            // One compressed packet at a time: the response to a command is numbered from the compressed
+            // packet that carried it, not from a later one a pipelining client already sent.
+            if let Some(seq) = c.decompressor.decode_packet(&mut c.raw, &mut self.rbuf).map_err(invalid)? {
                 c.seq = seq.wrapping_add(1);
                 return Ok(1);
             }

@@ -35,6 +35,8 @@ pub const ERR: u8 = 0xFF;
 pub const EOF: u8 = 0xFE;
 /// First byte of a LOCAL INFILE request.
 pub const LOCAL_INFILE: u8 = 0xFB;
+/// A NULL column value in a text-protocol row.
+pub const NULL_VALUE: u8 = 0xFB;
 
 /// Reads a length-encoded integer; returns it and the bytes consumed.
 pub fn lenenc_int(buf: &[u8]) -> Option<(u64, usize)> {

@@ -5,8 +5,10 @@
 //! - A replica: the session's (sticky) while it qualifies, else the next qualified one in weighted order; a
 //!   READ ONLY transaction keeps its replica until it ends, even if its lag rises, unless it becomes
 //!   unreachable. A replica that cannot take the session's state (e.g. `USE` of a database not replicated
-//!   yet) is skipped until the history changes or [`REPLAY_RETRY`] passes, so the session does not open,
-//!   replay on and drop a connection per read.
+//!   yet) is skipped until the history changes or [`REPLAY_RETRY`] passes (doubling while it keeps
+//!   refusing), so the session does not open, replay on and drop a connection per read.
+//! - A master that refuses the session's state on a new connection, or a replica that fails or refuses it
+//!   while holding what only it had, ends the session after an error: its state cannot be rebuilt.
 //! - A connection that sat idle is checked before it is used: one the server closed meanwhile (`wait_timeout`,
 //!   KILL, restart) is replaced by a new one if it held nothing, and ends the session (error 2006, as a
 //!   direct connection would see) if it held state.
@@ -25,8 +27,12 @@ use crate::backend::{BackendConn, Connected};
 use crate::config::WhenNoReplica;
 use crate::error::{BackendError, SessionError};
 
-/// How long a replica that could not replay the session's state is skipped (unless the history changes).
+/// How long a replica that could not replay the session's state is first skipped (unless the history
+/// changes); the wait doubles while it keeps refusing, up to [`REPLAY_RETRY_MAX`].
 pub const REPLAY_RETRY: Duration = Duration::from_secs(1);
+
+/// The longest a replica that keeps refusing the session's state is skipped.
+pub const REPLAY_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// A replica that could not take the session's state, and when.
 #[derive(Debug, Clone)]
@@ -37,6 +43,8 @@ pub struct Refused {
     pub seq: u64,
     /// When.
     pub at: Instant,
+    /// How long it is skipped from then.
+    pub wait: Duration,
 }
 
 /// Why a connection could not be brought up to date.
@@ -170,7 +178,15 @@ impl Session {
         }
         match self.sync(Side::Master).await {
             Ok(()) => Attach::Ready(Side::Master),
-            Err(SyncError::Replay(e)) => Attach::Refused(e),
+            Err(SyncError::Replay(e)) => {
+                // The master refuses the session's own state on a new connection (a database dropped
+                // meanwhile, …): the session cannot go on as it was, as a direct connection could not
+                // after losing its connection.
+                let held = self.lose(Side::Master);
+                tracing::warn!(backend = %writer, error = %e, "the master refused the session's state on a new connection");
+                let error = BackendError::StateRefused(e);
+                Attach::Lost(Box::new(LostLeg { addr: writer, held, idle: None, error }))
+            }
             Err(SyncError::Backend(error)) => {
                 let held = self.lose(Side::Master);
                 if !held.is_empty() {
@@ -210,25 +226,33 @@ impl Session {
         if self.legs.conn(Side::Replica).is_none() && !self.pick_replica().await {
             return Ok(false);
         }
+        let addr = self.legs.conn(Side::Replica).map(|c| Arc::clone(&c.key.addr)).unwrap_or_default();
         match self.sync(Side::Replica).await {
             Ok(()) => Ok(true),
-            Err(SyncError::Replay(e)) => {
+            Err(SyncError::Replay(e)) if self.legs.held(Side::Replica).is_empty() => {
                 // E.g. USE of a database not yet replicated: this replica cannot serve the session now.
                 tracing::debug!(%e, "replica cannot replay session state; using the master");
-                if let Some(conn) = self.legs.conn(Side::Replica) {
-                    let addr = Arc::clone(&conn.key.addr);
-                    self.replica_refused = Some(Refused { addr, seq: self.history.last_seq(), at: Instant::now() });
-                }
+                self.refuse_replica(addr);
                 if let Some(mut conn) = self.legs.release(Side::Replica) {
                     conn.touched = true;
                     self.pool_release(conn);
                 }
                 Ok(false)
             }
-            Err(SyncError::Backend(e)) => {
-                tracing::warn!(error = %e, "replica failed while restoring session state");
-                self.lose(Side::Replica);
-                Ok(false)
+            Err(sync) => {
+                let error = match sync {
+                    SyncError::Replay(e) => BackendError::StateRefused(e),
+                    SyncError::Backend(e) => e,
+                };
+                tracing::warn!(backend = %addr, %error, "replica failed while restoring session state");
+                let held = self.lose(Side::Replica);
+                if held.is_empty() {
+                    Ok(false)
+                } else {
+                    // It held what only it had (a READ ONLY transaction, temporary tables …): the session
+                    // cannot go on elsewhere as if nothing happened.
+                    Err(Box::new(LostLeg { addr, held, idle: None, error }))
+                }
             }
         }
     }
@@ -237,11 +261,12 @@ impl Session {
     async fn pick_replica(&mut self) -> bool {
         let topology = self.shared.topology.load_full();
         let shared = Arc::clone(&self.shared);
-        let refused =
-            self.replica_refused.take().filter(|r| r.seq == self.history.last_seq() && r.at.elapsed() < REPLAY_RETRY);
+        let seq = self.history.last_seq();
+        let skipped = self.replica_refused.as_ref().filter(|r| r.seq == seq && r.at.elapsed() < r.wait);
+        let skipped = skipped.map(|r| Arc::clone(&r.addr));
         for i in topology.replica_candidates() {
             let addr = Arc::clone(&topology.replicas[i].addr);
-            if !shared.health.load().serves_reads(&addr) || refused.as_ref().is_some_and(|r| r.addr == addr) {
+            if !shared.health.load().serves_reads(&addr) || skipped.as_ref().is_some_and(|a| *a == addr) {
                 continue;
             }
             let acquired = tokio::select! {
@@ -251,7 +276,6 @@ impl Session {
             match acquired {
                 Ok(conn) => {
                     self.legs.put(Side::Replica, conn);
-                    self.replica_refused = refused;
                     return true;
                 }
                 Err(e) => {
@@ -262,8 +286,19 @@ impl Session {
                 }
             }
         }
-        self.replica_refused = refused;
         false
+    }
+
+    /// Remembers that the replica at `addr` could not take the session's state: it is skipped until the
+    /// history changes or its wait passes, a wait that doubles (up to [`REPLAY_RETRY_MAX`]) while it keeps
+    /// refusing the same state.
+    fn refuse_replica(&mut self, addr: Arc<str>) {
+        let seq = self.history.last_seq();
+        let wait = match &self.replica_refused {
+            Some(r) if r.addr == addr && r.seq == seq => (r.wait * 2).min(REPLAY_RETRY_MAX),
+            _ => REPLAY_RETRY,
+        };
+        self.replica_refused = Some(Refused { addr, seq, at: Instant::now(), wait });
     }
 
     /// Before a connection that sat idle is used: if the server closed it meanwhile, drops it. A connection

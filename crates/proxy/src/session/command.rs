@@ -9,7 +9,9 @@ use rwsplit_wire::walk::Expect;
 
 use bytes::BytesMut;
 
-use super::forward::{status_packet, Command, Outcome, RunOptions};
+use rwsplit_wire::packet::OkPacket;
+
+use super::forward::{client_ok, Command, Outcome, RunOptions};
 use super::legs::Side;
 use super::route::{self, Decision, Route, RouteReason};
 use super::Session;
@@ -41,12 +43,10 @@ impl Session {
         if verdict.kind == Kind::SessionSet {
             return self.session_command(payload, Some(&verdict), Expect::ResultSets).await;
         }
-        if verdict.kind == Kind::End && self.no_transaction_anywhere() && self.legs.conn(Side::Master).is_none() {
+        if self.is_noop_end(&verdict) {
             // COMMIT/ROLLBACK with no transaction open and no master connection: a no-op the server would
             // answer with OK; opening a master connection for it would only cost one.
-            if !verdict.effects.releases_connection {
-                return Ok(self.send_ok().await?);
-            }
+            return Ok(self.send_ok().await?);
         }
         let route = match route::route(&self.state, &self.legs, &verdict) {
             Decision::Run(route) => route,
@@ -67,29 +67,46 @@ impl Session {
             local_infile: verdict.effects.local_infile,
             hold_final_ok: changes_trackers(&verdict),
         };
-        let Some(outcome) = self.run_command(route, run, Command::Plain(payload.clone())).await? else {
+        let Some(mut outcome) = self.run_command(route, run, Command::Plain(payload.clone())).await? else {
             return Ok(());
         };
+        self.settle_status(&mut outcome, &verdict).await?;
         self.apply(&outcome, Some(&verdict), None);
         self.after_trackers(&outcome, &verdict).await
     }
 
+    /// Whether a COMMIT/ROLLBACK would do nothing on the server: no transaction open, no master connection
+    /// (so nothing that could hold one), and it neither chains a new transaction nor releases the
+    /// connection, nor could `completion_type` make it do either.
+    fn is_noop_end(&self, verdict: &Verdict) -> bool {
+        let e = &verdict.effects;
+        verdict.kind == Kind::End
+            && verdict.statements == 1
+            && !e.chain
+            && !e.releases_connection
+            && self.no_transaction_anywhere()
+            && self.legs.conn(Side::Master).is_none()
+            && !self.history.assigns("completion_type")
+    }
+
     /// After a command that may have changed the client's trackers: learns them, then sends the held-back
-    /// final OK as the client now sees it.
+    /// final OK as the client now sees it. If learning failed, the session ends once the OK is sent.
     pub(super) async fn after_trackers(&mut self, outcome: &Outcome, verdict: &Verdict) -> Result<(), SessionError> {
-        if !outcome.error {
-            self.learn_client_trackers(outcome.side, verdict).await;
+        let learned = match outcome.error {
+            false => self.learn_client_trackers(outcome.side, verdict).await,
+            true => Ok(()),
+        };
+        if let Some(ok) = &outcome.held_ok {
+            let backend_tracks = self.legs.conn(outcome.side).is_none_or(|c| c.tracking);
+            let mut out = BytesMut::new();
+            let parsed = OkPacket::parse(ok, backend_tracks);
+            if !parsed.is_some_and(|p| client_ok(&p, ok, &self.tracking, &mut out)) {
+                out.clear();
+                out.extend_from_slice(ok);
+            }
+            self.client_seq = self.client.send(self.client_seq, &out).await.map_err(crate::error::ClientError::from)?;
         }
-        let Some(ok) = &outcome.held_ok else { return Ok(()) };
-        let backend_tracks = self.legs.conn(outcome.side).is_none_or(|c| c.tracking);
-        let mut out = BytesMut::new();
-        let mut report = super::track::Report::default();
-        if !status_packet(ok, backend_tracks, &self.tracking, &mut report, &mut out) {
-            out.clear();
-            out.extend_from_slice(ok);
-        }
-        self.client_seq = self.client.send(self.client_seq, &out).await.map_err(crate::error::ClientError::from)?;
-        Ok(())
+        learned
     }
 
     /// Whether no leg holds a transaction.
@@ -117,20 +134,17 @@ impl Session {
     }
 
     /// A command that changes session state and is replayed on every backend of the session (SET, USE,
-    /// COM_INIT_DB, COM_SET_OPTION). It runs on the backend the session is using (the transaction's, else
-    /// the master if connected, else the replica if connected, else the master) and joins the history if it
-    /// succeeds; the session's other connection catches up before its next statement.
+    /// COM_INIT_DB, COM_SET_OPTION). It runs on the master (or on the replica holding the session's READ
+    /// ONLY transaction) and joins the history if it succeeds; the session's other connection catches up
+    /// before its next statement.
     pub(super) async fn session_command(
         &mut self,
         payload: Bytes,
         verdict: Option<&Verdict>,
         expect: Expect,
     ) -> Result<(), SessionError> {
-        let side = match self.legs.trx_side() {
-            Some(side) => side,
-            None if self.legs.conn(Side::Master).is_none() && self.legs.conn(Side::Replica).is_some() => Side::Replica,
-            None => Side::Master,
-        };
+        // The master is the source of truth: a SET or USE it refuses is refused, whatever a replica would say.
+        let side = self.legs.trx_side().unwrap_or(Side::Master);
         let route = Route::to(side, RouteReason::SessionState);
         let run = RunOptions { hold_final_ok: verdict.is_some_and(changes_trackers), ..RunOptions::new(expect) };
         let Some(outcome) = self.run_command(route, run, Command::Plain(payload.clone())).await? else {
@@ -172,7 +186,7 @@ impl Session {
             Route::to(side, RouteReason::Transaction)
         } else if !self.state.autocommit {
             Route::to(Side::Master, RouteReason::Transaction)
-        } else if self.legs.held(Side::Master).table_locks {
+        } else if self.legs.held(Side::Master).locks_tables() {
             Route::to(Side::Master, RouteReason::LockTables)
         } else {
             let mut r = route::route_read(&self.state, &self.legs, &[table], false);
@@ -190,6 +204,7 @@ impl Session {
     /// starts over as if just logged in, keeping its current database, as the server does.
     pub(super) async fn com_reset_connection(&mut self) -> Result<(), SessionError> {
         self.reset_state();
+        self.start_view();
         self.history.keep_only_schema();
         Ok(self.send_ok().await?)
     }

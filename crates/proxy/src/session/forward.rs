@@ -127,6 +127,7 @@ impl Session {
         let Route { side: wanted, reason, plain_read } = route;
         let plain_read = plain_read && matches!(&command, Command::Plain(p) if p.first() == Some(&packet::com::QUERY));
         let started = std::time::Instant::now();
+        let start_seq = self.client_seq;
         let mut retried = false;
         loop {
             let needs_replica_state = wanted == Side::Replica && !plain_read;
@@ -135,15 +136,23 @@ impl Session {
                 None => return Ok(None),
             };
             let reason = if wanted == Side::Replica && side == Side::Master { RouteReason::NoReplica } else { reason };
-            let Some((payload, prepare_id)) = self.payload_for(side, &command).await? else {
-                return Ok(None);
+            let (payload, prepare_id) = match self.payload_for(side, &command).await? {
+                Some(Ok(p)) => p,
+                Some(Err(error)) => {
+                    // The connection failed while the statement was prepared on it: the command was not sent.
+                    match self.command_failed(side, error, Phase::NotSent, plain_read, retried, start_seq).await? {
+                        true => {
+                            retried = true;
+                            continue;
+                        }
+                        false => return Ok(None),
+                    }
+                }
+                None => return Ok(None),
             };
             self.publish_backends();
-            let start_seq = self.client_seq;
             let shared = Arc::clone(&self.shared);
-            let Some(conn) = self.legs.conn_mut(side) else {
-                return Ok(None);
-            };
+            let conn = self.legs.conn_mut(side).ok_or(SessionError::Internal("attached leg vanished"))?;
             // Only a plain autocommit read leaves no session state behind (see pool.rs).
             conn.touched |= !plain_read;
             let addr = Arc::clone(&conn.key.addr);
@@ -167,31 +176,48 @@ impl Session {
                 }
                 Err(Fail::Client(e)) => return Err(e.into()),
                 Err(Fail::Backend { error, sent }) => {
-                    self.shared.metrics.error(crate::metrics::ErrorKind::BackendQuery);
-                    tracing::warn!(backend = %addr, %error, sent, "backend failed during a command");
-                    let lost = self.lose(side);
-                    let failure = Failure {
-                        side,
-                        phase: if sent { Phase::Forwarded } else { Phase::Sent },
-                        plain_read,
-                        retried,
-                        lost_state: !lost.is_empty(),
-                    };
-                    match policy::on_failure(failure) {
-                        Policy::Retry => {
-                            self.client.discard_pending();
-                            self.client_seq = start_seq;
-                            retried = true;
-                        }
-                        Policy::Close => return Err(SessionError::Backend { addr: addr.to_string(), source: error }),
-                        Policy::ErrorContinue | Policy::ErrorClose => {
-                            self.client.discard_pending();
-                            self.client_seq = start_seq;
-                            return self.lost_connection(&addr, &lost, error).await;
-                        }
+                    let phase = if sent { Phase::Forwarded } else { Phase::Sent };
+                    match self.command_failed(side, error, phase, plain_read, retried, start_seq).await? {
+                        true => retried = true,
+                        false => return Ok(None),
                     }
                 }
             }
+        }
+    }
+
+    /// Applies the failure policy to a backend that failed under the current command. `Ok(true)`: run the
+    /// command again; `Ok(false)`: the client got an error and the session goes on; `Err`: the session ends
+    /// (after the client got an error, when one is due).
+    async fn command_failed(
+        &mut self,
+        side: Side,
+        error: BackendError,
+        phase: Phase,
+        plain_read: bool,
+        retried: bool,
+        start_seq: u8,
+    ) -> Result<bool, SessionError> {
+        self.shared.metrics.error(crate::metrics::ErrorKind::BackendQuery);
+        let addr = self.legs.conn(side).map(|c| c.key.addr.to_string()).unwrap_or_default();
+        tracing::warn!(backend = %addr, %error, ?phase, "backend failed during a command");
+        let lost = self.lose(side);
+        let failure = Failure { side, phase, plain_read, retried, lost_state: !lost.is_empty() };
+        let policy = policy::on_failure(failure);
+        if policy != Policy::Close {
+            // Nothing of this command's response reached the client: start its answer over.
+            self.client.discard_pending();
+            self.client_seq = start_seq;
+        }
+        match policy {
+            Policy::Retry => Ok(true),
+            Policy::Close => Err(SessionError::Backend { addr, source: error }),
+            Policy::ErrorContinue => {
+                let msg = format!("rwsplit: backend {addr} is unavailable: {error}");
+                self.send_err(2003, b"HY000", &msg).await?;
+                Ok(false)
+            }
+            Policy::ErrorClose => self.lost_connection(&addr, &lost, error).await.map(|_| false),
         }
     }
 
@@ -250,8 +276,11 @@ pub async fn pump(
                 }
             }
             if options.run.hold_final_ok && matches!(step, Step::Done { .. }) && walker.packet() == Packet::Ok {
-                // Kept back: the session sends it once it knows what the command changed.
-                let _ = status_packet(payload, conn.tracking, options.tracking, &mut out.report, &mut scratch);
+                // Kept back: the session sends it (as the client sees it) once it knows what the command
+                // changed.
+                if let Some(ok) = OkPacket::parse(payload, conn.tracking) {
+                    report_ok(&ok, &mut out.report);
+                }
                 out.held_ok = Some(payload.to_vec());
                 conn.wire.splice(walked, len, &[]);
                 break;
@@ -346,12 +375,25 @@ pub(super) fn status_packet(
     scratch: &mut BytesMut,
 ) -> bool {
     let Some(ok) = OkPacket::parse(payload, backend_tracks) else { return false };
+    report_ok(&ok, report);
+    client_ok(&ok, payload, client, scratch)
+}
+
+/// Reads an OK packet's status and session state into `report`.
+fn report_ok(ok: &OkPacket<'_>, report: &mut Report) {
     report.status = Some(ok.status);
+    if ok.status.bits() & SESSION_STATE_CHANGED != 0 {
+        for change in ok.changes() {
+            report.add(&change);
+        }
+    }
+}
+
+/// When the client would see an OK packet differently (it tracks less than the backend reports), writes
+/// its version into `scratch` and returns true.
+pub(super) fn client_ok(ok: &OkPacket<'_>, payload: &[u8], client: &ClientTracking, scratch: &mut BytesMut) -> bool {
     if ok.status.bits() & SESSION_STATE_CHANGED == 0 {
         return false;
-    }
-    for change in ok.changes() {
-        report.add(&change);
     }
     scratch.clear();
     ok.write(scratch, client.enabled(), |c| client.keeps(c));

@@ -3,12 +3,13 @@
 //!
 //! Each entry has a sequence number; a connection remembers the last one it has applied, and catching up
 //! means replaying the entries after it. Each entry also says what it assigns (its keys: variable names,
-//! the schema) and whether its replay depends on what came before it (it reads a variable, or gives a user
-//! variable a string, whose collation is the connection's). That lets the history keep only the last value
-//! of a variable: a new entry that depends on nothing replaces every earlier entry whose keys it covers,
-//! unless a later entry depends on that earlier one. Pools that re-send `SET NAMES`, `SET autocommit` or
-//! `SET SESSION TRANSACTION …` on every checkout therefore keep a history of a handful of entries, not one per
-//! checkout.
+//! the schema) and what its replay reads (variables; the connection's collation when it gives a user
+//! variable a string). That lets the history keep only the last value of a variable: an entry whose keys
+//! are all assigned again later is dropped, unless an entry in between (or the one assigning them again)
+//! reads one of them. Pools that re-send `SET NAMES`, `SET autocommit` or `SET SESSION TRANSACTION …` on every checkout,
+//! and applications that set `@user = '…'` per request, therefore keep a history of a handful of entries,
+//! not one per checkout. Only a chain of entries that each read the last (`SET @n = @n + 1`) grows until
+//! [`MAX_ENTRIES`].
 //!
 //! System variables changed in ways the text does not show (a prepared `SET time_zone = ?`, a stored
 //! procedure's `SET sql_mode`, `SET sql_mode = CONCAT(@@sql_mode, …)`) are recorded from the value the
@@ -20,6 +21,13 @@ use rwsplit_wire::packet::com;
 /// Most entries kept; past this the session's reads stay on the master (nothing more can be replayed).
 pub const MAX_ENTRIES: usize = 256;
 
+/// In an entry's reads: it may read anything (a command whose text the proxy did not analyse).
+pub const READS_ANYTHING: &str = "*";
+
+/// System variables that may be NULL: the server reports NULL as an empty value, and `''` is not a valid
+/// value of theirs, so an empty report is replayed as NULL.
+const NULLABLE_SYSVARS: &[&str] = &["character_set_results", "default_tmp_storage_engine", "enforce_storage_engine"];
+
 /// One command of the history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -29,8 +37,10 @@ pub struct Entry {
     pub payload: Bytes,
     /// What it assigns, lower-case (see `Effects::assigns`).
     pub keys: Vec<String>,
-    /// Its result depends on the entries before it.
-    pub order_dependent: bool,
+    /// What its replay reads, named like the keys (see `Effects::reads`; [`READS_ANYTHING`]).
+    pub reads: Vec<String>,
+    /// The proxy wrote it from the server's report (the client never sent this text).
+    pub synthesized: bool,
 }
 
 /// The history of one session.
@@ -48,18 +58,27 @@ impl History {
         self.entries.len() >= MAX_ENTRIES
     }
 
+    /// Whether an entry assigns `key`.
+    pub fn assigns(&self, key: &str) -> bool {
+        self.entries.iter().any(|e| e.keys.iter().any(|k| k == key))
+    }
+
     /// The last sequence number recorded: a connection that ran the latest command is up to date with this.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }
 
-    /// Records a command; returns its sequence number. Earlier entries it makes redundant are dropped.
-    pub fn push(&mut self, payload: Bytes, keys: Vec<String>, order_dependent: bool) -> u64 {
-        if !order_dependent && !keys.is_empty() {
-            self.drop_covered(&keys);
-        }
+    /// Records a command the client sent; returns its sequence number. Earlier entries it makes redundant
+    /// are dropped.
+    pub fn push(&mut self, payload: Bytes, keys: Vec<String>, reads: Vec<String>) -> u64 {
+        self.add(Entry { seq: 0, payload, keys, reads, synthesized: false })
+    }
+
+    fn add(&mut self, mut entry: Entry) -> u64 {
         self.last_seq += 1;
-        self.entries.push(Entry { seq: self.last_seq, payload, keys, order_dependent });
+        entry.seq = self.last_seq;
+        self.entries.push(entry);
+        self.compact();
         self.last_seq
     }
 
@@ -70,8 +89,18 @@ impl History {
         p.extend_from_slice(b"SET SESSION ");
         p.extend_from_slice(name.as_bytes());
         p.extend_from_slice(b" = ");
-        push_value(&mut p, value);
-        self.push(p.into(), vec![name.to_string()], false)
+        if value.is_empty() && NULLABLE_SYSVARS.contains(&name) {
+            p.extend_from_slice(b"NULL");
+        } else {
+            push_value(&mut p, value);
+        }
+        self.add(Entry {
+            seq: 0,
+            payload: p.into(),
+            keys: vec![name.to_string()],
+            reads: Vec::new(),
+            synthesized: true,
+        })
     }
 
     /// Records a change of the current database (`COM_INIT_DB`), as the server reported it.
@@ -79,19 +108,32 @@ impl History {
         let mut p = Vec::with_capacity(1 + schema.len());
         p.push(com::INIT_DB);
         p.extend_from_slice(schema);
-        self.push(p.into(), vec![rwsplit_classify::SCHEMA_KEY.to_string()], false)
+        let keys = vec![rwsplit_classify::SCHEMA_KEY.to_string()];
+        self.add(Entry { seq: 0, payload: p.into(), keys, reads: Vec::new(), synthesized: true })
     }
 
-    /// Drops every entry whose keys `keys` cover and that no later entry depends on.
-    fn drop_covered(&mut self, keys: &[String]) {
-        // An entry with an order-dependent entry after it must stay: that later one may read what it set.
-        let last_dependent = self.entries.iter().rposition(|e| e.order_dependent);
-        let mut i = 0;
-        self.entries.retain(|e| {
-            let keep_for_later = last_dependent.is_some_and(|d| i < d);
-            i += 1;
-            keep_for_later || e.keys.is_empty() || !e.keys.iter().all(|k| keys.contains(k))
-        });
+    /// Drops every entry whose keys are all assigned again later with no entry in between reading them: its
+    /// values can no longer matter. Walks from the newest entry back, keeping the keys that a later entry
+    /// assigns and nothing after that one reads before it (an entry reads before it assigns).
+    fn compact(&mut self) {
+        let mut overwritten: Vec<&str> = Vec::new();
+        let mut keep = vec![true; self.entries.len()];
+        for (i, e) in self.entries.iter().enumerate().rev() {
+            if !e.keys.is_empty() && e.keys.iter().all(|k| overwritten.contains(&k.as_str())) {
+                keep[i] = false;
+                continue;
+            }
+            overwritten.extend(e.keys.iter().map(String::as_str));
+            if e.reads.iter().any(|r| r == READS_ANYTHING) {
+                overwritten.clear();
+            } else {
+                overwritten.retain(|k| !e.reads.iter().any(|r| r == k));
+            }
+        }
+        if keep.contains(&false) {
+            let mut keep = keep.into_iter();
+            self.entries.retain(|_| keep.next().unwrap_or(true));
+        }
     }
 
     /// The entries a connection that applied everything up to `applied` has not seen, in order.
@@ -139,6 +181,8 @@ fn push_value(p: &mut Vec<u8>, value: &[u8]) {
 mod tests {
     use super::*;
 
+    const CHARSET: &[&str] = &["character_set_connection", "collation_connection"];
+
     fn keys(k: &[&str]) -> Vec<String> {
         k.iter().map(|s| s.to_string()).collect()
     }
@@ -153,48 +197,69 @@ mod tests {
         for _ in 0..300 {
             h.push(
                 Bytes::from_static(b"\x03SET NAMES utf8mb4"),
-                keys(&["character_set_client", "collation_connection"]),
-                false,
+                keys(&["character_set_client", "character_set_connection", "collation_connection"]),
+                vec![],
             );
-            h.push(Bytes::from_static(b"\x03SET autocommit = 1"), keys(&["autocommit"]), false);
-            h.push(Bytes::from_static(b"\x03SET @rownum = 0"), keys(&["@rownum"]), false);
+            h.push(Bytes::from_static(b"\x03SET autocommit = 1"), keys(&["autocommit"]), vec![]);
+            h.push(Bytes::from_static(b"\x03SET @rownum = 0"), keys(&["@rownum"]), vec![]);
+            // A string for a user variable reads the connection's collation, not the variable itself.
+            h.push(Bytes::from_static(b"\x03SET @user = 'alice'"), keys(&["@user"]), keys(CHARSET));
         }
-        assert_eq!(texts(&h), ["SET NAMES utf8mb4", "SET autocommit = 1", "SET @rownum = 0"]);
+        assert_eq!(texts(&h), ["SET NAMES utf8mb4", "SET autocommit = 1", "SET @rownum = 0", "SET @user = 'alice'"]);
         assert!(!h.is_full());
-        assert_eq!(h.last_seq(), 900);
+        assert_eq!(h.last_seq(), 1200);
     }
 
     #[test]
-    fn entries_something_later_depends_on_stay() {
+    fn entries_something_later_reads_stay() {
         let mut h = History::default();
-        h.push(Bytes::from_static(b"\x03SET @a = 1"), keys(&["@a"]), false);
-        h.push(Bytes::from_static(b"\x03SET @b = @a + 1"), keys(&["@b"]), true);
-        h.push(Bytes::from_static(b"\x03SET @a = 5"), keys(&["@a"]), false);
+        h.push(Bytes::from_static(b"\x03SET @a = 1"), keys(&["@a"]), vec![]);
+        h.push(Bytes::from_static(b"\x03SET @b = @a + 1"), keys(&["@b"]), keys(&["@a"]));
+        h.push(Bytes::from_static(b"\x03SET @a = 5"), keys(&["@a"]), vec![]);
         assert_eq!(texts(&h), ["SET @a = 1", "SET @b = @a + 1", "SET @a = 5"]);
-        // An order-dependent entry never replaces anything.
-        h.push(Bytes::from_static(b"\x03SET @a = @a + 1"), keys(&["@a"]), true);
+        // An entry reading its own key keeps the one before it.
+        h.push(Bytes::from_static(b"\x03SET @a = @a + 1"), keys(&["@a"]), keys(&["@a"]));
         assert_eq!(h.after(0).count(), 4);
+        // Once what read them is replaced too, the old values go.
+        h.push(Bytes::from_static(b"\x03SET @b = 0"), keys(&["@b"]), vec![]);
+        h.push(Bytes::from_static(b"\x03SET @a = 0"), keys(&["@a"]), vec![]);
+        assert_eq!(texts(&h), ["SET @b = 0", "SET @a = 0"]);
+        // SET NAMES stays while a later string assignment read its collation.
+        let mut h = History::default();
+        let names = keys(&["character_set_client", "character_set_connection", "collation_connection"]);
+        h.push(Bytes::from_static(b"\x03SET NAMES latin1"), names.clone(), vec![]);
+        h.push(Bytes::from_static(b"\x03SET @u = 'x'"), keys(&["@u"]), keys(CHARSET));
+        h.push(Bytes::from_static(b"\x03SET NAMES utf8mb4"), names.clone(), vec![]);
+        assert_eq!(h.after(0).count(), 3);
+        h.push(Bytes::from_static(b"\x03SET @u = 'y'"), keys(&["@u"]), keys(CHARSET));
+        assert_eq!(texts(&h), ["SET NAMES utf8mb4", "SET @u = 'y'"]);
+        // A command whose reads are unknown keeps everything before it.
+        let mut h = History::default();
+        h.push(Bytes::from_static(b"\x03SET a = 1"), keys(&["a"]), vec![]);
+        h.push(Bytes::from_static(b"\x1b\x00\x00"), vec![], keys(&[READS_ANYTHING]));
+        h.push(Bytes::from_static(b"\x03SET a = 2"), keys(&["a"]), vec![]);
+        assert_eq!(h.after(0).count(), 3);
         // A multi-variable entry is replaced only by one that covers all its variables.
         let mut h = History::default();
-        h.push(Bytes::from_static(b"\x03SET a = 1, b = 2"), keys(&["a", "b"]), false);
-        h.push(Bytes::from_static(b"\x03SET a = 3"), keys(&["a"]), false);
+        h.push(Bytes::from_static(b"\x03SET a = 1, b = 2"), keys(&["a", "b"]), vec![]);
+        h.push(Bytes::from_static(b"\x03SET a = 3"), keys(&["a"]), vec![]);
         assert_eq!(h.after(0).count(), 2);
-        h.push(Bytes::from_static(b"\x03SET b = 3, a = 4"), keys(&["b", "a"]), false);
+        h.push(Bytes::from_static(b"\x03SET b = 3, a = 4"), keys(&["b", "a"]), vec![]);
         assert_eq!(texts(&h), ["SET b = 3, a = 4"]);
         // Entries without keys (COM_SET_OPTION, SET ROLE …) are never dropped.
-        h.push(Bytes::from_static(b"\x1b\x00\x00"), vec![], false);
-        h.push(Bytes::from_static(b"\x03SET b = 1, a = 1"), keys(&["b", "a"]), false);
+        h.push(Bytes::from_static(b"\x1b\x00\x00"), vec![], vec![]);
+        h.push(Bytes::from_static(b"\x03SET b = 1, a = 1"), keys(&["b", "a"]), vec![]);
         assert_eq!(h.after(0).count(), 2);
     }
 
     #[test]
     fn catching_up_replays_only_what_a_connection_missed() {
         let mut h = History::default();
-        let first = h.push(Bytes::from_static(b"\x03SET @a = 1"), keys(&["@a"]), false);
-        h.push(Bytes::from_static(b"\x03SET @b = 1"), keys(&["@b"]), false);
+        let first = h.push(Bytes::from_static(b"\x03SET @a = 1"), keys(&["@a"]), vec![]);
+        h.push(Bytes::from_static(b"\x03SET @b = 1"), keys(&["@b"]), vec![]);
         assert_eq!(h.after(first).count(), 1);
         // @a replaced: a connection that applied the old @a gets the new one.
-        h.push(Bytes::from_static(b"\x03SET @a = 2"), keys(&["@a"]), false);
+        h.push(Bytes::from_static(b"\x03SET @a = 2"), keys(&["@a"]), vec![]);
         let missed: Vec<u64> = h.after(first).map(|e| e.seq).collect();
         assert_eq!(missed, [2, 3]);
         assert_eq!(h.after(h.last_seq()).count(), 0);
@@ -208,6 +273,8 @@ mod tests {
         h.push_sysvar("max_statement_time", b"10.000000");
         h.push_sysvar("sql_mode", b"it's\\odd");
         h.push_sysvar("time_zone", b"+00:00");
+        h.push_sysvar("character_set_results", b"");
+        h.push_sysvar("default_regex_flags", b"");
         h.push_schema(b"shop");
         assert_eq!(
             texts(&h),
@@ -216,10 +283,14 @@ mod tests {
                 "SET SESSION max_statement_time = 10.000000".to_string(),
                 "SET SESSION sql_mode = X'697427735C6F6464'".to_string(),
                 "SET SESSION time_zone = '+00:00'".to_string(),
+                "SET SESSION character_set_results = NULL".to_string(),
+                "SET SESSION default_regex_flags = ''".to_string(),
                 "shop".to_string(),
             ]
         );
-        h.push(Bytes::from_static(b"\x03SET @a = 1"), keys(&["@a"]), false);
+        h.push(Bytes::from_static(b"\x03SET @a = 1"), keys(&["@a"]), vec![]);
+        let synthesized: Vec<bool> = h.after(0).map(|e| e.synthesized).collect();
+        assert_eq!(synthesized, [true, true, true, true, true, true, true, false]);
         h.keep_only_schema();
         assert_eq!(texts(&h), ["shop"]);
     }

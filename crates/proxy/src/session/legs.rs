@@ -40,12 +40,18 @@ impl Side {
 /// What one backend connection holds that only it has.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Held {
-    /// A transaction is open here (`SERVER_STATUS_IN_TRANS`, or assumed after an error that hid the status).
+    /// A transaction is open here (`SERVER_STATUS_IN_TRANS`).
     pub trx: bool,
     /// The open transaction is READ ONLY (`SERVER_STATUS_IN_TRANS_READONLY`).
     pub trx_read_only: bool,
-    /// LOCK TABLES or FLUSH TABLES WITH READ LOCK is in force.
+    /// LOCK TABLES is in force (as the server's transaction-state tracking reports it).
     pub table_locks: bool,
+    /// `FLUSH TABLES … WITH READ LOCK` / `… FOR EXPORT` is in force: from the statement text (the server
+    /// does not report these locks), until UNLOCK TABLES.
+    pub flush_locks: bool,
+    /// `SET TRANSACTION …` or a next-statement variable (`insert_id`, `rand_seed1`, …) waits for the next
+    /// statement here.
+    pub next_statement: bool,
     /// `GET_LOCK()` ran here: named locks may be held.
     pub named_locks: bool,
     /// Temporary tables created here (lower-case names).
@@ -72,6 +78,11 @@ impl Held {
         *self == Held::default()
     }
 
+    /// Whether table locks taken here are in force (every statement must come here).
+    pub fn locks_tables(&self) -> bool {
+        self.table_locks || self.flush_locks
+    }
+
     /// Whether state lives here that only a statement naming it needs (temporary tables, user variables):
     /// reads that need it must come here.
     pub fn has_session_objects(&self) -> bool {
@@ -84,8 +95,11 @@ impl Held {
         if self.trx {
             parts.push("an open transaction".into());
         }
-        if self.table_locks {
+        if self.locks_tables() {
             parts.push("table locks".into());
+        }
+        if self.next_statement {
+            parts.push("settings for the next transaction or statement".into());
         }
         if self.named_locks {
             parts.push("named locks (GET_LOCK)".into());

@@ -90,9 +90,11 @@ pub struct Hello {
     pub seq: u8,
 }
 
-/// The dialect a session starts with: default quoting rules, the client character set of its collation.
-pub fn dialect_of(collation: u16) -> Dialect {
-    Dialect { multibyte: Multibyte::from_collation_id(collation), ..Dialect::default() }
+/// The dialect a session starts with: default quoting rules, the client character set of its collation,
+/// the version of the server (`server_version`, as its greeting gave it, if known).
+pub fn dialect_of(collation: u16, server_version: Option<&str>) -> Dialect {
+    let server = server_version.map(Dialect::for_server).unwrap_or_default();
+    Dialect { multibyte: Multibyte::from_collation_id(collation), ..server }
 }
 
 /// Runs the server side of the handshake up to the password check. On failure the client has been sent an
@@ -303,10 +305,7 @@ impl Session {
         self.login.password = password;
         self.login.database = hello.database.map(Into::into);
         self.login.collation = cu.collation.unwrap_or(self.login.collation);
-        self.dialect = dialect_of(self.login.collation);
-        let defaults = self.shared.servers.defaults().map(|d| (*d).clone()).unwrap_or_default();
-        let session_track = self.login.capabilities.contains(CapabilityFlags::CLIENT_SESSION_TRACK);
-        self.tracking = super::track::ClientTracking::new(session_track, &defaults);
+        self.start_view();
         self.shared.registry.publish_user(self.id, &self.login.user);
         tracing::Span::current().record("user", tracing::field::debug(&self.login.user));
         if !self.check_database().await? {

@@ -108,16 +108,14 @@ pub async fn serve(stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Sh
         };
         tracing::Span::current().record("user", tracing::field::debug(&hello.login.user));
         let cancel = shutdown.child_token();
-        let defaults = shared.servers.defaults().map(|d| (*d).clone()).unwrap_or_default();
-        let session_track = hello.login.capabilities.contains(rwsplit_wire::CapabilityFlags::CLIENT_SESSION_TRACK);
         let mut session = Session {
             id,
             cancel: cancel.clone(),
             started: std::time::SystemTime::now(),
             counters: crate::metrics::QueryCounters::default(),
             client,
-            tracking: track::ClientTracking::new(session_track, &defaults),
-            dialect: login::dialect_of(hello.login.collation),
+            tracking: track::ClientTracking::new(false, &crate::backend::ServerDefaults::default()),
+            dialect: Dialect::default(),
             shared,
             login: hello.login,
             legs: legs::Legs::default(),
@@ -129,6 +127,7 @@ pub async fn serve(stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Sh
             replica_refused: None,
             close_after: false,
         };
+        session.start_view();
         session.register(&peer);
         let result = match session.finish_login().await {
             Ok(true) => session.command_loop(&cancel).await,
@@ -143,6 +142,10 @@ pub async fn serve(stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Sh
                     SessionError::Client(ClientError::Io(_)) => None,
                     SessionError::Client(_) => Some(crate::metrics::ErrorKind::ClientProtocol),
                     SessionError::Backend { .. } => Some(crate::metrics::ErrorKind::BackendQuery),
+                    SessionError::Internal(_) => {
+                        tracing::error!(error = %e, "session ended by a proxy bug");
+                        None
+                    }
                 };
                 if let Some(kind) = kind {
                     session.shared.metrics.error(kind);
@@ -273,6 +276,17 @@ impl Session {
             self.pool_release(conn);
         }
         self.publish_backends();
+    }
+
+    /// Starts the client's view of the session over, as just logged in: how its text is read (the login's
+    /// character set, default quoting rules, the server's version) and what it tracks (the server's
+    /// defaults).
+    fn start_view(&mut self) {
+        let version = self.shared.servers.greeting().map(|(version, _)| version);
+        self.dialect = login::dialect_of(self.login.collation, version.as_deref());
+        let defaults = self.shared.servers.defaults().map(|d| (*d).clone()).unwrap_or_default();
+        let session_track = self.login.capabilities.contains(rwsplit_wire::CapabilityFlags::CLIENT_SESSION_TRACK);
+        self.tracking = track::ClientTracking::new(session_track, &defaults);
     }
 
     /// Forgets all session state and releases the backends (COM_RESET_CONNECTION, COM_CHANGE_USER).

@@ -10,9 +10,27 @@
 //!   scan it into a string (go-sql-driver) keep working.
 //!
 //! Both are found with the classifier's lexer, so text in strings, quoted identifiers and comments is never
-//! touched. The text is scanned only when it contains the names at all.
+//! touched. The text is scanned only when it contains the names at all. Two kinds of text are left alone:
+//! - `CREATE …` and `ALTER …` statements (views, triggers, routines, events, column defaults): their
+//!   bodies run later, on whichever connection fires them, where a constant would be wrong;
+//! - text that compares `CONNECTION_ID()` with the servers' own thread ids (`IS_USED_LOCK()`, the
+//!   process list, `INNODB_TRX`, `METADATA_LOCK_INFO`, `performance_schema`): there it keeps the backend
+//!   connection's id, so that the comparison holds (such statements run on the master, see the
+//!   classifier's side-effect functions).
 
 use rwsplit_classify::lex::{Dialect, Lexer, Span, SpanKind};
+
+/// Words that make a text leave `CONNECTION_ID()` alone: it is compared with the servers' thread ids.
+const THREAD_ID_WORDS: &[&str] = &[
+    "IS_USED_LOCK",
+    "PROCESSLIST",
+    "PROCESSLIST_ID",
+    "THREAD_ID",
+    "PS_CURRENT_THREAD_ID",
+    "PERFORMANCE_SCHEMA",
+    "TRX_MYSQL_THREAD_ID",
+    "METADATA_LOCK_INFO",
+];
 
 /// The rewritten statement, if `sql` calls `CONNECTION_ID()` or reads `@@socket`.
 pub fn rewrite(sql: &[u8], dialect: Dialect, connection_id: u32) -> Option<Vec<u8>> {
@@ -20,6 +38,15 @@ pub fn rewrite(sql: &[u8], dialect: Dialect, connection_id: u32) -> Option<Vec<u
         return None;
     }
     let spans: Vec<Span> = Lexer::new(sql, dialect).filter(|s| s.kind != SpanKind::Space).collect();
+    let code: Vec<&Span> = spans.iter().filter(|s| s.is_code()).collect();
+    let starts_ddl = code.iter().enumerate().any(|(k, s)| {
+        let at_start = k == 0 || code[k - 1].is_punct(sql, b';');
+        at_start && (s.is_word(sql, "CREATE") || s.is_word(sql, "ALTER"))
+    });
+    if starts_ddl {
+        return None;
+    }
+    let keep_connection_id = code.iter().any(|s| THREAD_ID_WORDS.iter().any(|w| s.is_word(sql, w)));
     let mut out = Vec::with_capacity(sql.len() + 32);
     let mut copied = 0;
     let mut changed = false;
@@ -32,7 +59,7 @@ pub fn rewrite(sql: &[u8], dialect: Dialect, connection_id: u32) -> Option<Vec<u
         } else if s.is_punct(sql, b')') {
             depth = depth.saturating_sub(1);
         }
-        let replacement = if let Some(len) = connection_id_call(sql, &spans, i) {
+        let replacement = if let Some(len) = connection_id_call(sql, &spans, i).filter(|_| !keep_connection_id) {
             Some((len, format!("CAST({connection_id} AS UNSIGNED)")))
         } else {
             socket_var(sql, &spans, i).map(|len| (len, "''".to_string()))
@@ -141,6 +168,22 @@ mod tests {
         assert_eq!(rw("SELECT 1 /* CONNECTION_ID() */"), None);
         assert_eq!(rw("SELECT db.connection_id()"), None, "a stored function of that name is not the built-in");
         assert_eq!(rw("SELECT 1"), None);
+    }
+
+    #[test]
+    fn stored_bodies_and_thread_id_comparisons_keep_the_function() {
+        assert_eq!(rw("CREATE VIEW who AS SELECT CONNECTION_ID()"), None);
+        assert_eq!(rw("create trigger tr before insert on t for each row set new.c = connection_id()"), None);
+        assert_eq!(rw("/* x */ ALTER TABLE t ALTER c SET DEFAULT (CONNECTION_ID())"), None);
+        assert_eq!(rw("SELECT 1; CREATE EVENT e ON SCHEDULE EVERY 1 DAY DO SELECT @@socket"), None);
+        assert_eq!(rw("SELECT IS_USED_LOCK('k') = CONNECTION_ID()"), None);
+        assert_eq!(rw("SELECT * FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()"), None);
+        assert_eq!(
+            rw("SELECT @@socket FROM information_schema.processlist").as_deref(),
+            Some("SELECT '' AS `@@socket` FROM information_schema.processlist")
+        );
+        // Only at a statement's start: a column named create is not DDL.
+        assert!(rw("SELECT `create`, CONNECTION_ID() FROM t").is_some());
     }
 
     #[test]

@@ -7,9 +7,13 @@
 //!
 //! Rules, in order:
 //! 1. Inside a transaction: the backend that holds it. In a READ ONLY transaction on a replica, a statement
-//!    that commits implicitly (DDL, BEGIN, LOCK TABLES, …) ends it there and is routed afresh, and a write
-//!    gets the server's own answer for a write in a READ ONLY transaction (1792).
-//! 2. `autocommit=0` or LOCK TABLES in force: the master.
+//!    that commits implicitly (DDL, BEGIN, LOCK TABLES, …) ends it there and is routed afresh, a write gets
+//!    the server's own answer for a write in a READ ONLY transaction (1792), and a call whose state lives
+//!    with the master (named locks, `LAST_INSERT_ID()`, sequences) runs on the master, outside the
+//!    transaction, as those calls are not transactional. (A replica holds only READ ONLY transactions; if
+//!    one ever held another kind, anything but a read would end it first.)
+//! 2. `autocommit=0`, LOCK TABLES in force, or a `SET TRANSACTION …` / next-statement variable waiting on
+//!    the master: the master.
 //! 3. A hint (`/* rwsplit:master */`; `/* rwsplit:replica */` for plain reads only).
 //! 4. The verdict: a read goes to a replica unless it needs state only one leg has (temporary tables, user
 //!    variables set there, stored code that may have created tables) or the session is pinned; a READ ONLY
@@ -152,8 +156,11 @@ pub fn route(state: &State, legs: &Legs, v: &Verdict) -> Decision {
     if !state.autocommit {
         return Decision::to(Side::Master, RouteReason::Transaction);
     }
-    if legs.held(Side::Master).table_locks {
+    if legs.held(Side::Master).locks_tables() {
         return Decision::to(Side::Master, RouteReason::LockTables);
+    }
+    if legs.held(Side::Master).next_statement {
+        return Decision::to(Side::Master, RouteReason::SessionState);
     }
     match v.hint {
         Some(Hint::Master) => return Decision::to(Side::Master, RouteReason::Hint),
@@ -173,12 +180,22 @@ pub fn route(state: &State, legs: &Legs, v: &Verdict) -> Decision {
 
 /// Inside a transaction held by `side`.
 fn in_transaction(legs: &Legs, side: Side, v: &Verdict) -> Decision {
-    let on_replica = side == Side::Replica;
-    if on_replica && (v.effects.implicit_commit || matches!(v.kind, Kind::Begin { .. })) {
+    if side == Side::Master {
+        return Decision::to(side, RouteReason::Transaction);
+    }
+    let read_only = legs.held(Side::Replica).trx_read_only;
+    if v.effects.implicit_commit || matches!(v.kind, Kind::Begin { .. }) {
         return Decision::EndReplicaTransaction;
     }
-    if on_replica && v.effects.dml && legs.held(Side::Replica).trx_read_only {
+    if !read_only && !matches!(v.kind, Kind::Read | Kind::Previous | Kind::End) {
+        // Not a READ ONLY transaction (it never should be on a replica): nothing but reads runs in it.
+        return Decision::EndReplicaTransaction;
+    }
+    if v.effects.dml {
         return Decision::ReadOnlyTransactionWrite;
+    }
+    if v.effects.master_only {
+        return Decision::to(Side::Master, RouteReason::Classified(v.reason));
     }
     Decision::to(side, RouteReason::Transaction)
 }
@@ -221,6 +238,9 @@ mod tests {
             h.trx = true;
             h.trx_read_only = true;
         });
+        let replica_trx = legs(|l| l.held_mut(Side::Replica).trx = true);
+        let next_statement = legs(|l| l.held_mut(Side::Master).next_statement = true);
+        let flushed = legs(|l| l.held_mut(Side::Master).flush_locks = true);
         let locked = legs(|l| l.held_mut(Side::Master).table_locks = true);
         let temp = legs(|l| {
             l.held_mut(Side::Master).temp_tables.insert("tmp1".into());
@@ -259,6 +279,16 @@ mod tests {
             (&st, &replica_ro, "BEGIN", Decision::EndReplicaTransaction),
             (&st, &replica_ro, "START TRANSACTION READ ONLY", Decision::EndReplicaTransaction),
             (&st, &replica_ro, "CREATE TABLE t (a INT)", Decision::EndReplicaTransaction),
+            (&st, &replica_ro, "SELECT GET_LOCK('x', 0)", to(Side::Master, R::Classified(Reason::SideEffectFunction))),
+            (&st, &replica_ro, "SELECT LAST_INSERT_ID()", to(Side::Master, R::Classified(Reason::SideEffectFunction))),
+            (&st, &replica_ro, "SELECT @a := 1", to(Side::Replica, R::Transaction)),
+            (&st, &replica_trx, "SELECT 1", to(Side::Replica, R::Transaction)),
+            (&st, &replica_trx, "COMMIT", to(Side::Replica, R::Transaction)),
+            (&st, &replica_trx, "INSERT INTO t VALUES (1)", Decision::EndReplicaTransaction),
+            (&st, &replica_trx, "SELECT GET_LOCK('x', 0)", Decision::EndReplicaTransaction),
+            (&st, &next_statement, "SELECT 1", to(Side::Master, R::SessionState)),
+            (&st, &next_statement, "START TRANSACTION READ ONLY", to(Side::Master, R::SessionState)),
+            (&st, &flushed, "SELECT 1", to(Side::Master, R::LockTables)),
             (&no_autocommit, &fresh, "SELECT 1", to(Side::Master, R::Transaction)),
             (&st, &locked, "SELECT * FROM t", to(Side::Master, R::LockTables)),
             (&st, &temp, "SELECT * FROM tmp1", to(Side::Master, R::TempTable)),

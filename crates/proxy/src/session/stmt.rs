@@ -113,10 +113,9 @@ impl Session {
     }
 
     pub(super) async fn com_stmt_execute(&mut self, payload: Bytes) -> Result<(), SessionError> {
-        let Some(id) = stmt_id(&payload).filter(|id| self.stmts.contains_key(id)) else {
+        let Some((id, stmt)) = stmt_id(&payload).and_then(|id| self.stmts.get_mut(&id).map(|s| (id, s))) else {
             return self.unknown_stmt("mysqld_stmt_execute").await;
         };
-        let Some(stmt) = self.stmts.get_mut(&id) else { return Ok(()) };
         if let Some(e) = stmt.long_data_error.take() {
             stmt.long_data = false;
             self.legs.held_mut(Side::Master).long_data = false;
@@ -146,10 +145,12 @@ impl Session {
             hold_final_ok: super::command::changes_trackers(&verdict),
             ..RunOptions::new(Expect::ResultSets)
         };
-        let Some(outcome) = self.run_command(route, run, command).await? else {
+        let Some(mut outcome) = self.run_command(route, run, command).await? else {
             return Ok(());
         };
-        let cursor = outcome.report.status.is_some_and(|s| s.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS));
+        self.settle_status(&mut outcome, &verdict).await?;
+        let cursor = !outcome.error
+            && outcome.report.status.is_some_and(|s| s.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS));
         if let Some(s) = self.stmts.get_mut(&id) {
             s.long_data = false;
             s.last = Some(outcome.side);
@@ -302,26 +303,23 @@ impl Session {
     }
 
     /// The payload to send for `command` on `side`: as is, or (for a statement command) mapped to the
-    /// backend's statement id, preparing it there first. `None` when the client was sent an error.
+    /// backend's statement id, preparing it there first. `None` when the client was sent an error;
+    /// `Some(Err)` when the backend failed while the statement was prepared on it.
     pub(super) async fn payload_for(
         &mut self,
         side: Side,
         command: &Command,
-    ) -> Result<Option<(Bytes, Option<u32>)>, SessionError> {
+    ) -> Result<Option<Result<(Bytes, Option<u32>), BackendError>>, SessionError> {
         match command {
-            Command::Plain(p) => Ok(Some((p.clone(), None))),
-            Command::Prepare { payload, id } => Ok(Some((payload.clone(), Some(*id)))),
+            Command::Plain(p) => Ok(Some(Ok((p.clone(), None)))),
+            Command::Prepare { payload, id } => Ok(Some(Ok((payload.clone(), Some(*id))))),
             Command::Stmt { id, payload } => match self.stmt_payload(side, *id, payload).await {
-                Ok(p) => Ok(Some((p, None))),
+                Ok(p) => Ok(Some(Ok((p, None)))),
                 Err(PayloadError::Refused(e)) => {
                     self.send_err(e.code, &e.state, &e.message).await?;
                     Ok(None)
                 }
-                Err(PayloadError::Backend(e)) => {
-                    let addr = self.legs.conn(side).map(|c| c.key.addr.to_string()).unwrap_or_default();
-                    let held = self.lose(side);
-                    self.lost_connection(&addr, &held, e).await.map(|_| None)
-                }
+                Err(PayloadError::Backend(e)) => Ok(Some(Err(e))),
             },
         }
     }
@@ -353,11 +351,11 @@ impl Session {
         if payload.first() != Some(&com::STMT_EXECUTE) || stmt.params == 0 {
             return Ok(p.freeze());
         }
-        let had_types = conn.types_sent.contains(&id);
+        let seen = conn.types_sent.get(&id);
         let (out, types) =
-            with_param_types(&p, stmt.params, stmt.types.as_ref(), had_types).map_err(PayloadError::Refused)?;
+            with_param_types(&p, stmt.params, stmt.types.as_ref(), seen).map_err(PayloadError::Refused)?;
         if let Some(types) = types {
-            conn.types_sent.insert(id);
+            conn.types_sent.insert(id, types.clone());
             if let Some(s) = self.stmts.get_mut(&id) {
                 s.types = Some(types);
             }
@@ -375,12 +373,13 @@ fn mapped(payload: &[u8], id: u32, side: Side, session: &Session) -> Result<Vec<
 }
 
 /// For an execute packet: returns the packet to send (with parameter types inserted if the client omitted
-/// them and the backend has not seen them) and the types it carries, if any.
+/// them and the backend last saw other types, or none) and the types it carries, if any. `seen`: the types
+/// the backend last got for this statement.
 fn with_param_types(
     p: &[u8],
     params: u16,
     known: Option<&Bytes>,
-    backend_has_types: bool,
+    seen: Option<&Bytes>,
 ) -> Result<(Bytes, Option<Bytes>), ErrPacket> {
     let bad =
         || ErrPacket { code: 1210, state: *b"HY000", message: "Incorrect arguments to mysqld_stmt_execute".into() };
@@ -391,8 +390,8 @@ fn with_param_types(
         let types = p.get(flag_pos + 1..flag_pos + 1 + types_len).ok_or_else(bad)?;
         return Ok((Bytes::copy_from_slice(p), Some(Bytes::copy_from_slice(types))));
     }
-    match (backend_has_types, known) {
-        (false, Some(types)) => {
+    match known {
+        Some(types) if seen != Some(types) => {
             let mut out = BytesMut::with_capacity(p.len() + 1 + types.len());
             out.extend_from_slice(&p[..flag_pos]);
             out.extend_from_slice(&[1]);
@@ -409,18 +408,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn param_types_are_inserted_only_when_missing() {
+    fn param_types_are_inserted_when_the_backend_saw_others() {
         // stmt id 7, flags 0, iterations 1, null bitmap (1 byte for 2 params), bound=1, types, values
         let with = [0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 0, 8, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0];
-        let (out, types) = with_param_types(&with, 2, None, false).unwrap();
+        let (out, types) = with_param_types(&with, 2, None, None).unwrap();
         assert_eq!(&out[..], &with[..]);
         assert_eq!(types.as_deref(), Some(&[3, 0, 8, 0][..]));
         let without = [0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 9, 0, 0, 0];
-        let known = Bytes::from_static(&[3, 0]);
-        let (out, _) = with_param_types(&without, 1, Some(&known), false).unwrap();
+        let long = Bytes::from_static(&[3, 0]);
+        let (out, _) = with_param_types(&without, 1, Some(&long), None).unwrap();
         assert_eq!(&out[..], &[0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 0, 9, 0, 0, 0]);
-        let (out, _) = with_param_types(&without, 1, Some(&known), true).unwrap();
-        assert_eq!(&out[..], &without[..]);
-        assert!(with_param_types(&without[..10], 1, None, false).is_err());
+        let (out, types) = with_param_types(&without, 1, Some(&long), Some(&long)).unwrap();
+        assert_eq!((&out[..], types), (&without[..], None));
+        // The backend last saw a tiny int: the client's latest types (a long) go with this execute.
+        let tiny = Bytes::from_static(&[1, 0]);
+        let (out, _) = with_param_types(&without, 1, Some(&long), Some(&tiny)).unwrap();
+        assert_eq!(out[11..14], [1, 3, 0]);
+        assert!(with_param_types(&without[..10], 1, None, None).is_err());
     }
 }
