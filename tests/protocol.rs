@@ -260,6 +260,20 @@ async fn compressed_protocol_frames_like_the_server() {
     let both = [frames_of(0, &query("SELECT 'one'")), frames_of(0, &query("SELECT 'two'"))].concat();
     c.send_chunks(&[&both]).await;
     assert_eq!((c.scalar().await, c.scalar().await), ("one".to_string(), "two".to_string()));
+    // A command in three compressed packets (ids 0, 1, 2) with the next command pipelined behind it (id 0):
+    // the first response is numbered from the packet that ended its command (3), as a server numbers it.
+    let mut c = Compressed::login(proxy.addr).await;
+    let first = frames_of(0, &query("SELECT 'first'"));
+    let mut out = BytesMut::new();
+    let seq = [&first[..3], &first[3..10], &first[10..]]
+        .iter()
+        .fold(0, |seq, chunk| c.compressor.compress(&mut out, seq, chunk));
+    assert_eq!(seq, 3);
+    c.compressor.compress(&mut out, 0, &frames_of(0, &query("SELECT 'second'")));
+    c.stream.write_all(&out).await.unwrap();
+    let mut header = [0u8; 7];
+    c.stream.read_exact(&mut header).await.unwrap();
+    assert_eq!(header[3], 3, "the first response's compressed sequence id");
 }
 
 /// The `mariadb` client with `--compress`, including LOCAL INFILE, through rwsplit.

@@ -883,3 +883,54 @@ async fn a_versioned_comment_above_the_server_hides_no_write() {
     assert_eq!(outputs[0], (Some(1064), 0), "direct: the DELETE ran, then the syntax error");
     assert_eq!(outputs[1], outputs[0], "through rwsplit, as direct");
 }
+
+/// An execute that omits parameter types ("new params bound" = 0) is read with the types the client sent
+/// last, on whichever backend runs it: rwsplit re-sends them to a backend that last saw other types.
+#[tokio::test(flavor = "multi_thread")]
+async fn omitted_parameter_types_are_the_latest_ones_on_every_backend() {
+    use common::raw::{error_of, Raw};
+    use rwsplit_wire::walk::Expect;
+    let topo = Topology::shared();
+    let proxy = Proxy::start(topo).await;
+    fixture(topo).await;
+    const LONGLONG: u8 = 0x08;
+    const VAR_STRING: u8 = 0xfd;
+    // COM_STMT_EXECUTE of statement `id` with one parameter: types (if bound) and the value's bytes.
+    let execute = |id: u32, types: Option<u8>, value: &[u8]| {
+        let mut p = vec![0x17];
+        p.extend_from_slice(&id.to_le_bytes());
+        p.extend_from_slice(&[0, 1, 0, 0, 0, 0]); // flags, iterations, NULL bitmap
+        match types {
+            Some(t) => p.extend_from_slice(&[1, t, 0]),
+            None => p.push(0),
+        }
+        p.extend_from_slice(value);
+        p
+    };
+    let value = |resp: &[Vec<u8>]| {
+        assert!(error_of(resp).is_none(), "{:?}", error_of(resp));
+        // Binary row: 0x00 header, NULL bitmap (1 byte for 1 column), then the string.
+        let row = &resp[resp.len() - 2];
+        rwsplit_wire::packet::lenenc_str(&row[2..]).map(|(v, _)| String::from_utf8_lossy(v).into_owned())
+    };
+    let mut outputs = Vec::new();
+    for addr in [topo.master, proxy.addr] {
+        let mut c = Raw::login(addr, APP_USER, APP_PASSWORD, None).await;
+        let prepared = c.command(b"\x16SELECT CONCAT(?, '')", Expect::Prepare).await;
+        let id = u32::from_le_bytes(prepared[0][1..5].try_into().unwrap());
+        // In a transaction (the master): a BIGINT.
+        c.command(b"\x03BEGIN", Expect::ResultSets).await;
+        let a = value(&c.command(&execute(id, Some(LONGLONG), &5u64.to_le_bytes()), Expect::ResultSets).await);
+        c.command(b"\x03COMMIT", Expect::ResultSets).await;
+        // Outside it (a replica, through rwsplit): a string.
+        let b = value(&c.command(&execute(id, Some(VAR_STRING), b"\x03abc"), Expect::ResultSets).await);
+        // In a transaction again, types omitted: still a string.
+        c.command(b"\x03BEGIN", Expect::ResultSets).await;
+        let z = value(&c.command(&execute(id, None, b"\x03xyz"), Expect::ResultSets).await);
+        c.command(b"\x03COMMIT", Expect::ResultSets).await;
+        outputs.push((a, b, z));
+    }
+    let want = (Some("5".to_string()), Some("abc".to_string()), Some("xyz".to_string()));
+    assert_eq!(outputs[0], want, "direct");
+    assert_eq!(outputs[1], outputs[0], "through rwsplit, as direct");
+}
