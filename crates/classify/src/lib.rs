@@ -305,8 +305,8 @@ fn classify_text(pre: &scan::Prescan) -> Verdict {
     let calls = pre.calls;
     match statements.as_slice() {
         [] => Verdict::master(Reason::Empty),
-        [one] => stmt::classify_statement_with(one, calls),
-        many => merge(many.iter().map(|s| stmt::classify_statement_with(s, calls)).collect()),
+        [one] => stmt::classify_statement(one, calls),
+        many => merge(many.iter().map(|s| stmt::classify_statement(s, calls)).collect()),
     }
 }
 

@@ -22,14 +22,9 @@ use crate::{tables, Kind, Reason, Verdict};
 /// longer statements go to the master as parse errors instead.
 const MAX_OPERATORS: usize = 2000;
 
-/// `SELECT` / `WITH` / `VALUES` / `TABLE` / `(`.
-pub(crate) fn classify_query(toks: &[Token]) -> Verdict {
-    classify_query_spaced(toks, false)
-}
-
-/// [`classify_query`], told whether the text calls a whitespace-sensitive built-in name with a space before
-/// its `(` (which the server then takes for a stored function).
-pub(crate) fn classify_query_spaced(toks: &[Token], spaced_call: bool) -> Verdict {
+/// `SELECT` / `WITH` / `VALUES` / `TABLE` / `(`. `spaced_call`: the text calls a whitespace-sensitive
+/// built-in name with a space before its `(` (which the server then takes for a stored function).
+pub(crate) fn classify_query(toks: &[Token], spaced_call: bool) -> Verdict {
     let scan = rules::scan(toks);
     let mut v = match (scan.master, parse(toks)) {
         (Some(reason), _) => Verdict::master(reason),
@@ -123,7 +118,7 @@ fn show_table(toks: &[Token], i: usize) -> Option<String> {
 }
 
 /// `DESCRIBE` / `DESC` / `EXPLAIN`: the verdict of what is explained; `EXPLAIN ANALYZE` runs it → Master.
-pub(crate) fn classify_explain(toks: &[Token]) -> Verdict {
+pub(crate) fn classify_explain(toks: &[Token], spaced_call: bool) -> Verdict {
     let mut i = 1;
     let mut analyze = false;
     loop {
@@ -141,7 +136,7 @@ pub(crate) fn classify_explain(toks: &[Token]) -> Verdict {
     }
     let rest = toks.get(i..).unwrap_or_default();
     let mut v = if starts_query(rest.first()) {
-        classify_query(rest)
+        classify_query(rest, spaced_call)
     } else if kw_in(rest.first(), &["INSERT", "UPDATE", "DELETE", "REPLACE"]) {
         Verdict::master(Reason::Write)
     } else {

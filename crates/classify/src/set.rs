@@ -20,6 +20,7 @@
 
 use sqlparser::tokenizer::Token;
 
+use crate::scan::Calls;
 use crate::tok::{is_call, is_kw, kw_in, kw_seq, name_in, sys_var, upper, user_var_len};
 use crate::{stmt, Kind, Reason, Verdict};
 
@@ -154,7 +155,7 @@ const NEXT_TRANSACTION_VARS: &[&str] =
     &["transaction_isolation", "transaction_read_only", "tx_isolation", "tx_read_only"];
 
 /// Classifies a statement starting with `SET`.
-pub(crate) fn classify_set(toks: &[Token]) -> Verdict {
+pub(crate) fn classify_set(toks: &[Token], calls: Calls) -> Verdict {
     let rest = toks.get(1..).unwrap_or_default();
     let session_set = || Verdict::new(Kind::SessionSet, Reason::SessionState).session();
     if rest.is_empty() {
@@ -185,20 +186,20 @@ pub(crate) fn classify_set(toks: &[Token]) -> Verdict {
             }
             v
         }
-        Some("STATEMENT") => set_statement(rest),
+        Some("STATEMENT") => set_statement(rest, calls),
         _ => assignments(rest),
     }
 }
 
 /// `SET STATEMENT var = value [, …] FOR stmt` (MariaDB): always Master.
-fn set_statement(rest: &[Token]) -> Verdict {
+fn set_statement(rest: &[Token], calls: Calls) -> Verdict {
     let mut depth = 0usize;
     for (i, t) in rest.iter().enumerate() {
         match t {
             Token::LParen => depth += 1,
             Token::RParen => depth = depth.saturating_sub(1),
             _ if depth == 0 && is_kw(Some(t), "FOR") => {
-                let mut v = set_statement_inner(&rest[i + 1..]);
+                let mut v = set_statement_inner(&rest[i + 1..], calls);
                 // The variables change for this one statement; the server reports them as changed anyway.
                 v.effects.statement_scoped = split_items(&rest[1..i])
                     .into_iter()
@@ -216,10 +217,13 @@ fn set_statement(rest: &[Token]) -> Verdict {
 }
 
 /// Classifies the statement after `SET STATEMENT … FOR`, keeping its reason if it is a master one.
-fn set_statement_inner(inner: &[Token]) -> Verdict {
+fn set_statement_inner(inner: &[Token], calls: Calls) -> Verdict {
     // Nested SET STATEMENT is not valid; don't recurse on it.
-    let mut v =
-        if is_kw(inner.first(), "SET") { Verdict::master(Reason::Write) } else { stmt::classify_statement(inner) };
+    let mut v = if is_kw(inner.first(), "SET") {
+        Verdict::master(Reason::Write)
+    } else {
+        stmt::classify_statement(inner, calls)
+    };
     if v.kind != Kind::Master {
         v.reason = Reason::Write;
     }

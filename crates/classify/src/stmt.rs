@@ -11,24 +11,20 @@ use crate::scan::Calls;
 use crate::tok::{ident, is_kw, kw_in, kw_seq, qualified_name, upper, user_var_len};
 use crate::{query, rules, set, Kind, Reason, Verdict};
 
-/// Classifies one statement (non-empty or empty token slice, without its `;`).
-pub(crate) fn classify_statement(toks: &[Token]) -> Verdict {
-    classify_statement_with(toks, Calls { unknown: true, ..Calls::default() })
-}
-
-/// [`classify_statement`], told what the text calls (found by the pre-scan, for the whole text).
-pub(crate) fn classify_statement_with(toks: &[Token], calls: Calls) -> Verdict {
+/// Classifies one statement (non-empty or empty token slice, without its `;`), told what the text calls
+/// (found by the pre-scan, for the whole text).
+pub(crate) fn classify_statement(toks: &[Token], calls: Calls) -> Verdict {
     if toks.first() == Some(&Token::LParen) {
-        return query::classify_query_spaced(toks, calls.spaced);
+        return query::classify_query(toks, calls.spaced);
     }
     let Some(first) = upper(toks.first()) else {
         return Verdict::master(Reason::ParseError);
     };
     match first.as_str() {
-        "SELECT" | "WITH" | "VALUES" | "TABLE" => query::classify_query_spaced(toks, calls.spaced),
+        "SELECT" | "WITH" | "VALUES" | "TABLE" => query::classify_query(toks, calls.spaced),
         "SHOW" => query::classify_show(toks),
-        "DESCRIBE" | "DESC" | "EXPLAIN" => query::classify_explain(toks),
-        "SET" => set::classify_set(toks),
+        "DESCRIBE" | "DESC" | "EXPLAIN" => query::classify_explain(toks, calls.spaced),
+        "SET" => set::classify_set(toks, calls),
         "USE" => classify_use(toks),
         "INSERT" | "UPDATE" | "DELETE" | "REPLACE" => dml(toks, calls),
         "LOAD" => {
@@ -204,7 +200,7 @@ fn classify_analyze(toks: &[Token], calls: Calls) -> Verdict {
     }
     let start = if is_kw(toks.get(1), "FORMAT") && toks.get(2) == Some(&Token::Eq) { 4 } else { 1 };
     match toks.get(start..) {
-        Some(inner) if !inner.is_empty() && !is_kw(inner.first(), "ANALYZE") => classify_statement_with(inner, calls),
+        Some(inner) if !inner.is_empty() && !is_kw(inner.first(), "ANALYZE") => classify_statement(inner, calls),
         _ => Verdict::master(Reason::ParseError),
     }
 }
