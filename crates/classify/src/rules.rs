@@ -5,7 +5,7 @@
 //! statement to the master; the first one (in text order) gives the reason:
 //! - `FOR UPDATE`, `FOR SHARE`, `LOCK IN SHARE MODE` → LockingRead;
 //! - `INTO` (leading or trailing, `@v`, `OUTFILE`, `DUMPFILE`) → SelectInto;
-//! - a call of a [`SIDE_EFFECT_FUNCTIONS`] entry, `NEXT|PREVIOUS VALUE FOR`, `s.nextval`,
+//! - a call of a [`MASTER_ONLY_FUNCTIONS`] or [`CONNECTION_FUNCTIONS`] entry, `NEXT|PREVIOUS VALUE FOR`, `s.nextval`,
 //!   `SQL_CALC_FOUND_ROWS`, a session-result variable (`@@identity`, `@@last_insert_id`, `@@insert_id`,
 //!   `@@last_gtid`), `@v := …` → SideEffectFunction;
 //! - a qualified function call (`db.f()`, always stored code) → StoredFunction (unqualified calls of
@@ -20,22 +20,7 @@ use sqlparser::tokenizer::Token;
 use crate::tok::{is_call, is_kw, kw_in, kw_seq, name_in, sys_var, upper, user_var_len};
 use crate::Reason;
 
-/// Functions with side effects or whose result belongs to the connection's previous statements.
-const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
-    "GET_LOCK",
-    "RELEASE_LOCK",
-    "RELEASE_ALL_LOCKS",
-    "IS_USED_LOCK",
-    "IS_FREE_LOCK",
-    "LAST_INSERT_ID",
-    "NEXTVAL",
-    "LASTVAL",
-    "SETVAL",
-    "CONNECTION_ID",
-    "LOAD_FILE",
-];
-
-/// The [`SIDE_EFFECT_FUNCTIONS`] whose state belongs to the master's connection or server (see
+/// Functions with side effects, or whose state belongs to the master's connection or server (see
 /// [`Effects::master_only`](crate::Effects::master_only)).
 const MASTER_ONLY_FUNCTIONS: &[&str] = &[
     "GET_LOCK",
@@ -49,6 +34,9 @@ const MASTER_ONLY_FUNCTIONS: &[&str] = &[
     "SETVAL",
     "LOAD_FILE",
 ];
+
+/// Functions whose result differs per backend connection (when the proxy did not answer it itself).
+const CONNECTION_FUNCTIONS: &[&str] = &["CONNECTION_ID"];
 
 /// System variables holding results of the connection's earlier writes, which happened on the master.
 const SIDE_EFFECT_SYSVARS: &[&str] = &["identity", "last_insert_id", "insert_id", "last_gtid"];
@@ -188,7 +176,7 @@ fn rule_at(toks: &[Token], i: usize) -> Option<Reason> {
         if i > 0 && toks.get(i - 1) == Some(&Token::Period) {
             return Some(Reason::StoredFunction);
         }
-        if name_in(t, SIDE_EFFECT_FUNCTIONS) {
+        if name_in(t, MASTER_ONLY_FUNCTIONS) || name_in(t, CONNECTION_FUNCTIONS) {
             return Some(Reason::SideEffectFunction);
         }
     }

@@ -48,20 +48,7 @@ impl Session {
             // answer with OK; opening a master connection for it would only cost one.
             return Ok(self.send_ok().await?);
         }
-        let route = match route::route(&self.state, &self.legs, &verdict) {
-            Decision::Run(route) => route,
-            Decision::EndReplicaTransaction => {
-                self.end_replica_transaction().await?;
-                match route::route(&self.state, &self.legs, &verdict) {
-                    Decision::Run(route) => route,
-                    _ => Route::to(Side::Master, RouteReason::Classified(verdict.reason)),
-                }
-            }
-            Decision::ReadOnlyTransactionWrite => {
-                let msg = "Cannot execute statement in a READ ONLY transaction";
-                return Ok(self.send_err(1792, b"25006", msg).await?);
-            }
-        };
+        let Some(route) = self.decide(&verdict).await? else { return Ok(()) };
         let run = RunOptions {
             expect: Expect::ResultSets,
             local_infile: verdict.effects.local_infile,
@@ -73,6 +60,27 @@ impl Session {
         self.settle_status(&mut outcome, &verdict).await?;
         self.apply(&outcome, Some(&verdict), None);
         self.after_trackers(&outcome, &verdict).await
+    }
+
+    /// Where a statement runs now (see `route.rs`), after ending a READ ONLY replica transaction that it
+    /// commits implicitly. `None` when it was answered already: a write inside a READ ONLY transaction gets
+    /// the server's own error.
+    pub(super) async fn decide(&mut self, verdict: &Verdict) -> Result<Option<Route>, SessionError> {
+        match route::route(&self.state, &self.legs, verdict) {
+            Decision::Run(route) => Ok(Some(route)),
+            Decision::EndReplicaTransaction => {
+                self.end_replica_transaction().await?;
+                match route::route(&self.state, &self.legs, verdict) {
+                    Decision::Run(route) => Ok(Some(route)),
+                    _ => Ok(Some(Route::to(Side::Master, RouteReason::Classified(verdict.reason)))),
+                }
+            }
+            Decision::ReadOnlyTransactionWrite => {
+                let msg = "Cannot execute statement in a READ ONLY transaction";
+                self.send_err(1792, b"25006", msg).await?;
+                Ok(None)
+            }
+        }
     }
 
     /// Whether a COMMIT/ROLLBACK would do nothing on the server: no transaction open, no master connection

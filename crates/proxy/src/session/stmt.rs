@@ -125,20 +125,8 @@ impl Session {
         let route = if stmt.long_data {
             Route::to(Side::Master, RouteReason::LongData)
         } else {
-            match route::route(&self.state, &self.legs, &verdict) {
-                Decision::Run(route) => route,
-                Decision::EndReplicaTransaction => {
-                    self.end_replica_transaction().await?;
-                    match route::route(&self.state, &self.legs, &verdict) {
-                        Decision::Run(route) => route,
-                        _ => Route::to(Side::Master, RouteReason::Classified(verdict.reason)),
-                    }
-                }
-                Decision::ReadOnlyTransactionWrite => {
-                    let msg = "Cannot execute statement in a READ ONLY transaction";
-                    return Ok(self.send_err(1792, b"25006", msg).await?);
-                }
-            }
+            let Some(route) = self.decide(&verdict).await? else { return Ok(()) };
+            route
         };
         let command = Command::Stmt { id, payload };
         let run = RunOptions {
