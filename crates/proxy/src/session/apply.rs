@@ -106,9 +106,11 @@ impl Session {
                 // it, and it is not recorded as text.
                 self.state.pinned = true;
             }
-            // A setting for the next statement is used up by this one (kept when it failed: it may not be).
+            // A setting for the next statement or transaction is used up by this one (kept when it failed, or
+            // when this was a SET, which starts no transaction: it may not be).
             let held = self.legs.held_mut(side);
-            held.next_statement = v.effects.next_statement || (outcome.error && held.next_statement);
+            let kept = outcome.error || v.kind == Kind::SessionSet;
+            held.next_statement = v.effects.next_statement || (kept && held.next_statement);
         }
         if self.history.is_full() {
             self.state.pinned = true;
