@@ -10,6 +10,7 @@
 //! - [`session`]: one client connection: login, routing, session state, prepared statements, forwarding.
 //! - [`backend`]: one backend connection: login (native and caching_sha2), setup, reset, internal commands.
 //! - [`pool`]: idle backend connections per login, reset before reuse.
+//! - [`position`]: replication positions (MariaDB GTID lists, MySQL GTID sets, binlog coordinates).
 //! - [`io`]: buffered frame I/O over a TCP stream (and the client leg's compression).
 //! - [`listen`]: the accept loop shared by the client, admin and metrics listeners.
 //! - [`admin`]: the admin interface (MySQL protocol, via opensrv-mysql; never on the data path).
@@ -31,6 +32,7 @@ pub mod io;
 pub mod listen;
 pub mod metrics;
 pub mod pool;
+pub mod position;
 pub mod registry;
 pub mod reload;
 pub mod session;
