@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::lex::{Dialect, Lexer, Multibyte, SpanKind};
+use crate::lex::{self, Dialect, Lexer, Multibyte, SpanKind};
 use crate::{classify_with, Verdict};
 
 /// Shapes kept per thread before the map is cleared.
@@ -51,13 +51,15 @@ pub fn classify_cached(sql: &[u8], dialect: Dialect) -> Arc<Verdict> {
 }
 
 /// The statement's shape under `dialect`: number literals replaced by `?` and string literals by `'?'`
-/// (verdicts tell a string from a number: a user variable given a string depends on the collation),
-/// everything else (words, quoted identifiers, comments, executable comments, and a string right after `@`,
-/// which is a variable's name) kept verbatim, prefixed by a byte for the dialect. `None` if the text is
+/// (verdicts tell a string from a number: a user variable given a string depends on the collation), each
+/// comment by its routing hint (`/*M*/`, `/*R*/`) or a space, everything else (words, quoted identifiers,
+/// executable comments, and a string right after `@`, which is a variable's name) kept verbatim, prefixed
+/// by the dialect (a byte of flags and the server version). `None` if the text is
 /// malformed (an unterminated quote or comment): such text is classified directly.
 pub fn shape(sql: &[u8], dialect: Dialect) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(sql.len() + 1);
+    let mut out = Vec::with_capacity(sql.len() + 5);
     out.push(dialect_byte(dialect));
+    out.extend_from_slice(&dialect.server_version.to_le_bytes());
     let mut lexer = Lexer::new(sql, dialect);
     let mut after_at = false;
     for span in lexer.by_ref() {
@@ -67,6 +69,13 @@ pub fn shape(sql: &[u8], dialect: Dialect) -> Option<Vec<u8>> {
         match span.kind {
             SpanKind::Number => out.push(b'?'),
             SpanKind::Str { .. } if !after_at => out.extend_from_slice(b"'?'"),
+            // A comment counts only for its routing hint: tags (sqlcommenter trace ids) and consistency
+            // hints (`rwsplit:min_gtid=…`) do not make new shapes.
+            SpanKind::Comment => out.extend_from_slice(match crate::scan::route_hint(lex::comment_body(sql, &span)) {
+                Some(crate::Hint::Master) => b"/*M*/",
+                Some(crate::Hint::Replica) => b"/*R*/",
+                None => b" ",
+            }),
             _ => out.extend_from_slice(span.bytes(sql)),
         }
         after_at = span.kind == SpanKind::Punct && span.bytes(sql) == b"@";
@@ -88,7 +97,7 @@ fn dialect_byte(d: Dialect) -> u8 {
         Some(Multibyte::Sjis) => 3,
         Some(Multibyte::Gb18030) => 4,
     };
-    u8::from(d.no_backslash_escapes) | u8::from(d.ansi_quotes) << 1 | mb << 2
+    u8::from(d.no_backslash_escapes) | u8::from(d.ansi_quotes) << 1 | mb << 2 | u8::from(d.mariadb) << 5
 }
 
 #[cfg(test)]
@@ -96,7 +105,7 @@ mod tests {
     use super::*;
 
     fn sh(sql: &str) -> Option<String> {
-        shape(sql.as_bytes(), Dialect::default()).map(|k| String::from_utf8_lossy(&k[1..]).into_owned())
+        shape(sql.as_bytes(), Dialect::default()).map(|k| String::from_utf8_lossy(&k[5..]).into_owned())
     }
 
     #[test]
@@ -105,8 +114,10 @@ mod tests {
             ("SELECT * FROM t1 WHERE id = 42", "SELECT * FROM t1 WHERE id = ?"),
             ("SELECT 'a''b', \"c\\\"d\", 1.5e3, 0x1F FROM x2", "SELECT '?', '?', ?, ? FROM x2"),
             ("SELECT `we'ird` FROM t WHERE a = 'x'", "SELECT `we'ird` FROM t WHERE a = '?'"),
-            ("/* rwsplit:master 1 */ SELECT 2", "/* rwsplit:master 1 */ SELECT ?"),
-            ("SELECT 1 -- rwsplit:replica 'x'\n", "SELECT ? -- rwsplit:replica 'x'\n"),
+            ("/* rwsplit:master 1 */ SELECT 2", "/*M*/ SELECT ?"),
+            ("SELECT 1 -- rwsplit:replica 'x'\n", "SELECT ? /*R*/\n"),
+            ("/*traceparent='00-4bf92f'*/ SELECT 2", "  SELECT ?"),
+            ("/* rwsplit:min_gtid=0-1-77 */ SELECT 2", "  SELECT ?"),
             ("/*!40101 SET @a = 1 */", "/*!40101 SET @a = ? */"),
             ("SELECT @v1, 'for update'", "SELECT @v1, '?'"),
             ("SET @'a' = 'x'", "SET @'a' = '?'"),

@@ -37,6 +37,7 @@ mod tok;
 pub use cache::{classify_cached, shape};
 pub use kill::{parse_kill, Kill, KillTarget};
 pub use lex::Dialect;
+pub use scan::{hints, Hints};
 
 /// Classifies one COM_QUERY text (possibly several `;`-separated statements) under the default dialect.
 pub fn classify(sql: &str) -> Verdict {

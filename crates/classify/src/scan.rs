@@ -1,8 +1,8 @@
 //! Pre-scan of the raw statement bytes, before tokenizing: everything the token rules cannot see.
 //!
-//! sqlparser drops comments, so routing hints are found here: a comment whose first word is
-//! `rwsplit:master` or `rwsplit:replica` (so a hint cannot be smuggled in through text an application
-//! copies into a comment, such as sqlcommenter's `/*route='rwsplit:replica'*/`). The pre-scan then builds
+//! sqlparser drops comments, so routing hints are found here: a comment whose first word is a hint
+//! (`rwsplit:master`, `rwsplit:replica`, …; see [`Hints`]), so a hint cannot be smuggled in through text an
+//! application copies into a comment, such as sqlcommenter's `/*route='rwsplit:replica'*/`. The pre-scan then builds
 //! the text handed to sqlparser's tokenizer from the [`lex`](crate::lex) spans, so that tokenizer never has
 //! to apply a rule the session might read differently:
 //! - comments become one space; executable-comment markers (`/*!40101`, `*/`) become spaces, their body
@@ -174,7 +174,7 @@ pub(crate) fn prescan(sql: &[u8], dialect: Dialect) -> Prescan {
             SpanKind::Space => out.text.push_str(&String::from_utf8_lossy(bytes)),
             SpanKind::Comment => {
                 if out.hint.is_none() {
-                    out.hint = hint_of(lex::comment_body(sql, &span));
+                    out.hint = route_hint(lex::comment_body(sql, &span));
                 }
                 out.text.push(' ');
             }
@@ -211,18 +211,78 @@ pub(crate) fn prescan(sql: &[u8], dialect: Dialect) -> Prescan {
     out
 }
 
-/// The routing hint a comment body carries: its first word is `rwsplit:master` or `rwsplit:replica` (an
-/// optimizer-hint style `/*+ rwsplit:replica */` counts too).
-fn hint_of(body: &[u8]) -> Option<Hint> {
-    let body = body.strip_prefix(b"+").unwrap_or(body);
-    let first = body.split(|b| b.is_ascii_whitespace()).find(|w| !w.is_empty())?;
-    if first.eq_ignore_ascii_case(b"rwsplit:master") {
-        Some(Hint::Master)
-    } else if first.eq_ignore_ascii_case(b"rwsplit:replica") {
-        Some(Hint::Replica)
-    } else {
-        None
+/// What hint comments ask for: where a statement runs, and how fresh a read must be.
+///
+/// A hint comment is one whose first word starts with `rwsplit:` (an optimizer-hint style `/*+ … */`
+/// counts too), so a hint cannot be smuggled in through text an application copies into a comment. Its
+/// words of the form `rwsplit:name` or `rwsplit:name=value` are the hints; other words are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hints {
+    /// `rwsplit:master` / `rwsplit:replica` (the first one found).
+    pub route: Option<Hint>,
+    /// `rwsplit:consistent`: the read sees every write acknowledged before it (from any session).
+    pub consistent: bool,
+    /// `rwsplit:max_lag=<duration>` (`100ms`, `2s`): any replica whose lag is known to be under it, as written.
+    pub max_lag: Option<String>,
+    /// `rwsplit:min_gtid=<position>` (a MariaDB GTID list or a MySQL GTID set), as written.
+    pub min_gtid: Option<String>,
+}
+
+impl Hints {
+    /// Adds the hints of a later comment (the first value of each kind stays).
+    fn merge(&mut self, other: Hints) {
+        self.route = self.route.or(other.route);
+        self.consistent |= other.consistent;
+        self.max_lag = self.max_lag.take().or(other.max_lag);
+        self.min_gtid = self.min_gtid.take().or(other.min_gtid);
     }
+}
+
+/// The hints of every hint comment in `sql`, read under `dialect`.
+pub fn hints(sql: &[u8], dialect: Dialect) -> Hints {
+    let mut out = Hints::default();
+    for span in Lexer::new(sql, dialect).filter(|s| s.kind == SpanKind::Comment) {
+        if let Some(h) = hints_of(lex::comment_body(sql, &span)) {
+            out.merge(h);
+        }
+    }
+    out
+}
+
+/// The hints one comment body carries, if it is a hint comment.
+pub(crate) fn hints_of(body: &[u8]) -> Option<Hints> {
+    const PREFIX: &[u8] = b"rwsplit:";
+    let body = body.strip_prefix(b"+").unwrap_or(body);
+    let mut words = body.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).peekable();
+    if !words.peek()?.get(..PREFIX.len())?.eq_ignore_ascii_case(PREFIX) {
+        return None;
+    }
+    let mut h = Hints::default();
+    for word in words {
+        let Some(hint) =
+            word.get(..PREFIX.len()).filter(|p| p.eq_ignore_ascii_case(PREFIX)).map(|_| &word[PREFIX.len()..])
+        else {
+            continue;
+        };
+        let (name, value) = match hint.iter().position(|&b| b == b'=') {
+            Some(i) => (&hint[..i], Some(String::from_utf8_lossy(&hint[i + 1..]).into_owned())),
+            None => (hint, None),
+        };
+        match (name.to_ascii_lowercase().as_slice(), value) {
+            (b"master", None) => h.route = h.route.or(Some(Hint::Master)),
+            (b"replica", None) => h.route = h.route.or(Some(Hint::Replica)),
+            (b"consistent", None) => h.consistent = true,
+            (b"max_lag", Some(v)) => h.max_lag = h.max_lag.or(Some(v)),
+            (b"min_gtid", Some(v)) => h.min_gtid = h.min_gtid.or(Some(v)),
+            _ => {}
+        }
+    }
+    Some(h)
+}
+
+/// The routing hint of a comment body, if it is a hint comment with one.
+pub(crate) fn route_hint(body: &[u8]) -> Option<Hint> {
+    hints_of(body).and_then(|h| h.route)
 }
 
 #[cfg(test)]
@@ -269,6 +329,23 @@ mod tests {
         assert_eq!(hint("/*! rwsplit:master */ SELECT 1"), None);
         assert_eq!(hint("/*route='rwsplit:replica'*/ SELECT 1"), None, "sqlcommenter values cannot inject hints");
         assert_eq!(hint("/* note rwsplit:master */ SELECT 1"), None);
+        assert_eq!(hint("/* rwsplit:consistent rwsplit:replica */ SELECT 1"), Some(Hint::Replica));
+    }
+
+    #[test]
+    fn consistency_hints() {
+        let h = |s: &str| hints(s.as_bytes(), Dialect::default());
+        assert_eq!(h("SELECT 1"), Hints::default());
+        let all = h("/* rwsplit:consistent */ SELECT 1 /*+ RWSPLIT:max_lag=100ms rwsplit:min_gtid=0-1-5,1-2-3 */");
+        assert!(all.consistent);
+        assert_eq!((all.max_lag.as_deref(), all.min_gtid.as_deref()), (Some("100ms"), Some("0-1-5,1-2-3")));
+        assert_eq!(all.route, None);
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5";
+        assert_eq!(h(&format!("-- rwsplit:min_gtid={uuid}\nSELECT 1")).min_gtid.as_deref(), Some(uuid));
+        // Not hint comments: the first word decides; unknown hint names and valueless values are ignored.
+        assert_eq!(h("/* see rwsplit:consistent */ SELECT 1"), Hints::default());
+        assert_eq!(h("/* rwsplit:fast rwsplit:max_lag */ SELECT 1"), Hints::default());
+        assert_eq!(h("SELECT '/* rwsplit:consistent */'"), Hints::default());
     }
 
     #[test]

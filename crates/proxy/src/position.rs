@@ -197,8 +197,7 @@ impl Position {
     /// `0` for MariaDB and MySQL GTID waits, a count of events (≥ 0) for `MASTER_POS_WAIT`; a timeout (-1
     /// or 1), NULL or anything else is not.
     pub fn wait_reached(&self, value: Option<&[u8]>) -> bool {
-        let Some(n) = value.and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.trim().parse::<i64>().ok())
-        else {
+        let Some(n) = value.and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.trim().parse::<i64>().ok()) else {
             return false;
         };
         match self {
