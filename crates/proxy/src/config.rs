@@ -68,6 +68,32 @@ pub struct Config {
     /// Threads running sessions: 1 is a single-threaded event loop (the default: cheapest per query, no
     /// cross-thread wakeups), more is a work-stealing pool of that many threads. Needs a restart.
     pub workers: usize,
+    /// What a read on a replica must see (per user overridable); see [`Consistency`].
+    pub consistency: Consistency,
+    /// How long a read waits for a replica to apply what it must see before it runs on the master instead.
+    pub consistency_timeout: Duration,
+}
+
+/// What a read on a replica must see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// Every write its own session made before it (read-your-writes; the default).
+    Session,
+    /// Every write acknowledged by this rwsplit process before the read arrived, from any session.
+    Global,
+    /// Whatever the replica has (no waiting).
+    Eventual,
+}
+
+impl Consistency {
+    /// The config word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Session => "session",
+            Consistency::Global => "global",
+            Consistency::Eventual => "eventual",
+        }
+    }
 }
 
 /// A client account.
@@ -77,6 +103,8 @@ pub struct User {
     pub name: String,
     /// Its password.
     pub password: Secret,
+    /// Its own consistency, instead of the top-level one.
+    pub consistency: Option<Consistency>,
 }
 
 /// A backend address.
@@ -209,6 +237,8 @@ struct RawConfig {
     max_allowed_packet: Option<String>,
     shutdown_grace: Option<String>,
     workers: Option<usize>,
+    consistency: Option<String>,
+    consistency_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +247,7 @@ struct RawUser {
     user: String,
     password: Option<String>,
     password_env: Option<String>,
+    consistency: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -302,6 +333,11 @@ impl Config {
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.iter().find(|u| u.name == name)
     }
+
+    /// The consistency of an account's reads: its own, else the top-level one.
+    pub fn consistency_of(&self, user: &str) -> Consistency {
+        self.user(user).and_then(|u| u.consistency).unwrap_or(self.consistency)
+    }
 }
 
 /// Collects problems while turning the raw file into a `Config`.
@@ -329,8 +365,9 @@ impl Validator {
             if users.iter().any(|x| x.name == u.user) {
                 self.problem(format!("{field}.user"), format!("duplicate user '{}'", u.user));
             }
+            let consistency = u.consistency.as_deref().and_then(|c| self.consistency(&format!("{field}.consistency"), c));
             if let Some(password) = self.password(&field, u.password, u.password_env) {
-                users.push(User { name: u.user, password });
+                users.push(User { name: u.user, password, consistency });
             }
         }
         self.host_port("master.address", &raw.master.address);
@@ -368,6 +405,9 @@ impl Validator {
             None | Some("auto") => Some(None),
             Some(s) => self.size("max_allowed_packet", Some(s), 0).map(Some),
         };
+        let consistency = self.consistency("consistency", raw.consistency.as_deref().unwrap_or("session"));
+        let consistency_timeout =
+            self.duration("consistency_timeout", raw.consistency_timeout.as_deref(), Duration::from_secs(1));
         let workers = raw.workers.unwrap_or(1);
         if !(1..=1024).contains(&workers) {
             self.problem("workers", "must be between 1 and 1024");
@@ -386,7 +426,21 @@ impl Validator {
             max_allowed_packet: max_allowed_packet?,
             shutdown_grace: shutdown_grace?,
             workers,
+            consistency: consistency?,
+            consistency_timeout: consistency_timeout?,
         })
+    }
+
+    fn consistency(&mut self, field: &str, word: &str) -> Option<Consistency> {
+        match word {
+            "session" => Some(Consistency::Session),
+            "global" => Some(Consistency::Global),
+            "eventual" => Some(Consistency::Eventual),
+            other => {
+                self.problem(field, format!("'{other}' is not one of: session, global, eventual"));
+                None
+            }
+        }
     }
 
     fn health(&mut self, h: RawHealth) -> Option<Health> {
@@ -613,6 +667,22 @@ mod tests {
         let huge = GOOD.replace("    # weight: 1 ", "    weight: 5000 #");
         let err = Config::parse(&huge, "t").unwrap_err();
         assert_eq!(err.problems[0].field, "replicas[1].weight", "{err}");
+    }
+
+    #[test]
+    fn consistency_defaults_and_overrides() {
+        let c = Config::parse(GOOD, "t").unwrap();
+        assert_eq!((c.consistency, c.consistency_timeout), (Consistency::Session, Duration::from_secs(1)));
+        let text = GOOD.replace("listen: 127.0.0.1:6033", "listen: 127.0.0.1:6033\nconsistency: global\nconsistency_timeout: 250ms");
+        let text = text.replacen("    password: apppw", "    password: apppw\n    consistency: eventual", 1);
+        let c = Config::parse(&text, "t").unwrap();
+        assert_eq!((c.consistency, c.consistency_timeout), (Consistency::Global, Duration::from_millis(250)));
+        assert_eq!(c.consistency_of("app"), Consistency::Eventual);
+        assert_eq!(c.consistency_of("someone"), Consistency::Global);
+        let bad = GOOD.replace("listen: 127.0.0.1:6033", "listen: 127.0.0.1:6033\nconsistency: strong");
+        let err = Config::parse(&bad, "t").unwrap_err();
+        assert_eq!(err.problems[0].field, "consistency", "{err}");
+        assert!(err.problems[0].message.contains("session, global, eventual"), "{err}");
     }
 
     #[test]
