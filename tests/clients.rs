@@ -164,7 +164,7 @@ async fn dead_master_gives_clear_write_errors_while_reads_go_on() {
         other => panic!("expected a MySQL error, got {other:?}"),
     }
     let again: u32 = c.query_first("SELECT @@server_id").await.unwrap().unwrap();
-    assert_eq!(again, id, "the session survives the failed write");
+    assert!(again == 2 || again == 3, "the session survives the failed write and reads from a replica");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -20,11 +20,19 @@ use tokio::net::TcpStream;
 
 use crate::error::BackendError;
 use crate::io::Wire;
+use crate::position::Flavor;
 
 /// The statement that turns on every session tracker of a backend connection. `CHARACTERISTICS` is
 /// `STATE` plus the transaction's characteristics, so it covers what any client may ask for.
 pub const TRACKING_SETUP: &str = "SET SESSION session_track_system_variables = '*', session_track_schema = ON, \
                                   session_track_state_change = ON, session_track_transaction_info = 'CHARACTERISTICS'";
+
+/// [`TRACKING_SETUP`] for MySQL, which also reports the GTIDs of the transactions a session commits (MariaDB
+/// reports them as the `last_gtid` variable).
+pub const TRACKING_SETUP_MYSQL: &str = "SET SESSION session_track_system_variables = '*', session_track_schema = ON, \
+                                        session_track_state_change = ON, \
+                                        session_track_transaction_info = 'CHARACTERISTICS', \
+                                        session_track_gtids = 'OWN_GTID'";
 
 /// The query that reads a fresh session's defaults, sent with [`TRACKING_SETUP`] in one round trip.
 const DEFAULTS_QUERY: &str = "SELECT @@max_allowed_packet, @@session_track_system_variables, \
@@ -107,6 +115,10 @@ pub struct BackendConn {
     pub touched: bool,
     /// The server reports session state on this connection (trackers on, [`TRACKING_SETUP`]).
     pub tracking: bool,
+    /// How the server writes replication positions (MariaDB GTID lists or MySQL GTID sets).
+    pub flavor: Flavor,
+    /// A position this (replica) server was seen to have applied (a wait for it succeeded here).
+    pub reached: Option<crate::position::Position>,
     /// The client changed the trackers on this connection: [`TRACKING_SETUP`] is run again before its next
     /// command.
     pub tracking_stale: bool,
@@ -194,6 +206,8 @@ impl BackendConn {
             touched: false,
             tracking: false,
             tracking_stale: false,
+            flavor: if greeting.version.contains("MariaDB") { Flavor::MariaDb } else { Flavor::MySql },
+            reached: None,
             nonce: greeting.nonce.clone(),
             plugin: greeting.plugin.clone(),
         };
@@ -213,7 +227,11 @@ impl BackendConn {
         if read_defaults {
             commands.push([&[com::QUERY][..], DEFAULTS_QUERY.as_bytes()].concat());
         }
-        commands.push([&[com::QUERY][..], TRACKING_SETUP.as_bytes()].concat());
+        let setup = match self.flavor {
+            Flavor::MariaDb => TRACKING_SETUP,
+            Flavor::MySql => TRACKING_SETUP_MYSQL,
+        };
+        commands.push([&[com::QUERY][..], setup.as_bytes()].concat());
         for c in &commands {
             self.wire.queue_payload(0, c);
         }
@@ -371,6 +389,34 @@ impl BackendConn {
         }
     }
 
+    /// Reads the whole (small) response to a command already sent: its frames, or the server's ERR.
+    pub async fn read_response_frames(
+        &mut self,
+        expect: Expect,
+    ) -> Result<Result<Vec<Frame>, ErrPacket>, BackendError> {
+        self.read_reply_frames(expect).await
+    }
+
+    /// Reads the whole response to a command already sent and drops it (it may be a large result).
+    pub async fn drain(&mut self, expect: Expect) -> Result<(), BackendError> {
+        let mut walker = Walker::new(expect, self.deprecate_eof());
+        self.mid_response = true;
+        loop {
+            let frame = self.wire.expect_frame().await?;
+            match walker.feed(&frame)? {
+                Step::More => {}
+                Step::LocalInfile => {
+                    self.wire.send(frame.seq().wrapping_add(1), &[]).await?;
+                    walker.after_local_infile();
+                }
+                Step::Done { .. } => {
+                    self.mid_response = false;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
     /// Sends a command that has no response (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA).
     pub async fn send_no_response(&mut self, payload: &[u8]) -> Result<(), BackendError> {
         self.wire.send(0, payload).await?;
@@ -391,8 +437,8 @@ pub struct Connected {
     pub defaults: Option<ServerDefaults>,
 }
 
-/// The first row of a text result of `columns` columns, as strings: column count, definitions, (EOF,) row.
-fn first_row(frames: &[Frame], columns: usize, deprecate_eof: bool) -> Option<Vec<Vec<u8>>> {
+/// The values of the first row of a text result's frames (NULL as empty).
+pub(crate) fn first_row(frames: &[Frame], columns: usize, deprecate_eof: bool) -> Option<Vec<Vec<u8>>> {
     let mut rest = frames.get(1 + columns + usize::from(!deprecate_eof))?.payload();
     let mut values = Vec::with_capacity(columns);
     for _ in 0..columns {

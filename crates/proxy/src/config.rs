@@ -365,7 +365,8 @@ impl Validator {
             if users.iter().any(|x| x.name == u.user) {
                 self.problem(format!("{field}.user"), format!("duplicate user '{}'", u.user));
             }
-            let consistency = u.consistency.as_deref().and_then(|c| self.consistency(&format!("{field}.consistency"), c));
+            let consistency =
+                u.consistency.as_deref().and_then(|c| self.consistency(&format!("{field}.consistency"), c));
             if let Some(password) = self.password(&field, u.password, u.password_env) {
                 users.push(User { name: u.user, password, consistency });
             }
@@ -673,7 +674,10 @@ mod tests {
     fn consistency_defaults_and_overrides() {
         let c = Config::parse(GOOD, "t").unwrap();
         assert_eq!((c.consistency, c.consistency_timeout), (Consistency::Session, Duration::from_secs(1)));
-        let text = GOOD.replace("listen: 127.0.0.1:6033", "listen: 127.0.0.1:6033\nconsistency: global\nconsistency_timeout: 250ms");
+        let text = GOOD.replace(
+            "listen: 127.0.0.1:6033",
+            "listen: 127.0.0.1:6033\nconsistency: global\nconsistency_timeout: 250ms",
+        );
         let text = text.replacen("    password: apppw", "    password: apppw\n    consistency: eventual", 1);
         let c = Config::parse(&text, "t").unwrap();
         assert_eq!((c.consistency, c.consistency_timeout), (Consistency::Global, Duration::from_millis(250)));

@@ -24,6 +24,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Row};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Health, LagSource};
+use crate::position::{Flavor, Position};
 use crate::Shared;
 
 /// Where the checker publishes backend health and sessions read it: the published snapshot (lock-free
@@ -119,6 +120,8 @@ pub struct ServerHealth {
     pub read_only: Option<bool>,
     /// GTID position (`@@gtid_slave_pos` on MariaDB, `@@gtid_executed` on MySQL).
     pub gtid: Option<String>,
+    /// That position, parsed: what the replica had applied when the probe ran.
+    pub position: Option<Position>,
     /// The replica passes the gate and gets reads.
     pub serves_reads: bool,
     /// Why the last probe was bad (None after a good one).
@@ -141,6 +144,7 @@ impl Default for ServerHealth {
             lag: None,
             read_only: None,
             gtid: None,
+            position: None,
             serves_reads: false,
             last_error: None,
             changed_at: SystemTime::now(),
@@ -210,6 +214,7 @@ struct Observation {
     replicating: bool,
     lag: Option<f64>,
     gtid: Option<String>,
+    position: Option<Position>,
     /// The server has a replication configuration (SHOW SLAVE STATUS returned a row).
     is_replica: bool,
 }
@@ -368,6 +373,8 @@ impl Probe {
         }
         let gtid_var = if mariadb { "SELECT @@gtid_slave_pos" } else { "SELECT @@gtid_executed" };
         obs.gtid = conn.query_first(gtid_var).await.map_err(|e| e.to_string())?;
+        let flavor = if mariadb { Flavor::MariaDb } else { Flavor::MySql };
+        obs.position = obs.gtid.as_deref().and_then(|g| Position::parse(flavor, g));
         if let (Some(table), true) = (heartbeat_table, obs.is_replica) {
             let sql = format!("SELECT ts FROM {table} WHERE id = '{instance}'");
             obs.lag = match conn.query_first::<i64, _>(sql).await {
@@ -423,6 +430,7 @@ impl Probe {
                 entry.replicating = obs.replicating;
                 entry.lag = obs.lag;
                 entry.gtid = obs.gtid;
+                entry.position = obs.position;
                 entry.last_error = None;
                 let mut why_not = None;
                 if !self.is_master || detect {

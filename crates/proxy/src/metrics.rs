@@ -36,6 +36,34 @@ impl ErrorKind {
     }
 }
 
+/// How a read that had to see some writes (see `session/consistency.rs`) was served, counted in
+/// `rwsplit_consistent_reads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsistentRead {
+    /// A replica known to have applied them served it at once.
+    CaughtUp,
+    /// A replica waited for them (in the same round trip) and served it.
+    Waited,
+    /// No replica could: the master served it.
+    Master,
+    /// A replica's wait timed out: the master served it.
+    TimedOut,
+}
+
+impl ConsistentRead {
+    const ALL: [ConsistentRead; 4] =
+        [ConsistentRead::CaughtUp, ConsistentRead::Waited, ConsistentRead::Master, ConsistentRead::TimedOut];
+
+    fn label(self) -> &'static str {
+        match self {
+            ConsistentRead::CaughtUp => "caught_up",
+            ConsistentRead::Waited => "waited",
+            ConsistentRead::Master => "master",
+            ConsistentRead::TimedOut => "timed_out",
+        }
+    }
+}
+
 /// Every metric rwsplit exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -51,6 +79,8 @@ pub struct Metrics {
     reloads: IntCounterVec,
     last_reload: Gauge,
     errors: IntCounterVec,
+    consistent_reads: [IntCounter; 4],
+    consistency_wait: Histogram,
 }
 
 /// A session's cache of query counters by (route, backend, reason).
@@ -137,6 +167,24 @@ impl Metrics {
         .expect("valid metric");
         let errors =
             IntCounterVec::new(Opts::new("rwsplit_errors_total", "Errors by kind"), &["kind"]).expect("valid metric");
+        let consistent_vec = IntCounterVec::new(
+            Opts::new(
+                "rwsplit_consistent_reads_total",
+                "Reads that had to see earlier writes, by how they were served: caught_up (a replica known to \
+                 have them), waited (a replica waited for them), master (no replica could), timed_out (a \
+                 replica's wait timed out; the master served it)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let consistency_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "rwsplit_consistency_wait_seconds",
+                "Time replicas took to answer a wait for the writes a read must see (reached or timed out)",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
         for c in [
             Box::new(queries.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration_vec.clone()),
@@ -147,6 +195,8 @@ impl Metrics {
             Box::new(reloads.clone()),
             Box::new(last_reload.clone()),
             Box::new(errors.clone()),
+            Box::new(consistent_vec.clone()),
+            Box::new(consistency_wait.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -159,6 +209,7 @@ impl Metrics {
             reloads.with_label_values(&[result]);
         }
         let duration = [duration_vec.with_label_values(&["master"]), duration_vec.with_label_values(&["replica"])];
+        let consistent_reads = ConsistentRead::ALL.map(|o| consistent_vec.with_label_values(&[o.label()]));
         let m = Metrics {
             registry,
             queries,
@@ -170,9 +221,22 @@ impl Metrics {
             reloads,
             last_reload,
             errors,
+            consistent_reads,
+            consistency_wait,
         };
         m.last_reload.set(unix_now());
         m
+    }
+
+    /// Counts a read that had to see earlier writes, by how it was served.
+    pub fn consistent_read(&self, outcome: ConsistentRead) {
+        let i = ConsistentRead::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+        self.consistent_reads[i].inc();
+    }
+
+    /// Records how long a replica took to answer a wait.
+    pub fn consistency_wait(&self, seconds: f64) {
+        self.consistency_wait.observe(seconds);
     }
 
     /// Counts a routed statement and its duration. `counters` is the session's cache.

@@ -3,7 +3,7 @@
 //! was learned from the servers ([`ServerInfo`]), and the metrics. [`Shared::backend_views`] is the one
 //! description of the backends that the admin interface and the metrics both render.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::health::HealthHub;
+use crate::position::Position;
 use crate::registry::Registry;
 use crate::{backend, metrics, pool, topology};
 
@@ -46,6 +47,8 @@ pub struct ServerInfo {
     greeting: ArcSwapOption<(String, CapabilityFlags)>,
     /// Session defaults of the master, read on each new master connection.
     defaults: ArcSwapOption<backend::ServerDefaults>,
+    /// The replication position of every write this process acknowledged (for `consistency: global`).
+    acked: Mutex<Option<Position>>,
 }
 
 impl ServerInfo {
@@ -73,6 +76,20 @@ impl ServerInfo {
     /// The master's session defaults, once a connection has read them.
     pub fn defaults(&self) -> Option<Arc<backend::ServerDefaults>> {
         self.defaults.load_full()
+    }
+
+    /// Records the position of a write the master acknowledged to a client.
+    pub fn learn_write(&self, written: &Position) {
+        let mut acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        match acked.as_mut() {
+            Some(p) => p.merge(written),
+            None => *acked = Some(written.clone()),
+        }
+    }
+
+    /// The position covering every write acknowledged so far.
+    pub fn acked(&self) -> Option<Position> {
+        self.acked.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 

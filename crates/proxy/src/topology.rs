@@ -1,9 +1,11 @@
-//! The backends as sessions see them: the master, the replicas in a weighted round-robin schedule, and
-//! which replicas are temporarily skipped because a connection attempt just failed.
+//! The backends as sessions see them: the master, and the replicas with their weights, the requests each
+//! has outstanding from all sessions, and which are skipped for a while because a connection attempt
+//! just failed.
 //!
-//! Sessions pick a replica when they first need one and keep it (sticky per session) until it fails or the
-//! session resets: per-statement switching would mean replaying session state on every switch. Spreading
-//! comes from many sessions (or pooled client connections) starting on different replicas.
+//! Replicas are chosen per read (see `session/choose.rs`): by fewest outstanding requests relative to
+//! weight, then by each session's smooth weighted round-robin, so one long-lived connection spreads its
+//! reads too. A session keeps its connections to the replicas it used, so switching costs nothing after
+//! the first read on each.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,8 +21,34 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 pub struct ReplicaState {
     /// `host:port`.
     pub addr: Arc<str>,
+    /// Relative share of reads.
+    pub weight: u32,
+    /// Requests running on it now, from all sessions.
+    inflight: AtomicUsize,
     /// Milliseconds since the topology's epoch until which the replica is skipped (0 = usable).
     down_until_ms: AtomicU64,
+}
+
+impl ReplicaState {
+    /// Requests running on it now.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one request on a replica while it lives.
+#[derive(Debug)]
+pub struct InFlight {
+    topology: Arc<Topology>,
+    index: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(r) = self.topology.replicas.get(self.index) {
+            r.inflight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The backends, built from one config snapshot.
@@ -30,10 +58,6 @@ pub struct Topology {
     pub master: Arc<str>,
     /// Replicas in config order.
     pub replicas: Vec<ReplicaState>,
-    /// Weighted schedule: replica indexes, each repeated `weight` times, interleaved.
-    schedule: Vec<usize>,
-    /// Next position in the schedule.
-    cursor: AtomicUsize,
     /// Reference point for `down_until_ms`.
     epoch: Instant,
 }
@@ -41,55 +65,41 @@ pub struct Topology {
 impl Topology {
     /// Builds the topology of a config.
     pub fn new(config: &Config) -> Topology {
-        let replicas: Vec<ReplicaState> = config
+        let replicas = config
             .replicas
             .iter()
-            .map(|r| ReplicaState { addr: r.address.as_str().into(), down_until_ms: AtomicU64::new(0) })
+            .map(|r| ReplicaState {
+                addr: r.address.as_str().into(),
+                weight: r.weight,
+                inflight: AtomicUsize::new(0),
+                down_until_ms: AtomicU64::new(0),
+            })
             .collect();
-        // Interleave by weight: round k takes every replica whose weight exceeds k.
-        let max_weight = config.replicas.iter().map(|r| r.weight).max().unwrap_or(0);
-        let schedule = (0..max_weight)
-            .flat_map(|k| config.replicas.iter().enumerate().filter(move |(_, r)| r.weight > k).map(|(i, _)| i))
-            .collect();
-        Topology {
-            master: config.master.address.as_str().into(),
-            replicas,
-            schedule,
-            cursor: AtomicUsize::new(rand::random::<u8>() as usize),
-            epoch: Instant::now(),
-        }
+        Topology { master: config.master.address.as_str().into(), replicas, epoch: Instant::now() }
     }
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Replica indexes to try for a new read, best first: the next in the weighted schedule, then the rest.
-    /// Replicas marked down are left out.
-    pub fn replica_candidates(&self) -> Vec<usize> {
-        if self.schedule.is_empty() {
-            return Vec::new();
-        }
-        let now = self.now_ms();
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        let mut out = Vec::with_capacity(self.replicas.len());
-        for k in 0..self.schedule.len() {
-            let i = self.schedule[(start + k) % self.schedule.len()];
-            if !out.contains(&i) && self.replicas[i].down_until_ms.load(Ordering::Relaxed) <= now {
-                out.push(i);
-            }
-        }
-        out
+    /// Whether replica `i` may be tried now (not skipped after a failed connection).
+    pub fn usable(&self, i: usize) -> bool {
+        self.replicas.get(i).is_some_and(|r| r.down_until_ms.load(Ordering::Relaxed) <= self.now_ms())
+    }
+
+    /// The index of the replica at `addr`.
+    pub fn replica_index(&self, addr: &str) -> Option<usize> {
+        self.replicas.iter().position(|r| &*r.addr == addr)
     }
 
     /// Whether `addr` is one of the configured replicas.
     pub fn has_replica(&self, addr: &str) -> bool {
-        self.replicas.iter().any(|r| &*r.addr == addr)
+        self.replica_index(addr).is_some()
     }
 
     /// [`Topology::mark_down`] by address (no-op for an address not in this topology).
     pub fn mark_down_addr(&self, addr: &str) {
-        if let Some(i) = self.replicas.iter().position(|r| &*r.addr == addr) {
+        if let Some(i) = self.replica_index(addr) {
             self.mark_down(i);
         }
     }
@@ -100,6 +110,14 @@ impl Topology {
             r.down_until_ms.store(self.now_ms() + RETRY_AFTER.as_millis() as u64, Ordering::Relaxed);
         }
     }
+
+    /// Counts a request on the replica at `addr` until the returned guard drops (`None` for an address not
+    /// in this topology).
+    pub fn start_request(self: &Arc<Self>, addr: &str) -> Option<InFlight> {
+        let index = self.replica_index(addr)?;
+        self.replicas[index].inflight.fetch_add(1, Ordering::Relaxed);
+        Some(InFlight { topology: Arc::clone(self), index })
+    }
 }
 
 #[cfg(test)]
@@ -107,14 +125,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schedule_follows_weights() {
+    fn requests_are_counted_while_they_run() {
         let text = "listen: 127.0.0.1:1\nusers: [{user: a, password: b}]\nmaster: {address: 'm:1'}\n\
                     replicas: [{address: 'r1:1'}, {address: 'r2:1', weight: 3}]\n";
-        let t = Topology::new(&Config::parse(text, "t").unwrap());
-        let firsts: Vec<usize> = (0..400).map(|_| t.replica_candidates()[0]).collect();
-        let r2 = firsts.iter().filter(|i| **i == 1).count();
-        assert_eq!(r2, 300, "replica 2 (weight 3) should get 3/4 of the picks");
+        let t = Arc::new(Topology::new(&Config::parse(text, "t").unwrap()));
+        assert_eq!((t.replicas[1].weight, t.replica_index("r2:1")), (3, Some(1)));
+        let a = t.start_request("r2:1");
+        let b = t.start_request("r2:1");
+        assert!(t.start_request("elsewhere:1").is_none());
+        assert_eq!(t.replicas[1].inflight(), 2);
+        drop((a, b));
+        assert_eq!(t.replicas[1].inflight(), 0);
         t.mark_down(1);
-        assert_eq!(t.replica_candidates(), vec![0]);
+        assert!(t.usable(0) && !t.usable(1) && !t.usable(7));
     }
 }

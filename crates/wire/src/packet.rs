@@ -323,7 +323,10 @@ pub enum StateChange<'a> {
     StateChanged,
     /// The transaction state string (8 characters: `T`/`I`, `r`, `R`, `w`, `W`, `s`, `S`, `L`, or `_`).
     TransactionState(&'a [u8]),
-    /// Any other entry (GTIDs, transaction characteristics, future types): its type and data.
+    /// MySQL's GTIDs of the transactions the session committed (`session_track_gtids = OWN_GTID`), as a
+    /// GTID set in text.
+    Gtids(&'a [u8]),
+    /// Any other entry (transaction characteristics, future types): its type and data.
     Other(u8, &'a [u8]),
 }
 
@@ -342,6 +345,8 @@ impl<'a> StateChange<'a> {
             state_type::SCHEMA => StateChange::Schema(lenenc_str(data)?.0),
             state_type::STATE_CHANGE => StateChange::StateChanged,
             state_type::TRANSACTION_STATE => StateChange::TransactionState(lenenc_str(data)?.0),
+            // One byte of encoding specification (0: a text GTID set), then the set.
+            state_type::GTIDS if data.first() == Some(&0) => StateChange::Gtids(lenenc_str(data.get(1..)?)?.0),
             other => StateChange::Other(other, data),
         };
         Some((change, &rest[..1 + n], 1 + n))
@@ -432,7 +437,19 @@ mod tests {
             changes,
             [StateChange::TransactionState(b"T___W___"), StateChange::Schema(b"e1"), StateChange::StateChanged]
         );
+        // MySQL's session_track_gtids = OWN_GTID: type 3, encoding 0, then the set.
+        let gtid = b"3e11fa47-71ca-11e1-9e33-c80aa9429562:23";
+        let mut entry = vec![0u8, gtid.len() as u8];
+        entry.extend_from_slice(gtid);
+        let mut p = b"\x00\x01\x00\x02\x40\x00\x00\x00".to_vec();
+        p.push(2 + entry.len() as u8);
+        p.push(state_type::GTIDS);
+        p.push(entry.len() as u8);
+        p.extend_from_slice(&entry);
+        let changes: Vec<StateChange<'_>> = OkPacket::parse(&p, true).unwrap().changes().collect();
+        assert_eq!(changes, [StateChange::Gtids(gtid)]);
         // Truncated or foreign packets do not parse.
+        let p = b"\x00\x00\x00\x03\x40\x00\x00\x00\x13\x05\x09\x08T___W___\x01\x03\x02e1\x02\x01\x31";
         assert!(OkPacket::parse(&p[..5], true).is_none());
         assert!(OkPacket::parse(b"\xff\x00", true).is_none());
     }

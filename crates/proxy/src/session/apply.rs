@@ -53,6 +53,9 @@ impl Session {
         let side = outcome.side;
         let report = &outcome.report;
         self.state.observe(side, report.status);
+        if side == Side::Master {
+            self.learn_written(outcome);
+        }
         if let Some(status) = report.status {
             let held = self.legs.held_mut(side);
             held.trx = status.contains(StatusFlags::SERVER_STATUS_IN_TRANS);

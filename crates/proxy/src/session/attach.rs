@@ -20,12 +20,15 @@ use std::time::{Duration, Instant};
 use rwsplit_wire::packet::ErrPacket;
 use rwsplit_wire::walk::Expect;
 
+use super::choose::Candidate;
+use super::consistency::{lag_upper_bound, Need, ReadNeed};
 use super::legs::{Held, Side};
 use super::policy::{self, Failure, Phase, Policy};
 use super::Session;
 use crate::backend::{BackendConn, Connected};
 use crate::config::WhenNoReplica;
 use crate::error::{BackendError, SessionError};
+use crate::position::Position;
 
 /// How long a replica that could not replay the session's state is first skipped (unless the history
 /// changes); the wait doubles while it keeps refusing, up to [`REPLAY_RETRY_MAX`].
@@ -55,11 +58,33 @@ enum SyncError {
     Backend(BackendError),
 }
 
+/// A connection ready for a command.
+#[derive(Debug)]
+pub(super) struct Ready {
+    /// The side it is on.
+    pub side: Side,
+    /// On a replica: the position it must wait for in the same round trip as the read.
+    pub wait: Option<Position>,
+    /// A read went to the master because no replica could give it what it must see (rather than because
+    /// none serves reads at all).
+    pub behind: bool,
+}
+
+/// What attaching a replica for a read found.
+enum ForRead {
+    /// The replica leg is ready (waiting for this position first, if any).
+    Ready(Option<Position>),
+    /// No replica serves reads now.
+    NoReplica,
+    /// Replicas serve reads, but none can give this one what it must see.
+    Behind,
+}
+
 /// The result of attaching a side.
 #[derive(Debug)]
 pub(super) enum Attach {
-    /// A ready connection on this side.
-    Ready(Side),
+    /// A ready connection.
+    Ready(Ready),
     /// No connection: the command gets this error; the session goes on.
     Refused(ErrPacket),
     /// A connection holding state only it had is gone: the session must end (after the client is told,
@@ -86,15 +111,11 @@ pub(super) fn err(code: u16, message: String) -> ErrPacket {
 }
 
 impl Session {
-    /// Attaches `wanted` and reports a failure to the client: `Ok(Some(side))` when ready, `Ok(None)` when the
-    /// client was sent an error (the session goes on), `Err` when the session must end.
-    pub(super) async fn attach(
-        &mut self,
-        wanted: Side,
-        needs_replica_state: bool,
-    ) -> Result<Option<Side>, SessionError> {
-        match self.attach_side(wanted, needs_replica_state).await {
-            Attach::Ready(side) => Ok(Some(side)),
+    /// Attaches `wanted` and reports a failure to the client: `Ok(Some(ready))` when ready, `Ok(None)` when
+    /// the client was sent an error (the session goes on), `Err` when the session must end.
+    pub(super) async fn attach(&mut self, wanted: Side, read: &ReadNeed) -> Result<Option<Ready>, SessionError> {
+        match self.attach_side(wanted, read).await {
+            Attach::Ready(ready) => Ok(Some(ready)),
             Attach::Refused(e) => {
                 self.send_err(e.code, &e.state, &e.message).await?;
                 Ok(None)
@@ -121,24 +142,32 @@ impl Session {
         }
     }
 
-    /// Makes sure the session has a ready connection for `wanted` and returns the side actually used: a read
-    /// for which no replica qualifies goes to the master (or fails, with `when_no_replica: error`).
-    /// `needs_replica_state`: the command must run on the replica leg because only it holds what it needs.
-    pub(super) async fn attach_side(&mut self, wanted: Side, needs_replica_state: bool) -> Attach {
+    /// Makes sure the session has a ready connection for `wanted` and says where: a read for which no
+    /// replica qualifies goes to the master (or fails, with `when_no_replica: error`).
+    pub(super) async fn attach_side(&mut self, wanted: Side, read: &ReadNeed) -> Attach {
+        let mut behind = false;
         if wanted == Side::Replica {
-            match self.attach_replica(needs_replica_state).await {
-                Ok(true) => return Attach::Ready(Side::Replica),
-                Ok(false) => {}
+            match self.attach_replica(read).await {
+                Ok(ForRead::Ready(wait)) => return Attach::Ready(Ready { side: Side::Replica, wait, behind }),
+                Ok(ForRead::NoReplica) => {}
+                Ok(ForRead::Behind) => behind = true,
                 Err(lost) => return Attach::Lost(lost),
             }
             let config = self.shared.config.load();
             if config.health.as_ref().is_some_and(|h| h.when_no_replica == WhenNoReplica::Error) {
-                let msg = "rwsplit: no replica can serve reads now (health.when_no_replica: error)";
+                let msg = if behind {
+                    "rwsplit: no replica has applied what this read must see (health.when_no_replica: error)"
+                } else {
+                    "rwsplit: no replica can serve reads now (health.when_no_replica: error)"
+                };
                 return Attach::Refused(err(1105, msg.into()));
             }
-            tracing::debug!("no replica available; reading from the master");
+            tracing::debug!(behind, "no replica for this read; reading from the master");
         }
-        self.attach_master().await
+        match self.attach_master().await {
+            Attach::Ready(ready) => Attach::Ready(Ready { behind, ..ready }),
+            other => other,
+        }
     }
 
     async fn attach_master(&mut self) -> Attach {
@@ -177,7 +206,7 @@ impl Session {
             }
         }
         match self.sync(Side::Master).await {
-            Ok(()) => Attach::Ready(Side::Master),
+            Ok(()) => Attach::Ready(Ready { side: Side::Master, wait: None, behind: false }),
             Err(SyncError::Replay(e)) => {
                 // The master refuses the session's own state on a new connection (a database dropped
                 // meanwhile, …): the session cannot go on as it was, as a direct connection could not
@@ -197,8 +226,14 @@ impl Session {
         }
     }
 
-    /// Attaches a replica, trying qualified replicas in weighted order. Returns whether one is ready.
-    async fn attach_replica(&mut self, needs_replica_state: bool) -> Result<bool, Box<LostLeg>> {
+    /// Attaches a replica for a read that must see `need`: the replica leg when it holds state the read
+    /// needs (or a READ ONLY transaction), otherwise the best replica for this read (see `choose.rs`),
+    /// switching to a spare connection or opening one. `Ok(Some(wait))` when ready (`wait`: the position
+    /// the replica must wait for in the same round trip as the read); `Ok(None)` when no replica can serve
+    /// it; `Err` when a leg holding state was lost.
+    async fn attach_replica(&mut self, read: &ReadNeed) -> Result<ForRead, Box<LostLeg>> {
+        let ReadNeed { need, needs_replica_state, no_wait, stay } = read;
+        let (needs_replica_state, no_wait) = (*needs_replica_state, *no_wait);
         self.check_idle(Side::Replica)?;
         if let Some(conn) = self.legs.conn(Side::Replica) {
             let addr = Arc::clone(&conn.key.addr);
@@ -208,24 +243,136 @@ impl Session {
             drop(health);
             let held = self.legs.held(Side::Replica);
             let in_its_trx = held.trx;
-            let holds_state = !held.is_empty();
             if !reachable {
                 let held = self.lose(Side::Replica);
                 if !held.is_empty() {
                     return Err(Box::new(LostLeg { addr, held, idle: None, error: BackendError::Unreachable }));
                 }
-            } else if !in_its_trx && !qualifies {
-                if holds_state {
-                    // Only what needs the state it holds still goes there; other reads go elsewhere.
-                    return Ok(needs_replica_state);
+            } else if in_its_trx || *stay {
+                // A READ ONLY transaction (its snapshot is what the reads in it see), or a command about
+                // what this connection ran last.
+                return Ok(ForRead::Ready(None));
+            } else if !held.is_empty() {
+                // It holds state (variables, temporary tables): reads stay with it while it qualifies (a
+                // read that needs that state, even when it does not), waiting there if they must.
+                if qualifies || needs_replica_state {
+                    return Ok(ForRead::Ready(self.wait_needed(&addr, need)));
                 }
+                return Ok(ForRead::NoReplica);
+            } else if !qualifies {
                 tracing::debug!("the session's replica no longer qualifies; choosing another");
                 self.release(Side::Replica);
             }
         }
-        if self.legs.conn(Side::Replica).is_none() && !self.pick_replica().await {
-            return Ok(false);
+        if need.master {
+            return Ok(ForRead::Behind);
         }
+        let spares = self.legs.drain_spares(|_| true);
+        let topology = self.shared.topology.load_full();
+        let health = self.shared.health.load_full();
+        let (kept, gone): (Vec<_>, Vec<_>) =
+            spares.into_iter().partition(|c| topology.has_replica(&c.key.addr) && health.serves_reads(&c.key.addr));
+        for conn in gone {
+            self.pool_release(conn);
+        }
+        self.legs.return_spares(kept);
+        let mut candidates = self.replica_candidates(&topology, &health, need, no_wait);
+        if candidates.is_empty() {
+            let serving = topology.replicas.iter().any(|r| health.serves_reads(&r.addr));
+            return Ok(if serving && !need.is_none() { ForRead::Behind } else { ForRead::NoReplica });
+        }
+        while let Some(i) = self.rotation.pick(&candidates) {
+            let chosen = candidates.swap_remove(i);
+            let wait = (!chosen.caught_up).then(|| need.position.clone()).flatten();
+            if self.legs.conn(Side::Replica).is_some_and(|c| c.key.addr != chosen.addr) {
+                // The leg holds nothing (see above): its connection waits as a spare.
+                self.legs.park_replica();
+            }
+            if self.legs.conn(Side::Replica).is_none() && !self.legs.unpark_replica(&chosen.addr) {
+                let shared = Arc::clone(&self.shared);
+                let acquired = tokio::select! {
+                    r = self.acquire(&chosen.addr) => r,
+                    _ = shared.health.unreachable(&chosen.addr) => Err(BackendError::Unreachable),
+                };
+                match acquired {
+                    Ok(conn) => self.legs.put(Side::Replica, conn),
+                    Err(e) => {
+                        tracing::warn!(backend = %chosen.addr, error = %e, "replica unavailable; trying another");
+                        if matches!(e, BackendError::Connect(_) | BackendError::Unreachable) {
+                            topology.mark_down_addr(&chosen.addr);
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                // A spare that sat idle may have been closed by its server.
+                self.check_idle(Side::Replica)?;
+                if self.legs.conn(Side::Replica).is_none() {
+                    candidates.push(chosen);
+                    continue;
+                }
+            }
+            return match self.sync_replica().await? {
+                true => Ok(ForRead::Ready(wait)),
+                false => Ok(ForRead::NoReplica),
+            };
+        }
+        Ok(ForRead::NoReplica)
+    }
+
+    /// The replicas that may serve a read needing `need`: serving reads, not skipped, under a `max_lag`
+    /// bound; one not known to have the needed position only if it may wait for it (its lag is known to
+    /// be under `consistency_timeout`, and `no_wait` is off).
+    fn replica_candidates(
+        &self,
+        topology: &crate::topology::Topology,
+        health: &crate::health::Snapshot,
+        need: &Need,
+        no_wait: bool,
+    ) -> Vec<Candidate> {
+        let config = self.shared.config.load();
+        let source = config.health.as_ref().map(|h| h.lag_source.clone());
+        let seq = self.history.last_seq();
+        let skipped = self.replica_refused.as_ref().filter(|r| r.seq == seq && r.at.elapsed() < r.wait);
+        let lag_bound = |addr: &str| {
+            let lag = health.servers.get(addr).and_then(|s| s.lag);
+            source.as_ref().and_then(|src| lag_upper_bound(lag, src))
+        };
+        let mut out = Vec::with_capacity(topology.replicas.len());
+        for (i, r) in topology.replicas.iter().enumerate() {
+            if !topology.usable(i) || !health.serves_reads(&r.addr) || skipped.is_some_and(|s| s.addr == r.addr) {
+                continue;
+            }
+            if let Some(max) = need.max_lag {
+                if lag_bound(&r.addr).is_none_or(|l| l > max) {
+                    continue;
+                }
+            }
+            let caught_up = self.wait_needed(&r.addr, need).is_none();
+            // Without a checker the lag is unknown: a wait may be tried (it is bounded anyway).
+            let may_wait =
+                !no_wait && (!health.checked || lag_bound(&r.addr).is_some_and(|l| l < config.consistency_timeout));
+            if caught_up || may_wait {
+                out.push(Candidate { addr: Arc::clone(&r.addr), weight: r.weight, inflight: r.inflight(), caught_up });
+            }
+        }
+        out
+    }
+
+    /// The position a read needing `need` must wait for on the replica at `addr`: `None` when it is known
+    /// to have applied it (the checker's last probe of it, or an earlier wait on this session's connection
+    /// to it), or when the read needs no position.
+    fn wait_needed(&self, addr: &str, need: &Need) -> Option<Position> {
+        let required = need.position.as_ref().filter(|p| !p.is_empty())?;
+        let probed = self.shared.health.load().servers.get(addr).and_then(|s| s.position.clone());
+        let reached = self.legs.replica_conn_to(addr).and_then(|c| c.reached.clone());
+        let known = [probed, reached].iter().flatten().any(|p| p.covers(required));
+        (!known).then(|| required.clone())
+    }
+
+    /// Brings the replica leg up to date with the session's state. `Ok(false)` when the replica cannot take
+    /// it (it is skipped for a while and the read goes elsewhere); `Err` when it held state and failed.
+    async fn sync_replica(&mut self) -> Result<bool, Box<LostLeg>> {
         let addr = self.legs.conn(Side::Replica).map(|c| Arc::clone(&c.key.addr)).unwrap_or_default();
         match self.sync(Side::Replica).await {
             Ok(()) => Ok(true),
@@ -255,38 +402,6 @@ impl Session {
                 }
             }
         }
-    }
-
-    /// Opens a connection to the next qualified replica. Returns whether one is attached.
-    async fn pick_replica(&mut self) -> bool {
-        let topology = self.shared.topology.load_full();
-        let shared = Arc::clone(&self.shared);
-        let seq = self.history.last_seq();
-        let skipped = self.replica_refused.as_ref().filter(|r| r.seq == seq && r.at.elapsed() < r.wait);
-        let skipped = skipped.map(|r| Arc::clone(&r.addr));
-        for i in topology.replica_candidates() {
-            let addr = Arc::clone(&topology.replicas[i].addr);
-            if !shared.health.load().serves_reads(&addr) || skipped.as_ref().is_some_and(|a| *a == addr) {
-                continue;
-            }
-            let acquired = tokio::select! {
-                r = self.acquire(&addr) => r,
-                _ = shared.health.unreachable(&addr) => Err(BackendError::Unreachable),
-            };
-            match acquired {
-                Ok(conn) => {
-                    self.legs.put(Side::Replica, conn);
-                    return true;
-                }
-                Err(e) => {
-                    tracing::warn!(backend = %addr, error = %e, "replica unavailable; trying another");
-                    if matches!(e, BackendError::Connect(_) | BackendError::Unreachable) {
-                        topology.mark_down(i);
-                    }
-                }
-            }
-        }
-        false
     }
 
     /// Remembers that the replica at `addr` could not take the session's state: it is skipped until the

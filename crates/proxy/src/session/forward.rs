@@ -18,6 +18,7 @@ use rwsplit_wire::frame::{self, HEADER_LEN, SEQ_OFFSET};
 use rwsplit_wire::packet::{self, OkPacket, PrepareOk, EOF_STATUS_OFFSET, SESSION_STATE_CHANGED};
 use rwsplit_wire::walk::{Expect, Packet, Step, Walker};
 
+use super::consistency::{Need, ReadNeed};
 use super::legs::Side;
 use super::policy::{self, Failure, Phase, Policy};
 use super::route::{Route, RouteReason};
@@ -26,6 +27,8 @@ use super::Session;
 use crate::backend::BackendConn;
 use crate::error::{BackendError, ClientError, SessionError};
 use crate::io::{Wire, FLUSH_AT};
+use crate::metrics::ConsistentRead;
+use crate::position::Position;
 
 /// How a forwarded command ended.
 #[derive(Debug, Clone)]
@@ -122,20 +125,35 @@ impl Session {
 
     /// Runs a command on the decided side, applying the failure policy: a plain read that failed before the
     /// client saw anything is retried once elsewhere; a command that never reached the server runs on a
-    /// fresh connection.
+    /// fresh connection. A read on a replica that must first wait for the session's writes sends the wait
+    /// and the read in one round trip; if the wait times out the read's answer is dropped and the read runs
+    /// on the master.
     pub(super) async fn run_command(&mut self, route: Route, run: RunOptions, command: Command) -> Ran {
-        let Route { side: wanted, reason, plain_read } = route;
+        let Route { side: mut wanted, reason, plain_read } = route;
         let plain_read = plain_read && matches!(&command, Command::Plain(p) if p.first() == Some(&packet::com::QUERY));
         let started = std::time::Instant::now();
         let start_seq = self.client_seq;
         let mut retried = false;
+        let read = if wanted == Side::Replica {
+            let stay = matches!(reason, RouteReason::Previous | RouteReason::Cursor | RouteReason::Statement);
+            let need = if stay { Need::default() } else { self.read_need(self.command_text(&command).as_deref()) };
+            let no_wait = reason == RouteReason::ReadOnlyTransaction;
+            ReadNeed { need, needs_replica_state: !plain_read, no_wait, stay }
+        } else {
+            ReadNeed::default()
+        };
+        let for_read = wanted == Side::Replica;
+        let mut timed_out = false;
         loop {
-            let needs_replica_state = wanted == Side::Replica && !plain_read;
-            let side = match self.attach(wanted, needs_replica_state).await? {
-                Some(side) => side,
-                None => return Ok(None),
+            let Some(ready) = self.attach(wanted, &read).await? else {
+                return Ok(None);
             };
-            let reason = if wanted == Side::Replica && side == Side::Master { RouteReason::NoReplica } else { reason };
+            let side = ready.side;
+            let reason = match side {
+                Side::Master if for_read && (ready.behind || timed_out) => RouteReason::Consistency,
+                Side::Master if for_read => RouteReason::NoReplica,
+                _ => reason,
+            };
             let (payload, prepare_id) = match self.payload_for(side, &command).await? {
                 Some(Ok(p)) => p,
                 Some(Err(error)) => {
@@ -152,20 +170,69 @@ impl Session {
             };
             self.publish_backends();
             let shared = Arc::clone(&self.shared);
+            let timeout = shared.config.load().consistency_timeout;
             let conn = self.legs.conn_mut(side).ok_or(SessionError::Internal("attached leg vanished"))?;
             // Only a plain autocommit read leaves no session state behind (see pool.rs).
             conn.touched |= !plain_read;
             let addr = Arc::clone(&conn.key.addr);
-            let options = PumpOptions { side, run, prepare_id, tracking: &self.tracking };
+            let topology = shared.topology.load_full();
+            let _inflight = if side == Side::Replica { topology.start_request(&addr) } else { None };
             // A read on a replica is abandoned as soon as the health checker finds the replica unreachable.
-            let watch = async {
+            let watch = || async {
                 if side == Side::Replica {
                     shared.health.unreachable(&addr).await
                 } else {
                     std::future::pending().await
                 }
             };
-            let result = pump(conn, &mut self.client, &mut self.client_seq, &payload, options, watch).await;
+            let mut send = Some(&payload[..]);
+            if let Some(position) = ready.wait.as_ref().filter(|_| side == Side::Replica) {
+                let waited = std::time::Instant::now();
+                let reached = tokio::select! {
+                    r = wait_then_send(conn, position, timeout, &payload, run.expect) => r,
+                    _ = watch() => Err(BackendError::Unreachable),
+                };
+                shared.metrics.consistency_wait(waited.elapsed().as_secs_f64());
+                match reached {
+                    Ok(true) => {
+                        conn.reached.get_or_insert_with(|| position.clone()).merge(position);
+                        shared.metrics.consistent_read(ConsistentRead::Waited);
+                        send = None;
+                    }
+                    Ok(false) => {
+                        shared.metrics.consistent_read(ConsistentRead::TimedOut);
+                        tracing::debug!(backend = %addr, %position, "replica did not catch up in time; reading from the master");
+                        if !self.legs.held(Side::Replica).is_empty() {
+                            // Only this replica has the state the read needs: it cannot move.
+                            let msg = format!(
+                                "rwsplit: replica {addr} holds this session's state but has not applied its writes \
+                                 within consistency_timeout ({timeout:?})"
+                            );
+                            self.send_err(1105, b"HY000", &msg).await?;
+                            return Ok(None);
+                        }
+                        wanted = Side::Master;
+                        timed_out = true;
+                        continue;
+                    }
+                    Err(error) => {
+                        let phase = Phase::Sent;
+                        match self.command_failed(side, error, phase, plain_read, retried, start_seq).await? {
+                            true => {
+                                retried = true;
+                                continue;
+                            }
+                            false => return Ok(None),
+                        }
+                    }
+                }
+            } else if !read.need.is_none() && side == Side::Replica {
+                shared.metrics.consistent_read(ConsistentRead::CaughtUp);
+            } else if ready.behind {
+                shared.metrics.consistent_read(ConsistentRead::Master);
+            }
+            let options = PumpOptions { side, run, prepare_id, tracking: &self.tracking };
+            let result = pump(conn, &mut self.client, &mut self.client_seq, send, options, watch()).await;
             match result {
                 Ok(outcome) => {
                     let elapsed = started.elapsed().as_secs_f64();
@@ -184,6 +251,17 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The SQL text of a command, for its hints: a query's, or a prepared statement's.
+    fn command_text(&self, command: &Command) -> Option<Bytes> {
+        let payload = match command {
+            Command::Plain(p) if p.first() == Some(&packet::com::QUERY) => p,
+            Command::Plain(_) => return None,
+            Command::Prepare { payload, .. } => payload,
+            Command::Stmt { id, .. } => &self.stmts.get(id)?.prepare,
+        };
+        Some(payload.slice(1..))
     }
 
     /// Applies the failure policy to a backend that failed under the current command. `Ok(true)`: run the
@@ -231,7 +309,8 @@ impl Session {
     }
 }
 
-/// Sends `payload` to the backend and streams its response to the client, renumbering frames into the
+/// Sends `payload` (unless it was sent already: `None`) to the backend and streams its response to the
+/// client, renumbering frames into the
 /// client's sequence and rewriting status packets for the client. `watch` completing abandons the response
 /// while the pump waits for the backend (a hung replica).
 ///
@@ -243,14 +322,16 @@ pub async fn pump(
     conn: &mut BackendConn,
     client: &mut Wire,
     client_seq: &mut u8,
-    payload: &[u8],
+    payload: Option<&[u8]>,
     options: PumpOptions<'_>,
     watch: impl Future<Output = ()>,
 ) -> Result<Outcome, Fail> {
     tokio::pin!(watch);
     let mut sent = false;
     conn.mid_response = true;
-    conn.wire.send(0, payload).await.map_err(|e| Fail::Backend { error: e.into(), sent })?;
+    if let Some(payload) = payload {
+        conn.wire.send(0, payload).await.map_err(|e| Fail::Backend { error: e.into(), sent })?;
+    }
     let mut walker = Walker::new(options.run.expect, conn.deprecate_eof());
     let mut out =
         Outcome { side: options.side, error: false, prepared: None, report: Report::default(), held_ok: None };
@@ -356,6 +437,32 @@ pub async fn pump(
             Err(e) => return Err(Fail::Backend { error: e.into(), sent }),
         }
     }
+}
+
+/// Sends a wait for `position` (at most `timeout`) and then `payload`, in one write, and reads the wait's
+/// answer: whether the replica reached the position in time. When it did not, the command's response
+/// (walked as `expect`) is read and dropped: it may predate the position.
+async fn wait_then_send(
+    conn: &mut BackendConn,
+    position: &Position,
+    timeout: std::time::Duration,
+    payload: &[u8],
+    expect: Expect,
+) -> Result<bool, BackendError> {
+    let wait = [&[packet::com::QUERY][..], position.wait_query(timeout).as_bytes()].concat();
+    conn.wire.queue_payload(0, &wait);
+    conn.wire.queue_payload(0, payload);
+    conn.mid_response = true;
+    conn.wire.flush().await?;
+    let answer = conn.read_response_frames(Expect::ResultSets).await?;
+    let value = answer.ok().and_then(|frames| crate::backend::first_row(&frames, 1, conn.deprecate_eof()));
+    let reached = position.wait_reached(value.as_ref().and_then(|v| v.first()).map(Vec::as_slice));
+    // The command's response is still to come.
+    conn.mid_response = true;
+    if !reached {
+        conn.drain(expect).await?;
+    }
+    Ok(reached)
 }
 
 /// Answers an unasked LOCAL INFILE request with an empty file (the request's sequence id + 1).

@@ -1,5 +1,7 @@
-//! The session's backend legs: at most one connection to the master and one to a replica, and what each
-//! holds that no other connection of the session has and that cannot be rebuilt by replaying the history.
+//! The session's backend legs: at most one connection to the master and one to a replica (the one the last
+//! read used), and what each holds that no other connection of the session has and that cannot be rebuilt
+//! by replaying the history. Connections to the other replicas the session read from are kept idle as
+//! spares (they hold nothing), so a read can move to another replica without a new connection.
 //!
 //! Losing a leg ([`Legs::lose`]) says what was lost. A leg that held nothing can be replaced by a new
 //! connection (the history replays the session's SETs on it); a leg that held an open transaction, table or
@@ -147,13 +149,16 @@ pub struct Lost {
     pub held: Held,
 }
 
-/// The session's two legs, and the backend threads last published to the registry.
+/// The session's two legs, its spare replica connections, and the backend threads last published to the
+/// registry.
 #[derive(Debug, Default)]
 pub struct Legs {
     /// The master leg.
     master: Leg,
     /// The replica leg.
     replica: Leg,
+    /// Idle connections to other replicas, holding nothing (at most one per replica).
+    spares: Vec<BackendConn>,
     /// Whether the legs changed since the registry last saw them.
     changed: bool,
 }
@@ -230,12 +235,54 @@ impl Legs {
         Some(Lost { addr: Arc::clone(&conn.key.addr), held })
     }
 
-    /// Drops both connections and everything they held (the session ends, or starts over).
-    pub fn take_all(&mut self) -> [Option<BackendConn>; 2] {
+    /// Drops every connection (both legs and the spares) and everything they held (the session ends, or
+    /// starts over).
+    pub fn take_all(&mut self) -> Vec<BackendConn> {
         self.changed = true;
         self.master.held = Held::default();
         self.replica.held = Held::default();
-        [self.master.conn.take(), self.replica.conn.take()]
+        let mut all: Vec<BackendConn> = self.master.conn.take().into_iter().chain(self.replica.conn.take()).collect();
+        all.append(&mut self.spares);
+        all
+    }
+
+    /// Moves the replica leg's connection to the spares, if it holds nothing. Returns whether the replica
+    /// leg is now empty.
+    pub fn park_replica(&mut self) -> bool {
+        if !self.replica.held.is_empty() {
+            return self.replica.conn.is_none();
+        }
+        if let Some(conn) = self.replica.conn.take() {
+            self.spares.push(conn);
+            self.changed = true;
+        }
+        true
+    }
+
+    /// Moves the spare connection to `addr` onto the (empty) replica leg. Returns whether there was one.
+    pub fn unpark_replica(&mut self, addr: &str) -> bool {
+        let Some(i) = self.spares.iter().position(|c| &*c.key.addr == addr) else { return false };
+        debug_assert!(self.replica.conn.is_none(), "a spare is unparked onto an empty leg");
+        self.replica.conn = Some(self.spares.swap_remove(i));
+        self.changed = true;
+        true
+    }
+
+    /// Puts connections back among the spares (those [`Legs::drain_spares`] took out and kept).
+    pub fn return_spares(&mut self, conns: Vec<BackendConn>) {
+        self.spares.extend(conns);
+    }
+
+    /// The session's connection to the replica at `addr`: the replica leg's or a spare.
+    pub fn replica_conn_to(&self, addr: &str) -> Option<&BackendConn> {
+        self.replica.conn.iter().chain(&self.spares).find(|c| &*c.key.addr == addr)
+    }
+
+    /// Takes out the spares `keep` refuses (to replicas that left the topology or stopped serving reads).
+    pub fn drain_spares(&mut self, mut keep: impl FnMut(&BackendConn) -> bool) -> Vec<BackendConn> {
+        let (kept, gone): (Vec<BackendConn>, Vec<BackendConn>) = self.spares.drain(..).partition(|c| keep(c));
+        self.spares = kept;
+        gone
     }
 
     /// The backend threads to publish to the registry, if they changed since the last call.

@@ -21,6 +21,7 @@ use rwsplit_wire::packet;
 use rwsplit_wire::CapabilityFlags;
 
 use super::attach::Attach;
+use super::consistency::ReadNeed;
 use super::legs::Side;
 use super::Session;
 use crate::backend::{Credentials, LoginKey};
@@ -258,13 +259,13 @@ impl Session {
         if self.login.database.is_none() {
             return Ok(true);
         }
-        let refused = match self.attach_side(Side::Master, false).await {
+        let refused = match self.attach_side(Side::Master, &ReadNeed::default()).await {
             Attach::Ready(_) => return Ok(true),
             Attach::Refused(e) => e,
             Attach::Lost(lost) => return self.end_lost(lost).await.map(|_| false),
         };
         if refused.code == 2003 {
-            if let Attach::Ready(_) = self.attach_side(Side::Replica, false).await {
+            if let Attach::Ready(_) = self.attach_side(Side::Replica, &ReadNeed::default()).await {
                 return Ok(true);
             }
         }

@@ -3,6 +3,9 @@
 //! - [`login`]: the handshake, the password and database checks, COM_CHANGE_USER.
 //! - [`command`]: COM_QUERY, session-state commands, COM_PING, COM_FIELD_LIST, COM_RESET_CONNECTION.
 //! - [`route`]: where a statement goes (typed reasons), from the verdict, the session's state and its legs.
+//! - [`consistency`]: what a read on a replica must see (the session's writes, every acknowledged write,
+//!   hints), from the write positions the master reports.
+//! - [`choose`]: which replica serves a read (what it must see, outstanding requests, weights).
 //! - [`legs`]: the backend connections and what each holds that cannot be rebuilt.
 //! - [`attach`]: getting a ready connection for a side (pool, replica choice, idle-close detection, replay).
 //! - [`forward`]: running a command and streaming its response (the pump).
@@ -26,7 +29,9 @@
 
 mod apply;
 mod attach;
+mod choose;
 mod command;
+mod consistency;
 mod forward;
 mod history;
 mod kill;
@@ -93,6 +98,11 @@ pub struct Session {
     replica_refused: Option<attach::Refused>,
     /// The current command ends the session once answered (`COMMIT RELEASE`, KILL of itself).
     close_after: bool,
+    /// The replication position covering every write of this session (what its reads must see under
+    /// `consistency: session`).
+    written: Option<crate::position::Position>,
+    /// This session's replica round-robin.
+    rotation: choose::Rotation,
 }
 
 /// Runs one client connection to completion. Errors end only this session.
@@ -126,6 +136,8 @@ pub async fn serve(stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Sh
             client_seq: hello.seq,
             replica_refused: None,
             close_after: false,
+            written: None,
+            rotation: choose::Rotation::new(id as usize),
         };
         session.start_view();
         session.register(&peer);
@@ -272,7 +284,7 @@ impl Session {
 
     /// Releases every backend connection: to the pool when healthy (the pool resets them), closed otherwise.
     fn release_all(&mut self) {
-        for conn in self.legs.take_all().into_iter().flatten() {
+        for conn in self.legs.take_all() {
             self.pool_release(conn);
         }
         self.publish_backends();

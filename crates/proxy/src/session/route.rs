@@ -46,6 +46,8 @@ pub enum RouteReason {
     Previous,
     /// A read found no replica to serve it and went to the master.
     NoReplica,
+    /// A read went to the master because no replica had applied (in time) the writes it must see.
+    Consistency,
     /// COM_STMT_FETCH on an open cursor.
     Cursor,
     /// A command on a prepared statement (COM_STMT_RESET …).
@@ -69,6 +71,7 @@ impl RouteReason {
             RouteReason::SessionState => "session_state",
             RouteReason::Previous => "previous",
             RouteReason::NoReplica => "no_replica_available",
+            RouteReason::Consistency => "consistency",
             RouteReason::Cursor => "cursor",
             RouteReason::Statement => "statement",
             RouteReason::LongData => "long_data",

@@ -22,6 +22,7 @@ use rwsplit_wire::walk::Expect;
 use rwsplit_wire::StatusFlags;
 
 use super::attach::{err, Attach};
+use super::consistency::ReadNeed;
 use super::forward::{Command, RunOptions};
 use super::legs::Side;
 use super::route::{self, Decision, Route, RouteReason};
@@ -32,7 +33,7 @@ use crate::error::{BackendError, SessionError};
 #[derive(Debug, Clone)]
 pub struct Stmt {
     /// The COM_STMT_PREPARE packet (text rewritten), to prepare the statement on another backend.
-    prepare: Bytes,
+    pub(super) prepare: Bytes,
     /// Classification of its text, done once.
     verdict: std::sync::Arc<Verdict>,
     /// Number of `?` parameters.
@@ -220,7 +221,7 @@ impl Session {
         let Some(id) = stmt_id(&payload).filter(|id| self.stmts.contains_key(id)) else {
             return Ok(());
         };
-        let failure = match self.attach_side(Side::Master, false).await {
+        let failure = match self.attach_side(Side::Master, &ReadNeed::default()).await {
             Attach::Ready(_) => match self.stmt_payload(Side::Master, id, &payload).await {
                 Ok(p) => match self.legs.conn_mut(Side::Master) {
                     Some(conn) => match conn.send_no_response(&p).await {

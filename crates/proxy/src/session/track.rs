@@ -74,6 +74,8 @@ pub struct ClientTracking {
     state_change: bool,
     /// `session_track_transaction_info`: 0 OFF, 1 STATE, 2 CHARACTERISTICS.
     transaction_info: u8,
+    /// MySQL's `session_track_gtids` is not OFF.
+    gtids: bool,
 }
 
 impl ClientTracking {
@@ -86,6 +88,7 @@ impl ClientTracking {
             schema: defaults.track_schema,
             state_change: defaults.track_state_change,
             transaction_info: 0,
+            gtids: false,
         };
         t.set("session_track_system_variables", defaults.track_system_variables.as_bytes());
         t.set("session_track_transaction_info", defaults.track_transaction_info.as_bytes());
@@ -118,6 +121,7 @@ impl ClientTracking {
             }
             "session_track_schema" => self.schema = on,
             "session_track_state_change" => self.state_change = on,
+            "session_track_gtids" => self.gtids = !text.is_empty() && text != "off" && text != "0",
             "session_track_transaction_info" => {
                 self.transaction_info = match text.as_str() {
                     "state" | "1" => 1,
@@ -139,6 +143,7 @@ impl ClientTracking {
             StateChange::Schema(_) => self.schema,
             StateChange::StateChanged => self.state_change,
             StateChange::TransactionState(_) => self.transaction_info >= 1,
+            StateChange::Gtids(_) => self.gtids,
             StateChange::Other(kind, _) => {
                 *kind == state_type::TRANSACTION_CHARACTERISTICS && self.transaction_info >= 2
             }
@@ -158,6 +163,8 @@ pub struct Report {
     pub state_changed: bool,
     /// The transaction state string, if it changed.
     pub transaction_state: Option<Vec<u8>>,
+    /// MySQL: the GTIDs of the transactions the statement committed (`session_track_gtids`).
+    pub gtids: Option<Vec<u8>>,
     /// The last status flags seen in the response.
     pub status: Option<StatusFlags>,
 }
@@ -172,6 +179,7 @@ impl Report {
             StateChange::Schema(s) => self.schema = Some(s.to_vec()),
             StateChange::StateChanged => self.state_changed = true,
             StateChange::TransactionState(s) => self.transaction_state = Some(s.to_vec()),
+            StateChange::Gtids(g) => self.gtids = Some(g.to_vec()),
             StateChange::Other(..) => {}
         }
     }
