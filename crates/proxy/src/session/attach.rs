@@ -321,8 +321,8 @@ impl Session {
     }
 
     /// The replicas that may serve a read needing `need`: serving reads, not skipped, under a `max_lag`
-    /// bound; one not known to have the needed position only if it may wait for it (its lag is known to
-    /// be under `consistency_timeout`, and `no_wait` is off).
+    /// bound (known to be: the lag's upper bound); one not known to have the needed position only if it may
+    /// wait for it (its measured lag is under `consistency_timeout`, and `no_wait` is off).
     fn replica_candidates(
         &self,
         topology: &crate::topology::Topology,
@@ -349,9 +349,11 @@ impl Session {
                 }
             }
             let caught_up = self.wait_needed(&r.addr, need).is_none();
-            // Without a checker the lag is unknown: a wait may be tried (it is bounded anyway).
+            // A replica measured as far behind as the wait may last would only time out. Without a checker
+            // the lag is unknown: a wait may be tried (it is bounded anyway).
+            let lag = health.servers.get(&*r.addr).and_then(|s| s.lag);
             let may_wait =
-                !no_wait && (!health.checked || lag_bound(&r.addr).is_some_and(|l| l < config.consistency_timeout));
+                !no_wait && (!health.checked || lag.is_some_and(|l| l < config.consistency_timeout.as_secs_f64()));
             if caught_up || may_wait {
                 out.push(Candidate { addr: Arc::clone(&r.addr), weight: r.weight, inflight: r.inflight(), caught_up });
             }
@@ -439,7 +441,9 @@ impl Session {
     /// Drops the connection on `side` after a failure (it is not pooled) and returns what it held.
     pub(super) fn lose(&mut self, side: Side) -> Held {
         let Some(lost) = self.legs.lose(side) else { return Held::default() };
-        if side == Side::Replica {
+        if side == Side::Replica && !self.shared.health.load().checked {
+            // Without a health checker, a replica that just failed is skipped for a while; with one, its
+            // probes decide (a mark here would outlive a recovery the checker already saw).
             self.shared.topology.load().mark_down_addr(&lost.addr);
         }
         if side == Side::Master {
