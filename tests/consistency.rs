@@ -469,3 +469,49 @@ mod scripted {
         (addr, waits)
     }
 }
+
+/// Replication by binary log file and position. MariaDB keeps GTIDs anyway (`gtid_slave_pos` advances on
+/// such replicas), so the default follows GTIDs with no extra cost; `health.positions: binlog` follows binary
+/// log coordinates (as for a MySQL master without GTIDs): reads after a write go to the master until a probe
+/// of the master reads a position covering it, then to replicas that executed past it. No read is stale
+/// either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_replicating_by_file_and_position_keep_reads_consistent() {
+    let topo = Topology::private();
+    let db = rows_table(&topo, 8).await;
+    for &r in &topo.replicas {
+        let mut c = Conn::new(topo.direct_opts(r, ROOT_USER, ROOT_PASSWORD)).await.unwrap();
+        for sql in ["STOP SLAVE", "CHANGE MASTER TO MASTER_USE_GTID = no", "START SLAVE"] {
+            c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let status: Option<mysql_async::Row> = c.query_first("SHOW SLAVE STATUS").await.unwrap();
+        let using: Option<String> = status.and_then(|row| row.get("Using_Gtid"));
+        assert_eq!(using.as_deref(), Some("No"), "the replica replicates by file and position");
+    }
+    for (label, extra) in [("GTIDs", ""), ("binlog coordinates", "  positions: binlog\n")] {
+        let proxy = Proxy::start_yaml(&config_with_health(&topo, extra)).await;
+        replicas_serving(&proxy, &topo).await;
+        let counts = checker(&proxy, &db, 8, 400, write_then_read).await;
+        eprintln!(
+            "file/position replication, following {label}: {counts:?}; waited {}, master {}",
+            consistent_reads(&proxy, "waited"),
+            consistent_reads(&proxy, "master")
+        );
+        assert_eq!((counts.reads, counts.stale), (1600, 0), "{label}: {counts:?}");
+        // Once a probe covers the last write, reads of it go to replicas again.
+        let opts = OptsBuilder::from_opts(proxy.opts(APP_USER, APP_PASSWORD)).db_name(Some(db.as_str()));
+        let mut c = Conn::new(opts).await.unwrap();
+        c.query_drop("UPDATE rw SET v = 77777 WHERE id = 0").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (v, server): (i64, u32) =
+                c.query_first("SELECT v, @@server_id FROM rw WHERE id = 0").await.unwrap().unwrap();
+            assert_eq!(v, 77777, "{label}: a read of the session's write is never stale");
+            if server != MASTER {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{label}: reads never went back to a replica");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

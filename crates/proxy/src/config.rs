@@ -144,6 +144,18 @@ pub struct Health {
     pub when_no_replica: WhenNoReplica,
     /// Route writes to whichever configured server is writable (`read_only=0`).
     pub detect_master: bool,
+    /// Which replication positions read-your-writes follows.
+    pub positions: Positions,
+}
+
+/// Which replication positions read-your-writes follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// GTIDs when the master has them (MariaDB always; MySQL with `gtid_mode=ON`), else binary log
+    /// coordinates.
+    Auto,
+    /// Binary log coordinates (file and offset) even when the master has GTIDs.
+    Binlog,
 }
 
 /// How replication lag is measured.
@@ -277,6 +289,7 @@ struct RawHealth {
     heartbeat_table: Option<String>,
     when_no_replica: Option<String>,
     detect_master: Option<bool>,
+    positions: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -474,6 +487,14 @@ impl Validator {
                 );
             }
         }
+        let positions = match h.positions.as_deref().unwrap_or("auto") {
+            "auto" => Some(Positions::Auto),
+            "binlog" => Some(Positions::Binlog),
+            other => {
+                self.problem("health.positions", format!("'{other}' is not one of: auto, binlog"));
+                None
+            }
+        };
         let when_no_replica = match h.when_no_replica.as_deref().unwrap_or("master") {
             "master" => Some(WhenNoReplica::Master),
             "error" => Some(WhenNoReplica::Error),
@@ -492,6 +513,7 @@ impl Validator {
             lag_source: lag_source?,
             when_no_replica: when_no_replica?,
             detect_master: h.detect_master.unwrap_or(false),
+            positions: positions?,
         })
     }
 

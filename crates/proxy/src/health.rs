@@ -16,15 +16,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Health, LagSource};
-use crate::position::{Flavor, Position};
+use crate::config::{Health, LagSource, Positions};
+use crate::position::{BinlogPos, Flavor, Position};
 use crate::Shared;
 
 /// Where the checker publishes backend health and sessions read it: the published snapshot (lock-free
@@ -122,6 +122,12 @@ pub struct ServerHealth {
     pub gtid: Option<String>,
     /// That position, parsed: what the replica had applied when the probe ran.
     pub position: Option<Position>,
+    /// Binary log coordinates, when read-your-writes follows them: the master's current position (`SHOW
+    /// MASTER STATUS`), or how far a replica has executed the master's binary log.
+    pub binlog: Option<BinlogPos>,
+    /// When the last good probe started (a master position read then covers every write acknowledged
+    /// before).
+    pub probe_started: Option<Instant>,
     /// The replica passes the gate and gets reads.
     pub serves_reads: bool,
     /// Why the last probe was bad (None after a good one).
@@ -145,6 +151,8 @@ impl Default for ServerHealth {
             read_only: None,
             gtid: None,
             position: None,
+            binlog: None,
+            probe_started: None,
             serves_reads: false,
             last_error: None,
             changed_at: SystemTime::now(),
@@ -180,6 +188,9 @@ pub struct Snapshot {
     pub writer: Writer,
     /// Replicas taken out of rotation by hand (admin `SET BACKEND … OFFLINE`); kept across reloads.
     pub offline: HashSet<Arc<str>>,
+    /// Read-your-writes follows binary log coordinates (`health.positions: binlog`, or a master without
+    /// GTIDs), not GTIDs.
+    pub binlog_positions: bool,
 }
 
 impl Snapshot {
@@ -215,6 +226,10 @@ struct Observation {
     lag: Option<f64>,
     gtid: Option<String>,
     position: Option<Position>,
+    binlog: Option<BinlogPos>,
+    /// The master has no GTIDs (MySQL with `gtid_mode` other than ON).
+    no_gtids: bool,
+    started: Option<Instant>,
     /// The server has a replication configuration (SHOW SLAVE STATUS returned a row).
     is_replica: bool,
 }
@@ -348,12 +363,22 @@ impl Probe {
             LagSource::Replication => None,
         };
         let probe_replication = !self.is_master || self.health.detect_master;
+        let binlog_wanted = self.health.positions == Positions::Binlog;
         let instance = self.instance.clone();
+        let started = Instant::now();
         let conn = self.conn().await?;
         let row: Option<(u8, String)> =
             conn.query_first("SELECT @@read_only, @@version").await.map_err(|e| e.to_string())?;
         let mariadb = row.as_ref().is_some_and(|(_, v)| v.contains("MariaDB"));
-        let mut obs = Observation { read_only: row.map(|(ro, _)| ro != 0), ..Observation::default() };
+        let mut obs =
+            Observation { read_only: row.map(|(ro, _)| ro != 0), started: Some(started), ..Observation::default() };
+        if !mariadb {
+            let mode: Option<String> = conn.query_first("SELECT @@gtid_mode").await.map_err(|e| e.to_string())?;
+            obs.no_gtids = !mode.is_some_and(|m| m.eq_ignore_ascii_case("ON"));
+        }
+        if binlog_wanted || obs.no_gtids {
+            obs.binlog = master_binlog(conn).await?;
+        }
         if !probe_replication {
             return Ok(obs);
         }
@@ -370,6 +395,7 @@ impl Probe {
             obs.is_replica = true;
             obs.replicating = io && sql;
             obs.lag = seconds.map(|s| s as f64);
+            obs.binlog = executed_binlog(&row);
         }
         let gtid_var = if mariadb { "SELECT @@gtid_slave_pos" } else { "SELECT @@gtid_executed" };
         obs.gtid = conn.query_first(gtid_var).await.map_err(|e| e.to_string())?;
@@ -421,6 +447,7 @@ impl Probe {
         let entry = state.servers.entry(Arc::clone(&self.addr)).or_default();
         let before = (entry.reachable, entry.serves_reads, entry.read_only);
         let first = entry.probes == 0;
+        let no_gtids = outcome.as_ref().is_ok_and(|o| o.no_gtids);
         entry.probes += 1;
         entry.probed_at = SystemTime::now();
         match outcome {
@@ -431,6 +458,8 @@ impl Probe {
                 entry.lag = obs.lag;
                 entry.gtid = obs.gtid;
                 entry.position = obs.position;
+                entry.binlog = obs.binlog;
+                entry.probe_started = obs.started;
                 entry.last_error = None;
                 let mut why_not = None;
                 if !self.is_master || detect {
@@ -492,6 +521,9 @@ impl Probe {
         if detect {
             state.writer = detect_writer(&state);
         }
+        if self.is_master {
+            state.binlog_positions = self.health.positions == Positions::Binlog || no_gtids;
+        }
         let reachability_changed = before.0 != after.0;
         let writer_is_me = match &state.writer {
             Writer::Configured => self.is_master,
@@ -522,6 +554,34 @@ fn detect_writer(state: &Snapshot) -> Writer {
         1 => Writer::Detected(writable.remove(0)),
         _ => Writer::Ambiguous(writable),
     }
+}
+
+/// The master's current binary log coordinates (`SHOW MASTER STATUS`; `SHOW BINARY LOG STATUS` on MySQL
+/// 8.4), if binary logging is on.
+async fn master_binlog(conn: &mut Conn) -> Result<Option<BinlogPos>, String> {
+    let row: Option<Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(r) => r,
+        Err(mysql_async::Error::Server(e)) if e.code == 1064 => {
+            conn.query_first("SHOW BINARY LOG STATUS").await.map_err(|e| e.to_string())?
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    Ok(row.and_then(|row| {
+        let file = row.get_opt::<String, _>("File").and_then(Result::ok)?;
+        let pos = row.get_opt::<u64, _>("Position").and_then(Result::ok)?;
+        Some(BinlogPos { file, pos })
+    }))
+}
+
+/// How far a replica has executed its master's binary log: `Relay_Master_Log_File` and
+/// `Exec_Master_Log_Pos` (`…_Source_…` on MySQL 8).
+fn executed_binlog(row: &Row) -> Option<BinlogPos> {
+    let text = |names: &[&str]| -> Option<String> {
+        names.iter().find_map(|n| row.get_opt::<Option<String>, _>(*n).and_then(Result::ok)).flatten()
+    };
+    let file = text(&["Relay_Master_Log_File", "Relay_Source_Log_File"]).filter(|f| !f.is_empty())?;
+    let pos = text(&["Exec_Master_Log_Pos", "Exec_Source_Log_Pos"])?.parse().ok()?;
+    Some(BinlogPos { file, pos })
 }
 
 /// IO thread running, SQL thread running, seconds behind, under MariaDB/MySQL 5.7 or MySQL 8 names.

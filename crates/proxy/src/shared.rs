@@ -49,6 +49,9 @@ pub struct ServerInfo {
     defaults: ArcSwapOption<backend::ServerDefaults>,
     /// The replication position of every write this process acknowledged (for `consistency: global`).
     acked: Mutex<Option<Position>>,
+    /// When this process last acknowledged a write whose position the master did not report (binary log
+    /// positions).
+    acked_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl ServerInfo {
@@ -85,6 +88,16 @@ impl ServerInfo {
             Some(p) => p.merge(written),
             None => *acked = Some(written.clone()),
         }
+    }
+
+    /// Records when a write without a reported position was acknowledged.
+    pub fn learn_write_at(&self, at: std::time::Instant) {
+        *self.acked_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    /// When the last write without a reported position was acknowledged.
+    pub fn acked_at(&self) -> Option<std::time::Instant> {
+        *self.acked_at.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The position covering every write acknowledged so far.

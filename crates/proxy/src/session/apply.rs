@@ -54,7 +54,7 @@ impl Session {
         let report = &outcome.report;
         self.state.observe(side, report.status);
         if side == Side::Master {
-            self.learn_written(outcome);
+            self.learn_writes(outcome, verdict);
         }
         if let Some(status) = report.status {
             let held = self.legs.held_mut(side);

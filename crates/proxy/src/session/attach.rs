@@ -366,7 +366,10 @@ impl Session {
     /// to it), or when the read needs no position.
     fn wait_needed(&self, addr: &str, need: &Need) -> Option<Position> {
         let required = need.position.as_ref().filter(|p| !p.is_empty())?;
-        let probed = self.shared.health.load().servers.get(addr).and_then(|s| s.position.clone());
+        let probed = self.shared.health.load().servers.get(addr).and_then(|s| match required {
+            Position::Binlog(_) => s.binlog.clone().map(Position::Binlog),
+            _ => s.position.clone(),
+        });
         let reached = self.legs.replica_conn_to(addr).and_then(|c| c.reached.clone());
         let known = [probed, reached].iter().flatten().any(|p| p.covers(required));
         (!known).then(|| required.clone())

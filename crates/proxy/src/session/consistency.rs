@@ -14,6 +14,14 @@
 //! The read then goes to a replica known to have applied the position (the health checker's last probe of
 //! it, or an earlier wait on that connection), else to one that waits for it in the same round trip, for
 //! at most `consistency_timeout` (see `forward.rs`), else to the master.
+//!
+//! Without GTIDs (a MySQL master with `gtid_mode` off, or `health.positions: binlog`) the master reports
+//! no position for a write. The session then notes when the master acknowledged its last write; the first
+//! health probe of the master that *started* after that reads a binary log position covering the write
+//! (`SHOW MASTER STATUS`), and replicas are compared with it by how far they executed the master's log
+//! (`Exec_Master_Log_Pos`; waits use `MASTER_POS_WAIT`). Until that probe, reads after a write go to the
+//! master: the cost is up to about one probe interval of master reads after each write, and no extra
+//! statement on the write path (the application's account needs no replication privilege).
 
 use std::time::Duration;
 
@@ -95,6 +103,22 @@ impl Session {
                 Consistency::Session => self.written.clone(),
                 Consistency::Global => self.shared.servers.acked(),
             };
+            // Writes acknowledged without a position (binary log positions), not resolved yet.
+            let unresolved = match mode {
+                Consistency::Eventual => None,
+                Consistency::Session => self.unresolved_at,
+                Consistency::Global => self.shared.servers.acked_at(),
+            };
+            if let Some(at) = unresolved {
+                match self.master_binlog_after(at) {
+                    Some(p) => match need.position.as_mut() {
+                        Some(mine) => mine.merge(&p),
+                        None => need.position = Some(p),
+                    },
+                    // No position covering those writes is known yet: only the master has them for sure.
+                    None => need.master = true,
+                }
+            }
         }
         if let Some(token) = hints.min_gtid.as_deref() {
             match Position::parse_any(token) {
@@ -108,8 +132,57 @@ impl Session {
         need
     }
 
+    /// The master's binary log position as read by a health probe that started after `at`, if one has.
+    fn master_binlog_after(&self, at: std::time::Instant) -> Option<Position> {
+        let health = self.shared.health.load();
+        let topology = self.shared.topology.load();
+        let writer = health.writer(&topology.master).ok()?;
+        let master = health.servers.get(writer)?;
+        let pos = master.binlog.clone().filter(|_| master.probe_started.is_some_and(|s| s > at))?;
+        Some(Position::Binlog(pos))
+    }
+
+    /// Learns what a master response tells about the session's writes: the position the master reports for
+    /// them, or (with binary log positions) when a statement that may have written was acknowledged.
+    pub(super) fn learn_writes(&mut self, outcome: &Outcome, verdict: Option<&rwsplit_classify::Verdict>) {
+        if !self.shared.health.load().binlog_positions {
+            return self.learn_written(outcome);
+        }
+        let may_write = verdict.is_some_and(|v| {
+            !matches!(
+                v.kind,
+                rwsplit_classify::Kind::Read
+                    | rwsplit_classify::Kind::SessionSet
+                    | rwsplit_classify::Kind::Begin { .. }
+            )
+        });
+        if may_write && !outcome.error {
+            let now = std::time::Instant::now();
+            self.unresolved_at = Some(now);
+            self.shared.servers.learn_write_at(now);
+        }
+    }
+
+    /// Turns the session's last write without a position into one, once a probe of the master that started
+    /// after it read the master's binary log position (before a read needs it).
+    pub(super) fn resolve_writes(&mut self) {
+        let Some(at) = self.unresolved_at else { return };
+        if let Some(p) = self.master_binlog_after(at) {
+            self.note_written(p);
+            self.unresolved_at = None;
+        }
+    }
+
+    /// Adds a position to what the session's reads must see.
+    fn note_written(&mut self, position: Position) {
+        match self.written.as_mut() {
+            Some(w) => w.merge(&position),
+            None => self.written = Some(position),
+        }
+    }
+
     /// Learns the position of the writes a master response reports.
-    pub(super) fn learn_written(&mut self, outcome: &Outcome) {
+    fn learn_written(&mut self, outcome: &Outcome) {
         let flavor = match self.legs.conn(super::Side::Master) {
             Some(c) => c.flavor,
             None => return,
@@ -129,10 +202,7 @@ impl Session {
             return;
         };
         self.shared.servers.learn_write(&position);
-        match self.written.as_mut() {
-            Some(w) => w.merge(&position),
-            None => self.written = Some(position),
-        }
+        self.note_written(position);
     }
 }
 

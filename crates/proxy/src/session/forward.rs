@@ -135,6 +135,7 @@ impl Session {
         let start_seq = self.client_seq;
         let mut retried = false;
         let read = if wanted == Side::Replica {
+            self.resolve_writes();
             let stay = matches!(reason, RouteReason::Previous | RouteReason::Cursor | RouteReason::Statement);
             let need = if stay { Need::default() } else { self.read_need(self.command_text(&command).as_deref()) };
             let no_wait = reason == RouteReason::ReadOnlyTransaction;

@@ -101,6 +101,9 @@ pub struct Session {
     /// The replication position covering every write of this session (what its reads must see under
     /// `consistency: session`).
     written: Option<crate::position::Position>,
+    /// When the master acknowledged this session's last write whose position it did not report (binary log
+    /// positions), until a probe of the master resolves it into `written`.
+    unresolved_at: Option<std::time::Instant>,
     /// This session's replica round-robin.
     rotation: choose::Rotation,
 }
@@ -137,6 +140,7 @@ pub async fn serve(stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Sh
             replica_refused: None,
             close_after: false,
             written: None,
+            unresolved_at: None,
             rotation: choose::Rotation::new(id as usize),
         };
         session.start_view();
