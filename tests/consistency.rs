@@ -506,6 +506,11 @@ async fn replicas_replicating_by_file_and_position_keep_reads_consistent() {
             consistent_reads(&proxy, "master")
         );
         assert_eq!((counts.reads, counts.stale), (1600, 0), "{label}: {counts:?}");
+        // The admin interface shows the positions: replicas' GTIDs and executed binary log coordinates, the
+        // master's coordinates when they are followed.
+        let views = proxy.shared.backend_views();
+        assert_eq!(views[0].binlog.is_some(), !extra.is_empty(), "{label}: {views:?}");
+        assert!(views.iter().skip(1).all(|b| b.gtid.is_some() && b.binlog.is_some()), "{label}: {views:?}");
         // Once a probe covers the last write, reads of it go to replicas again.
         let opts = OptsBuilder::from_opts(proxy.opts(APP_USER, APP_PASSWORD)).db_name(Some(db.as_str()));
         let mut c = Conn::new(opts).await.unwrap();

@@ -122,8 +122,8 @@ pub struct ServerHealth {
     pub gtid: Option<String>,
     /// That position, parsed: what the replica had applied when the probe ran.
     pub position: Option<Position>,
-    /// Binary log coordinates, when read-your-writes follows them: the master's current position (`SHOW
-    /// MASTER STATUS`), or how far a replica has executed the master's binary log.
+    /// Binary log coordinates: how far a replica has executed the master's binary log; the master's current
+    /// position (`SHOW MASTER STATUS`) when read-your-writes follows binary log positions.
     pub binlog: Option<BinlogPos>,
     /// When the last good probe started (a master position read then covers every write acknowledged
     /// before).

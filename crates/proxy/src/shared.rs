@@ -127,6 +127,9 @@ pub struct BackendView {
     pub read_only: Option<bool>,
     /// GTID position as last probed.
     pub gtid: Option<String>,
+    /// Binary log coordinates as last probed: how far a replica executed the master's log; the master's own
+    /// position when read-your-writes follows binary log positions.
+    pub binlog: Option<String>,
     /// Why the last probe was bad.
     pub last_error: Option<String>,
     /// When the backend last changed state (None before the first probe).
@@ -190,6 +193,7 @@ impl Shared {
                     lag: probed.and_then(|s| s.lag),
                     read_only: probed.and_then(|s| s.read_only),
                     gtid: probed.and_then(|s| s.gtid.clone()),
+                    binlog: probed.and_then(|s| s.binlog.as_ref()).map(|b| format!("{}:{}", b.file, b.pos)),
                     last_error: probed.and_then(|s| s.last_error.clone()),
                     last_change: probed.map(|s| s.changed_at),
                     in_use: self.registry.in_use_count(addr),
