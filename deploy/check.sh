@@ -104,9 +104,9 @@ METRICS = {
     "rwsplit_queries_total", "rwsplit_query_duration_seconds", "rwsplit_client_connections",
     "rwsplit_backend_connections", "rwsplit_replica_lag_seconds", "rwsplit_backend_up",
     "rwsplit_config_reloads_total", "rwsplit_config_last_reload_success_timestamp_seconds",
-    "rwsplit_errors_total",
+    "rwsplit_errors_total", "rwsplit_consistent_reads_total", "rwsplit_consistency_wait_seconds",
 }
-HISTOGRAMS = {"rwsplit_query_duration_seconds"}
+HISTOGRAMS = {"rwsplit_query_duration_seconds", "rwsplit_consistency_wait_seconds"}
 SERIES = (METRICS - HISTOGRAMS) | {h + s for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
 LABELS = {
     "rwsplit_queries_total": {"route", "backend", "reason"},
@@ -120,6 +120,10 @@ LABELS = {
     "rwsplit_config_reloads_total": {"result"},
     "rwsplit_config_last_reload_success_timestamp_seconds": set(),
     "rwsplit_errors_total": {"kind"},
+    "rwsplit_consistent_reads_total": {"outcome"},
+    "rwsplit_consistency_wait_seconds_bucket": {"le"},
+    "rwsplit_consistency_wait_seconds_sum": set(),
+    "rwsplit_consistency_wait_seconds_count": set(),
 }
 TARGET_LABELS = {"instance", "job"}   # added by Prometheus to every scraped series
 LABEL_VALUES = {
@@ -127,6 +131,7 @@ LABEL_VALUES = {
     "result": {"ok", "rejected"},
     "kind": {"client_protocol", "backend_connect", "backend_query", "auth_failure"},
     "role": {"master", "replica"},
+    "outcome": {"caught_up", "waited", "master", "timed_out"},
 }
 AGGREGATORS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk",
                "topk", "quantile", "limitk", "limit_ratio"}
