@@ -14,6 +14,10 @@
 #             connection
 #   idle      VmRSS of a fresh rwsplit before/after BENCH_IDLE_CONNS idle logged-in client connections
 #             (benches/idle.rs): bytes per connection
+#   consistency  sysbench oltp_read_write (in transactions, and autocommit) and the write-then-read client
+#             (benches/ryw.rs) against the master directly, rwsplit with consistency: eventual and rwsplit
+#             with consistency: session (the default), BENCH_CONSISTENCY_RUNS (3) rounds, medians: QPS, p95,
+#             share of reads on replicas, stale reads, and the cost of session over eventual
 #
 # Environment (defaults): BENCH_TIME=10 (seconds per sysbench run), BENCH_LATENCY_TIME=BENCH_TIME,
 # BENCH_CHURN_TIME=BENCH_TIME, BENCH_THREADS=16, BENCH_TABLES=4, BENCH_TABLE_SIZE=10000,
@@ -40,16 +44,16 @@ readonly CHURN_WORKER_COUNT="${BENCH_CHURN_WORKERS:-4}"
 IDLE_CONNS="${BENCH_IDLE_CONNS:-10000}"
 readonly BASE="${BENCH_PORT:-23306}"
 readonly SANDBOX_DIR="${BENCH_DIR:-/tmp/rwsplit-bench}"
-readonly PARTS=" ${BENCH_PARTS:-sysbench latency churn idle} "
+readonly PARTS=" ${BENCH_PARTS:-sysbench latency churn idle consistency} "
 readonly MASTER_PORT=$BASE R1_PORT=$((BASE + 1)) R2_PORT=$((BASE + 2))
-readonly HAPROXY_PORT=$((BASE + 10)) RWSPLIT_PORT=$((BASE + 11))
+readonly HAPROXY_PORT=$((BASE + 10)) RWSPLIT_PORT=$((BASE + 11)) EVENTUAL_PORT=$((BASE + 12))
 readonly DIRECT_PORT=$R1_PORT
 CLK_TCK="$(getconf CLK_TCK)"
 readonly CLK_TCK
 
 WORK="$(mktemp -d /tmp/rwsplit-bench-run.XXXXXX)"
 readonly WORK
-HAPROXY_PID="" RWSPLIT_PID="" CHILD_PID="" CHILD_NAME="" SANDBOX_STARTED=0 FAILED=0
+HAPROXY_PID="" RWSPLIT_PID="" EVENTUAL_PID="" CHILD_PID="" CHILD_NAME="" SANDBOX_STARTED=0 FAILED=0
 STARTED_AT=$SECONDS
 
 log() { echo "[bench $((SECONDS - STARTED_AT))s] $*" >&2; }
@@ -82,6 +86,7 @@ cleanup() {
     trap - EXIT INT TERM
     stop_pid "$CHILD_PID" "$CHILD_NAME"
     stop_pid "$RWSPLIT_PID" rwsplit
+    stop_pid "$EVENTUAL_PID" rwsplit-eventual
     stop_pid "$HAPROXY_PID" haproxy
     if ((SANDBOX_STARTED)); then
         if [[ "${BENCH_KEEP_SANDBOX:-0}" == 1 ]]; then
@@ -161,14 +166,16 @@ executable_of() {
 }
 
 build() {
-    log "building rwsplit (release) and the load clients (benches/churn.rs, benches/idle.rs)"
+    log "building rwsplit (release) and the load clients (benches/churn.rs, benches/idle.rs, benches/ryw.rs)"
     local json
     json="$(cargo build --release -p rwsplit --bin rwsplit --message-format=json-render-diagnostics)"
     RWSPLIT_BIN="$(executable_of rwsplit <<<"$json")"
-    json="$(cargo bench --no-run --bench churn --bench idle --message-format=json-render-diagnostics)"
+    json="$(cargo bench --no-run --bench churn --bench idle --bench ryw --message-format=json-render-diagnostics)"
     CHURN_BIN="$(executable_of churn <<<"$json")"
     IDLE_BIN="$(executable_of idle <<<"$json")"
-    [[ -x "$RWSPLIT_BIN" && -x "$CHURN_BIN" && -x "$IDLE_BIN" ]] || die "build did not produce the binaries"
+    RYW_BIN="$(executable_of ryw <<<"$json")"
+    [[ -x "$RWSPLIT_BIN" && -x "$CHURN_BIN" && -x "$IDLE_BIN" && -x "$RYW_BIN" ]] ||
+        die "build did not produce the binaries"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -191,7 +198,7 @@ sql_root() {
 
 start_sandbox() {
     local p
-    for p in "$HAPROXY_PORT" "$RWSPLIT_PORT"; do
+    for p in "$HAPROXY_PORT" "$RWSPLIT_PORT" "$EVENTUAL_PORT"; do
         ! port_open "$p" || die "port $p is in use; choose another BENCH_PORT"
     done
     log "starting the MariaDB sandbox in $SANDBOX_DIR on ports $MASTER_PORT-$R2_PORT"
@@ -255,9 +262,10 @@ EOF
     log "haproxy $version on 127.0.0.1:$HAPROXY_PORT (pid $HAPROXY_PID)"
 }
 
-start_rwsplit() {
-    cat >"$WORK/rwsplit.yaml" <<EOF
-listen: 127.0.0.1:$RWSPLIT_PORT
+# write_rwsplit_config FILE PORT [EXTRA]: the benchmark's rwsplit config, listening on PORT, EXTRA appended.
+write_rwsplit_config() {
+    cat >"$1" <<EOF
+listen: 127.0.0.1:$2
 users:
   - user: app
     password: apppw
@@ -273,12 +281,27 @@ health:
   interval: 250ms
 shutdown_grace: 2s
 workers: ${BENCH_RWSPLIT_WORKERS:-1}
+${3:-}
 EOF
-    "$RWSPLIT_BIN" --config "$WORK/rwsplit.yaml" --check >/dev/null || die "rwsplit rejected $WORK/rwsplit.yaml"
+    "$RWSPLIT_BIN" --config "$1" --check >/dev/null || die "rwsplit rejected $1"
+}
+
+start_rwsplit() {
+    write_rwsplit_config "$WORK/rwsplit.yaml" "$RWSPLIT_PORT"
     RUST_LOG="${BENCH_RWSPLIT_LOG:-warn}" "$RWSPLIT_BIN" --config "$WORK/rwsplit.yaml" >>"$WORK/rwsplit.log" 2>&1 &
     RWSPLIT_PID=$!
     wait_port "$RWSPLIT_PORT" "$RWSPLIT_PID" rwsplit
     log "rwsplit on 127.0.0.1:$RWSPLIT_PORT (pid $RWSPLIT_PID)"
+}
+
+# A second rwsplit with consistency: eventual, for the consistency part's comparison.
+start_rwsplit_eventual() {
+    write_rwsplit_config "$WORK/rwsplit-eventual.yaml" "$EVENTUAL_PORT" "consistency: eventual"
+    RUST_LOG="${BENCH_RWSPLIT_LOG:-warn}" "$RWSPLIT_BIN" --config "$WORK/rwsplit-eventual.yaml" \
+        >>"$WORK/rwsplit-eventual.log" 2>&1 &
+    EVENTUAL_PID=$!
+    wait_port "$EVENTUAL_PORT" "$EVENTUAL_PID" rwsplit-eventual
+    log "rwsplit (consistency: eventual) on 127.0.0.1:$EVENTUAL_PORT (pid $EVENTUAL_PID)"
 }
 
 # --- measuring ---------------------------------------------------------------------------------------------
@@ -302,15 +325,18 @@ port_of_target() {
     case "$1" in
         direct) echo "$DIRECT_PORT" ;;
         haproxy) echo "$HAPROXY_PORT" ;;
-        rwsplit) echo "$RWSPLIT_PORT" ;;
+        rwsplit | session) echo "$RWSPLIT_PORT" ;;
+        master) echo "$MASTER_PORT" ;;
+        eventual) echo "$EVENTUAL_PORT" ;;
     esac
 }
 
 pid_of_target() {
     case "$1" in
-        direct) echo "" ;;
+        direct | master) echo "" ;;
         haproxy) echo "$HAPROXY_PID" ;;
-        rwsplit) echo "$RWSPLIT_PID" ;;
+        rwsplit | session) echo "$RWSPLIT_PID" ;;
+        eventual) echo "$EVENTUAL_PID" ;;
     esac
 }
 
@@ -423,8 +449,9 @@ part_sysbench() {
     cat <<EOF
 
 Notes: 'direct' is replica1 alone (127.0.0.1:$DIRECT_PORT). HAProxy balances connections round-robin over both
-replicas; rwsplit picks a replica per session and keeps it (sticky), so sysbench's $THREADS connections spread
-over both replicas too ('m/r1/r2 %' = share of SELECTs each server executed). All servers, the proxies and
+replicas; rwsplit picks a replica per read (fewest outstanding requests, then weighted round-robin), so
+sysbench's $THREADS connections spread over both replicas too ('m/r1/r2 %' = share of SELECTs each server
+executed). All servers, the proxies and
 sysbench share this machine's $(nproc) cores, so two replicas do not add CPU: QPS ratios measure the cost of
 the extra hop. In read_only_trx every event is BEGIN … COMMIT, which rwsplit sends to the master (a
 transaction runs where it started), while HAProxy keeps it on a replica. CPU µs/query = the proxy process's
@@ -554,6 +581,109 @@ part_idle() {
                     "IDLE_CYCLES=N runs more cycles)" }' <<<"$line"
 }
 
+# Median of the numbers given (missing or failed values are left out), or "-".
+median() {
+    printf '%s\n' "$@" | awk '/^[0-9.]+$/' | sort -g |
+        awk '{ v[n++] = $1 } END { if (n == 0) print "-"; else if (n % 2) print v[(n - 1) / 2];
+                                   else printf "%.2f", (v[n / 2 - 1] + v[n / 2]) / 2 }'
+}
+
+# The replicas' share (percent) of an "m/r1/r2" SELECT split.
+replica_share() { awk -F/ '/^[0-9]+\/[0-9]+\/[0-9]+$/ { print $2 + $3; next } { print "-" }' <<<"$1"; }
+
+# Without transactions sysbench's DELETE + INSERT pairs of different threads collide on keys (1062): ignored.
+readonly RW_WORKLOADS=(
+    "read_write_trx|oltp_read_write|--skip_trx=off"
+    "read_write_autocommit|oltp_read_write|--skip_trx=on --mysql-ignore-errors=1062"
+)
+readonly RW_TARGETS=(master eventual session)
+
+part_consistency() {
+    start_rwsplit_eventual
+    local runs="${BENCH_CONSISTENCY_RUNS:-3}" run w name test opt target out line
+    local -A PAIRS PP95 STALE RREADS MQ
+    for ((run = 1; run <= runs; run++)); do
+        for w in "${RW_WORKLOADS[@]}"; do
+            IFS='|' read -r name test opt <<<"$w"
+            for target in "${RW_TARGETS[@]}"; do
+                # shellcheck disable=SC2086 # $opt holds several options
+                sysbench_run "$target" "$name/$run" "$test" $opt --db-ps-mode=disable
+            done
+        done
+        for target in "${RW_TARGETS[@]}"; do
+            out="$WORK/ryw-$target-$run.log"
+            if ! RYW_ADDR="127.0.0.1:$(port_of_target "$target")" RYW_SECS="$DURATION" run_child "$out" "$RYW_BIN"; then
+                log "FAILED: write-then-read via $target"
+                tail -n 15 "$out" >&2
+                FAILED=1
+                continue
+            fi
+            line="$(grep '^ryw ' "$out")"
+            log "write-then-read via $target: $line"
+            PAIRS[$target/$run]="$(sed -n 's/.* pairs_per_s=\([0-9.]*\).*/\1/p' <<<"$line")"
+            PP95[$target/$run]="$(sed -n 's/.* p95_ms=\([0-9.]*\).*/\1/p' <<<"$line")"
+            STALE[$target/$run]="$(sed -n 's/.* stale=\([0-9]*\).*/\1/p' <<<"$line")"
+            RREADS[$target/$run]="$(awk -v l="$line" 'BEGIN { n = split(l, f, " "); for (i = 1; i <= n; i++) {
+                split(f[i], kv, "="); v[kv[1]] = kv[2] }
+                printf "%d", 100 * v["replica_reads"] / (v["pairs"] > 0 ? v["pairs"] : 1) + 0.5 }')"
+        done
+    done
+    local -a q p s
+    local stale r
+    echo
+    echo "== consistency: medians of $runs rounds, $THREADS sysbench threads / 8 write-then-read workers," \
+        "${DURATION}s per run =="
+    printf '%-24s %-9s %10s %8s %10s %8s\n' workload target QPS "p95 ms" "replica %" stale
+    for w in "${RW_WORKLOADS[@]}" "write_then_read||"; do
+        IFS='|' read -r name test opt <<<"$w"
+        for target in "${RW_TARGETS[@]}"; do
+            q=() p=() s=()
+            stale="-"
+            [[ $name == write_then_read ]] && stale=0
+            for ((run = 1; run <= runs; run++)); do
+                if [[ $name == write_then_read ]]; then
+                    q+=("${PAIRS[$target/$run]:-}") p+=("${PP95[$target/$run]:-}") s+=("${RREADS[$target/$run]:-}")
+                    stale=$((stale + ${STALE[$target/$run]:-0}))
+                else
+                    q+=("${QPS[$name/$run/$target]:-}") p+=("${P95[$name/$run/$target]:-}")
+                    s+=("$(replica_share "${WHERE[$name/$run/$target]:-}")")
+                fi
+            done
+            MQ[$name/$target]="$(median "${q[@]}")"
+            printf '%-24s %-9s %10s %8s %10s %8s\n' "$name" "$target" "${MQ[$name/$target]}" "$(median "${p[@]}")" \
+                "$(median "${s[@]}")" "$stale"
+        done
+    done
+    echo
+    echo "(ratios: the median over rounds of each round's ratio; the rounds ran the targets back to back)"
+    printf '%-24s %17s %16s %18s\n' workload "session÷eventual" "session÷master" "cost of session"
+    local -a re rm
+    for name in read_write_trx read_write_autocommit write_then_read; do
+        re=() rm=()
+        for ((run = 1; run <= runs; run++)); do
+            if [[ $name == write_then_read ]]; then
+                re+=("$(ratio "${PAIRS[session/$run]:-}" "${PAIRS[eventual/$run]:-}")")
+                rm+=("$(ratio "${PAIRS[session/$run]:-}" "${PAIRS[master/$run]:-}")")
+            else
+                re+=("$(ratio "${QPS[$name/$run/session]:-}" "${QPS[$name/$run/eventual]:-}")")
+                rm+=("$(ratio "${QPS[$name/$run/session]:-}" "${QPS[$name/$run/master]:-}")")
+            fi
+        done
+        r="$(median "${re[@]}")"
+        printf '%-24s %17s %16s %18s\n' "$name" "$r" "$(median "${rm[@]}")" \
+            "$(awk -v r="$r" 'BEGIN { if (r ~ /^[0-9.]+$/) printf "%+.1f %% QPS", (1 - r) * 100; else print "-" }')"
+    done
+    cat <<EOF
+
+Notes: 'master' is the master alone (every read sees every write). 'eventual' is rwsplit with consistency:
+eventual (reads right after writes may be stale: see write_then_read's stale column, all rounds); 'session' is
+the default, read-your-writes. write_then_read's QPS is write+read pairs per second (benches/ryw.rs, 8
+workers), its replica % the share of its reads a replica answered; the sysbench rows' replica % is the
+replicas' share of all SELECTs the servers executed. In read_write_trx every event is a transaction, which
+rwsplit runs on the master in every mode. Replication shares the machine's $(nproc) cores with the load.
+EOF
+}
+
 # --- main --------------------------------------------------------------------------------------------------
 
 main() {
@@ -584,6 +714,12 @@ main() {
         t=$SECONDS
         part_churn
         log "churn part took $((SECONDS - t))s"
+    fi
+    if has_part consistency; then
+        t=$SECONDS
+        has_part sysbench || has_part latency || prepare_data
+        part_consistency
+        log "consistency part took $((SECONDS - t))s"
     fi
     if has_part idle; then
         t=$SECONDS

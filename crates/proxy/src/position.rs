@@ -39,6 +39,11 @@ pub struct BinlogPos {
 }
 
 impl BinlogPos {
+    /// Whether a server at this position has executed up to `want`.
+    pub fn covers(&self, want: &BinlogPos) -> bool {
+        self.key() >= want.key()
+    }
+
     /// The file's sequence number (its numeric extension) and the offset, for ordering.
     fn key(&self) -> (u64, u64) {
         let number = self.file.rsplit('.').next().and_then(|n| n.parse().ok()).unwrap_or(0);
@@ -149,7 +154,7 @@ impl Position {
                 let had = have.get(key).map(Vec::as_slice).unwrap_or_default();
                 wanted.iter().all(|&(a, b)| had.iter().any(|&(x, y)| x <= a && b <= y))
             }),
-            (Position::Binlog(have), Position::Binlog(want)) => have.key() >= want.key(),
+            (Position::Binlog(have), Position::Binlog(want)) => have.covers(want),
             _ => required.is_empty(),
         }
     }

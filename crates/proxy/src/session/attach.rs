@@ -267,15 +267,12 @@ impl Session {
         if need.master {
             return Ok(ForRead::Behind);
         }
-        let spares = self.legs.drain_spares(|_| true);
         let topology = self.shared.topology.load_full();
         let health = self.shared.health.load_full();
-        let (kept, gone): (Vec<_>, Vec<_>) =
-            spares.into_iter().partition(|c| topology.has_replica(&c.key.addr) && health.serves_reads(&c.key.addr));
-        for conn in gone {
+        // Spares to replicas that left the topology or stopped serving reads go back to the pool.
+        for conn in self.legs.drain_spares(|c| topology.has_replica(&c.key.addr) && health.serves_reads(&c.key.addr)) {
             self.pool_release(conn);
         }
-        self.legs.return_spares(kept);
         let mut candidates = self.replica_candidates(&topology, &health, need, no_wait);
         if candidates.is_empty() {
             let serving = topology.replicas.iter().any(|r| health.serves_reads(&r.addr));
@@ -283,7 +280,7 @@ impl Session {
         }
         while let Some(i) = self.rotation.pick(&candidates) {
             let chosen = candidates.swap_remove(i);
-            let wait = (!chosen.caught_up).then(|| need.position.clone()).flatten();
+            let wait = (!chosen.caught_up).then(|| need.position.as_deref().cloned()).flatten();
             if self.legs.conn(Side::Replica).is_some_and(|c| c.key.addr != chosen.addr) {
                 // The leg holds nothing (see above): its connection waits as a spare.
                 self.legs.park_replica();
@@ -365,14 +362,16 @@ impl Session {
     /// to have applied it (the checker's last probe of it, or an earlier wait on this session's connection
     /// to it), or when the read needs no position.
     fn wait_needed(&self, addr: &str, need: &Need) -> Option<Position> {
-        let required = need.position.as_ref().filter(|p| !p.is_empty())?;
-        let probed = self.shared.health.load().servers.get(addr).and_then(|s| match required {
-            Position::Binlog(_) => s.binlog.clone().map(Position::Binlog),
-            _ => s.position.clone(),
-        });
-        let reached = self.legs.replica_conn_to(addr).and_then(|c| c.reached.clone());
-        let known = [probed, reached].iter().flatten().any(|p| p.covers(required));
-        (!known).then(|| required.clone())
+        let required = need.position.as_deref().filter(|p| !p.is_empty())?;
+        let health = self.shared.health.load();
+        let server = health.servers.get(addr);
+        let probed = match required {
+            Position::Binlog(want) => server.and_then(|s| s.binlog.as_ref()).is_some_and(|have| have.covers(want)),
+            _ => server.and_then(|s| s.position.as_ref()).is_some_and(|have| have.covers(required)),
+        };
+        let reached =
+            self.legs.replica_conn_to(addr).and_then(|c| c.reached.as_ref()).is_some_and(|p| p.covers(required));
+        (!probed && !reached).then(|| required.clone())
     }
 
     /// Brings the replica leg up to date with the session's state. `Ok(false)` when the replica cannot take

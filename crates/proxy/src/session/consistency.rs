@@ -23,6 +23,7 @@
 //! master: the cost is up to about one probe interval of master reads after each write, and no extra
 //! statement on the write path (the application's account needs no replication privilege).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rwsplit_classify::{Dialect, Hints};
@@ -35,8 +36,9 @@ use crate::session::forward::Outcome;
 /// What a read must see.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Need {
-    /// The position the replica must have applied (None: anything it has).
-    pub position: Option<Position>,
+    /// The position the replica must have applied (None: anything it has). Shared with the session (most
+    /// reads need exactly the session's writes: no copy).
+    pub position: Option<Arc<Position>>,
     /// The replica's lag must be known to be at most this (a `rwsplit:max_lag` hint).
     pub max_lag: Option<Duration>,
     /// No replica may serve it: a hint could not be read.
@@ -60,7 +62,15 @@ pub struct ReadNeed {
 impl Need {
     /// Whether any replica serves the read as it is.
     pub fn is_none(&self) -> bool {
-        self.position.as_ref().is_none_or(Position::is_empty) && self.max_lag.is_none() && !self.master
+        self.position.as_deref().is_none_or(Position::is_empty) && self.max_lag.is_none() && !self.master
+    }
+}
+
+/// Adds `p` to a shared position (copying it only if it is shared).
+fn add_position(mine: &mut Option<Arc<Position>>, p: &Position) {
+    match mine {
+        Some(m) => Arc::make_mut(m).merge(p),
+        None => *mine = Some(Arc::new(p.clone())),
     }
 }
 
@@ -101,7 +111,7 @@ impl Session {
             need.position = match mode {
                 Consistency::Eventual => None,
                 Consistency::Session => self.written.clone(),
-                Consistency::Global => self.shared.servers.acked(),
+                Consistency::Global => self.shared.servers.acked().map(Arc::new),
             };
             // Writes acknowledged without a position (binary log positions), not resolved yet.
             let unresolved = match mode {
@@ -111,10 +121,7 @@ impl Session {
             };
             if let Some(at) = unresolved {
                 match self.master_binlog_after(at) {
-                    Some(p) => match need.position.as_mut() {
-                        Some(mine) => mine.merge(&p),
-                        None => need.position = Some(p),
-                    },
+                    Some(p) => add_position(&mut need.position, &p),
                     // No position covering those writes is known yet: only the master has them for sure.
                     None => need.master = true,
                 }
@@ -122,10 +129,7 @@ impl Session {
         }
         if let Some(token) = hints.min_gtid.as_deref() {
             match Position::parse_any(token) {
-                Some(p) => match need.position.as_mut() {
-                    Some(mine) => mine.merge(&p),
-                    None => need.position = Some(p),
-                },
+                Some(p) => add_position(&mut need.position, &p),
                 None => need.master = true,
             }
         }
@@ -175,10 +179,7 @@ impl Session {
 
     /// Adds a position to what the session's reads must see.
     fn note_written(&mut self, position: Position) {
-        match self.written.as_mut() {
-            Some(w) => w.merge(&position),
-            None => self.written = Some(position),
-        }
+        add_position(&mut self.written, &position);
     }
 
     /// Learns the position of the writes a master response reports.

@@ -268,11 +268,6 @@ impl Legs {
         true
     }
 
-    /// Puts connections back among the spares (those [`Legs::drain_spares`] took out and kept).
-    pub fn return_spares(&mut self, conns: Vec<BackendConn>) {
-        self.spares.extend(conns);
-    }
-
     /// The session's connection to the replica at `addr`: the replica leg's or a spare.
     pub fn replica_conn_to(&self, addr: &str) -> Option<&BackendConn> {
         self.replica.conn.iter().chain(&self.spares).find(|c| &*c.key.addr == addr)

@@ -100,7 +100,7 @@ pub struct Session {
     close_after: bool,
     /// The replication position covering every write of this session (what its reads must see under
     /// `consistency: session`).
-    written: Option<crate::position::Position>,
+    written: Option<Arc<crate::position::Position>>,
     /// When the master acknowledged this session's last write whose position it did not report (binary log
     /// positions), until a probe of the master resolves it into `written`.
     unresolved_at: Option<std::time::Instant>,
