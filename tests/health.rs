@@ -212,6 +212,12 @@ async fn hung_replica_is_ejected_without_failing_or_stalling_reads() {
     topo.pause(hung);
     let paused_at = Instant::now();
     let hung_key = hung.to_string();
+    // Hysteresis (health.fall, default 3): the first failed probe stops new reads; reads in flight on the
+    // hung replica are abandoned (and retried elsewhere) only after three failed probes in a row.
+    proxy
+        .wait_health("the hung replica gets no new reads", Duration::from_secs(5), |h| !h.serves_reads(&hung_key))
+        .await;
+    let out_at = Instant::now();
     proxy.wait_health("the hung replica is ejected", Duration::from_secs(5), |h| !h.reachable(&hung_key)).await;
     let ejected_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -221,14 +227,16 @@ async fn hung_replica_is_ejected_without_failing_or_stalling_reads() {
         results.push(c.await.expect("client task (a read failed)"));
     }
     topo.resume(hung);
-    let ejected_after = ejected_at - paused_at;
-    assert!(ejected_after < Duration::from_secs(1), "ejected after {ejected_after:?} (timeout 500ms + interval 100ms)");
+    let (out_after, ejected_after) = (out_at - paused_at, ejected_at - paused_at);
+    assert!(out_after < Duration::from_secs(1), "out of rotation after {out_after:?} (timeout 500ms + interval 100ms)");
+    assert!(ejected_after < Duration::from_secs(3), "ejected after {ejected_after:?} (3 × (500ms + 100ms))");
     let hung_id = topo.server_id_of(hung);
     for (slowest, ids) in results {
         assert!(!ids.is_empty());
-        assert!(slowest < Duration::from_secs(1), "a read took {slowest:?} while a replica hung");
-        let late = ids.iter().filter(|(at, id)| *at > ejected_at && *id == hung_id).count();
-        assert_eq!(late, 0, "reads started after the ejection reached the hung replica");
+        let bound = ejected_after + Duration::from_millis(500);
+        assert!(slowest < bound, "a read took {slowest:?} while a replica hung (ejected after {ejected_after:?})");
+        let late = ids.iter().filter(|(at, id)| *at > out_at && *id == hung_id).count();
+        assert_eq!(late, 0, "reads started after the replica left the rotation reached it");
     }
 }
 

@@ -138,6 +138,9 @@ pub struct Health {
     pub max_replica_lag: Duration,
     /// Consecutive good probes a replica needs to come back after being taken out.
     pub rise: u32,
+    /// Consecutive failed probes after which a backend counts as unreachable: reads in flight on it are
+    /// abandoned and writes fail at once (the first failed probe only stops new reads).
+    pub fall: u32,
     /// Where lag is measured.
     pub lag_source: LagSource,
     /// What reads do when no replica qualifies.
@@ -285,6 +288,7 @@ struct RawHealth {
     timeout: Option<String>,
     max_replica_lag: Option<String>,
     rise: Option<u32>,
+    fall: Option<u32>,
     lag_source: Option<String>,
     heartbeat_table: Option<String>,
     when_no_replica: Option<String>,
@@ -466,6 +470,10 @@ impl Validator {
         if rise == 0 {
             self.problem("health.rise", "must be at least 1");
         }
+        let fall = h.fall.unwrap_or(3);
+        if fall == 0 {
+            self.problem("health.fall", "must be at least 1");
+        }
         let table = h.heartbeat_table.unwrap_or_else(|| "rwsplit.heartbeat".to_string());
         let valid_table = table.split_once('.').is_some_and(|(a, b)| ident_ok(a) && ident_ok(b));
         if !valid_table {
@@ -510,6 +518,7 @@ impl Validator {
             timeout: timeout?,
             max_replica_lag: max_lag?,
             rise,
+            fall,
             lag_source: lag_source?,
             when_no_replica: when_no_replica?,
             detect_master: h.detect_master.unwrap_or(false),
@@ -660,7 +669,8 @@ mod tests {
     fn health_options_are_validated() {
         let c = Config::parse(GOOD, "t").unwrap();
         let h = c.health.unwrap();
-        assert_eq!((h.timeout, h.rise, h.lag_source.clone()), (Duration::from_millis(500), 2, LagSource::Replication));
+        assert_eq!((h.timeout, h.rise, h.fall), (Duration::from_millis(500), 2, 3));
+        assert_eq!(h.lag_source, LagSource::Replication);
         assert_eq!((h.when_no_replica, h.detect_master), (WhenNoReplica::Master, false));
         let sub_second = GOOD.replace("max_replica_lag: 2s", "max_replica_lag: 500ms");
         let err = Config::parse(&sub_second, "t").unwrap_err();
@@ -670,11 +680,12 @@ mod tests {
         assert_eq!(h.lag_source, LagSource::Heartbeat { table: "rwsplit.heartbeat".into() });
         let bad = GOOD.replace(
             "  interval: 250ms",
-            "  interval: 250ms\n  lag_source: gossip\n  when_no_replica: panic\n  rise: 0\n  heartbeat_table: nodot",
+            "  interval: 250ms\n  lag_source: gossip\n  when_no_replica: panic\n  rise: 0\n  fall: 0\n  heartbeat_table: nodot",
         );
         let err = Config::parse(&bad, "t").unwrap_err();
         let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
-        for f in ["health.lag_source", "health.when_no_replica", "health.rise", "health.heartbeat_table"] {
+        for f in ["health.lag_source", "health.when_no_replica", "health.rise", "health.fall", "health.heartbeat_table"]
+        {
             assert!(fields.contains(&f), "missing {f}: {err}");
         }
     }

@@ -1,21 +1,39 @@
 //! The health checker: one task per backend that probes replication state every `interval` and publishes
-//! the whole topology's health as one snapshot that sessions read without locks.
+//! the whole topology's health as one snapshot that sessions read without locks. The probes run on a
+//! thread of their own (a single-threaded runtime), so a proxy saturated by client traffic cannot delay
+//! them into timeouts.
 //!
-//! Gating (a replica serves reads only while all hold): it answers within `timeout`; both replication
-//! threads run; lag is known (not NULL) and ≤ `max_replica_lag`. A failed probe takes it out at once; coming
-//! back needs `rise` consecutive good probes (the first probe after start needs one). Lag comes from
-//! `Seconds_Behind_Master`/`Seconds_Behind_Source` (whole seconds) or, in heartbeat mode, from a timestamp
-//! row the checker writes on the master and reads on each replica (both times from this process's clock,
-//! so server clock skew does not matter; the measured lag over-estimates by at most one interval).
+//! Gating (a replica serves reads only while all hold): its last probe answered within `timeout`; the SQL
+//! thread runs; and its lag is at most `max_replica_lag`, where the lag is the one measured if the IO thread
+//! runs and reports one, and otherwise (IO thread down, or lag NULL as right after it reconnects) the lag
+//! last measured plus the time since, a bound on how far behind it can be, or frozen during a master
+//! outage (below). Coming back needs `rise` consecutive good probes (the first
+//! probe after start needs one). Lag comes from `Seconds_Behind_Master`/`Seconds_Behind_Source` (whole
+//! seconds) or, in heartbeat mode, from a timestamp row the checker writes on the master and reads on each
+//! replica (both times from this process's clock, so server clock skew does not matter; the measured lag
+//! over-estimates by at most one interval).
+//!
+//! Hysteresis both ways: one failed probe stops new reads on a backend; only `fall` failed probes in a
+//! row make it *unreachable*, which abandons reads in flight on it and makes writes to it fail at once.
+//!
+//! A master outage does not stop reads. When the master goes away the replicas' IO threads lose it
+//! (`Slave_IO_Running: Connecting`, `Seconds_Behind_Master: NULL`) while their data stays as it was; a
+//! replica whose SQL thread runs then keeps serving with its lag frozen at the last value measured while
+//! its IO thread ran, because its data cannot fall further behind writes the master no longer takes:
+//! - while the checker's own probe of the master fails, for as long as that lasts;
+//! - otherwise (the master answers the checker but not the replica: a network split, an IO thread being
+//!   restarted) for as long as the frozen lag plus the time since the IO thread was last seen running stays
+//!   within `max_replica_lag`, which bounds how stale it can be.
 //!
 //! Role detection: every probe reads `@@read_only`. A master reporting `read_only=1` or a replica reporting
 //! `read_only=0` is logged loudly and exposed. With `detect_master`, writes go to the one configured server
 //! that is writable; none or several writable servers refuse writes with an error.
 //!
-//! Snapshot lifecycle per server: `unknown --good probe--> serving --bad probe--> out --rise good--> serving`.
+//! Snapshot lifecycle per server: `unknown --good probe--> serving --bad probe--> out --rise good--> serving`,
+//! and `reachable --fall bad probes--> unreachable --good probe--> reachable`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -110,10 +128,19 @@ impl HealthHub {
 /// Health of one backend as last probed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerHealth {
-    /// The last probe answered in time.
+    /// Fewer than `fall` probes in a row failed (false from the first failure when it never answered).
     pub reachable: bool,
+    /// Probes failed in a row (0 after a good one).
+    pub fail_streak: u32,
     /// Both replication threads run (replicas only).
     pub replicating: bool,
+    /// The SQL (applier) thread runs (replicas only).
+    pub sql_running: bool,
+    /// Serving reads with the IO thread down because the master is unreachable: `lag` is the lag frozen
+    /// when the IO thread last ran (see the module doc).
+    pub frozen: bool,
+    /// When a probe last saw the IO thread running, and the lag it measured then.
+    pub io_seen: Option<(Instant, Option<f64>)>,
     /// Replication lag in seconds, when known.
     pub lag: Option<f64>,
     /// `@@read_only` as last seen.
@@ -146,7 +173,11 @@ impl Default for ServerHealth {
     fn default() -> Self {
         ServerHealth {
             reachable: false,
+            fail_streak: 0,
             replicating: false,
+            sql_running: false,
+            frozen: false,
+            io_seen: None,
             lag: None,
             read_only: None,
             gtid: None,
@@ -222,7 +253,8 @@ impl Snapshot {
 #[derive(Debug, Clone, Default)]
 struct Observation {
     read_only: Option<bool>,
-    replicating: bool,
+    io_running: bool,
+    sql_running: bool,
     lag: Option<f64>,
     gtid: Option<String>,
     position: Option<Position>,
@@ -269,8 +301,32 @@ pub fn start(shared: &Arc<Shared>) {
             conn: None,
             table_ready: false,
         };
-        tokio::spawn(task.run(generation.clone()));
+        probe_runtime().spawn(task.run(generation.clone()));
     }
+}
+
+/// The runtime the probes run on: one thread of its own for the whole process, started on first use, so
+/// that probes keep their interval and timeout however busy the session workers are.
+fn probe_runtime() -> &'static tokio::runtime::Handle {
+    static RUNTIME: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new().name("rwsplit-health".into()).spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => {
+                    let _ = tx.send(Some(rt.handle().clone()));
+                    // Runs until the process exits; tasks end when their generation is cancelled.
+                    rt.block_on(std::future::pending::<()>());
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the health checker's runtime; probes share the session runtime");
+                    let _ = tx.send(None);
+                }
+            }
+        });
+        let handle = spawned.ok().and_then(|_| rx.recv().ok().flatten());
+        handle.unwrap_or_else(tokio::runtime::Handle::current)
+    })
 }
 
 /// Takes a replica out of rotation by hand, or puts it back. Returns false for an unknown replica.
@@ -393,7 +449,7 @@ impl Probe {
         if let Some(row) = status {
             let (io, sql, seconds) = replication_fields(&row);
             obs.is_replica = true;
-            obs.replicating = io && sql;
+            (obs.io_running, obs.sql_running) = (io, sql);
             obs.lag = seconds.map(|s| s as f64);
             obs.binlog = executed_binlog(&row);
         }
@@ -439,13 +495,18 @@ impl Probe {
     /// Applies a probe outcome to the shared state and publishes a new snapshot. Returns whether this
     /// backend is the writer (and so writes the heartbeat).
     fn record(&self, outcome: Result<Observation, String>) -> bool {
-        let max_lag = self.health.max_replica_lag.as_secs_f64();
-        let rise = self.health.rise;
-        let detect = self.health.detect_master;
+        let gate = Gate {
+            max_lag: self.health.max_replica_lag.as_secs_f64(),
+            gated: !self.is_master || self.health.detect_master,
+            now: Instant::now(),
+        };
+        let (rise, fall, detect) = (self.health.rise, self.health.fall, self.health.detect_master);
         let shared = &self.shared;
+        let master = Arc::clone(&shared.topology.load().master);
         let mut state = shared.health.working();
+        let master_down = master_unreachable(&state, &master);
         let entry = state.servers.entry(Arc::clone(&self.addr)).or_default();
-        let before = (entry.reachable, entry.serves_reads, entry.read_only);
+        let before = (entry.reachable, entry.serves_reads, entry.read_only, entry.frozen);
         let first = entry.probes == 0;
         let no_gtids = outcome.as_ref().is_ok_and(|o| o.no_gtids);
         entry.probes += 1;
@@ -453,29 +514,22 @@ impl Probe {
         match outcome {
             Ok(obs) => {
                 entry.reachable = true;
+                entry.fail_streak = 0;
                 entry.read_only = obs.read_only;
-                entry.replicating = obs.replicating;
-                entry.lag = obs.lag;
-                entry.gtid = obs.gtid;
-                entry.position = obs.position;
-                entry.binlog = obs.binlog;
+                entry.replicating = obs.io_running && obs.sql_running;
+                entry.sql_running = obs.sql_running;
+                entry.gtid = obs.gtid.clone();
+                entry.position = obs.position.clone();
+                entry.binlog = obs.binlog.clone();
                 entry.probe_started = obs.started;
                 entry.last_error = None;
-                let mut why_not = None;
-                if !self.is_master || detect {
-                    if !obs.is_replica {
-                        why_not = Some("not configured as a replica".to_string());
-                    } else if !obs.replicating {
-                        why_not = Some("a replication thread is stopped".to_string());
-                    } else {
-                        match obs.lag {
-                            None => why_not = Some("replication lag is unknown (NULL)".to_string()),
-                            Some(l) if l > max_lag => why_not = Some(format!("lag {l:.3}s exceeds {max_lag:.3}s")),
-                            Some(_) => {}
-                        }
-                    }
+                let verdict = gate.judge(&obs, entry.io_seen, master_down);
+                entry.lag = verdict.lag;
+                entry.frozen = verdict.frozen;
+                if obs.io_running && obs.lag.is_some() {
+                    entry.io_seen = Some((gate.now, obs.lag));
                 }
-                match why_not {
+                match verdict.why_not {
                     None => {
                         entry.good_streak += 1;
                         entry.serves_reads = entry.serves_reads || first || entry.good_streak >= rise;
@@ -488,9 +542,12 @@ impl Probe {
                 }
             }
             Err(e) => {
-                entry.reachable = false;
+                // One failure stops new reads; only `fall` in a row make the backend unreachable.
+                entry.fail_streak += 1;
+                entry.reachable = entry.reachable && entry.fail_streak < fall;
                 entry.serves_reads = false;
                 entry.replicating = false;
+                entry.frozen = false;
                 entry.lag = None;
                 entry.good_streak = 0;
                 entry.last_error = Some(e);
@@ -499,13 +556,24 @@ impl Probe {
         if self.is_master && !detect {
             entry.serves_reads = false;
         }
-        let after = (entry.reachable, entry.serves_reads, entry.read_only);
+        let after = (entry.reachable, entry.serves_reads, entry.read_only, entry.frozen);
         if before.0 != after.0 || before.1 != after.1 {
             entry.changed_at = SystemTime::now();
             tracing::info!(
                 backend = %self.addr, reachable = after.0, serves_reads = after.1,
                 lag = ?entry.lag, error = ?entry.last_error, "backend state changed"
             );
+        }
+        if before.3 != after.3 {
+            if after.3 {
+                tracing::warn!(
+                    backend = %self.addr, frozen_lag = ?entry.lag,
+                    "replica lost its master (IO thread not running) while the master is unreachable: \
+                     serving reads on its data as of the master's last write"
+                );
+            } else {
+                tracing::info!(backend = %self.addr, "replica no longer serving on frozen data");
+            }
         }
         if before.2 != after.2 {
             match (self.is_master, after.2) {
@@ -537,6 +605,82 @@ impl Probe {
             shared.health.changed();
         }
         writer_is_me
+    }
+}
+
+/// The read gate's settings for one probe.
+struct Gate {
+    /// `max_replica_lag` in seconds.
+    max_lag: f64,
+    /// The server is judged as a replica (a replica, or any server with `detect_master`).
+    gated: bool,
+    /// When the probe is recorded.
+    now: Instant,
+}
+
+/// What the gate decided for one good probe.
+#[derive(Debug, PartialEq)]
+struct Verdict {
+    /// Why the server gets no reads (None: it does).
+    why_not: Option<String>,
+    /// The lag to publish: measured, or frozen at the last value measured with the IO thread running.
+    lag: Option<f64>,
+    /// Serving on frozen data during a master outage.
+    frozen: bool,
+}
+
+impl Gate {
+    /// Judges a good probe. `io_seen`: when the IO thread was last seen running and the lag then;
+    /// `master_down`: the checker's last probe of the writer failed (or there is no writer).
+    fn judge(&self, obs: &Observation, io_seen: Option<(Instant, Option<f64>)>, master_down: bool) -> Verdict {
+        let verdict = |why: Option<String>, lag, frozen| Verdict { why_not: why, lag, frozen };
+        if !self.gated {
+            return verdict(None, obs.lag, false);
+        }
+        if !obs.is_replica {
+            return verdict(Some("not configured as a replica".into()), obs.lag, false);
+        }
+        if !obs.sql_running {
+            return verdict(Some("the SQL thread is stopped".into()), obs.lag, false);
+        }
+        let within = |lag: f64| lag <= self.max_lag;
+        if let (true, Some(l)) = (obs.io_running, obs.lag) {
+            if !within(l) {
+                return verdict(Some(format!("lag {l:.3}s exceeds {:.3}s", self.max_lag)), Some(l), false);
+            }
+            return verdict(None, Some(l), false);
+        }
+        // The IO thread is down, or its lag is unknown (NULL: e.g. just reconnected, nothing received yet):
+        // the data is at least as fresh as when a lag was last measured with the IO thread running.
+        let Some((seen, Some(frozen))) = io_seen else {
+            let why = if obs.io_running { "replication lag is unknown (NULL)" } else { "the IO thread is not running" };
+            return verdict(Some(why.into()), None, false);
+        };
+        if master_down && within(frozen) {
+            return verdict(None, Some(frozen), true);
+        }
+        let bound = frozen + self.now.saturating_duration_since(seen).as_secs_f64();
+        if within(bound) {
+            // Not known to be a master outage (yet): at most `bound` behind.
+            return verdict(None, Some(bound), false);
+        }
+        let why = if obs.io_running {
+            "replication lag is unknown (NULL) for too long"
+        } else {
+            "the IO thread is not running and the master is reachable"
+        };
+        verdict(Some(why.into()), Some(bound), false)
+    }
+}
+
+/// Whether the checker's last probe of the server taking writes failed, or there is none.
+fn master_unreachable(state: &Snapshot, configured: &Arc<str>) -> bool {
+    let failed = |addr: &Arc<str>| state.servers.get(addr).is_some_and(|s| s.fail_streak > 0);
+    match &state.writer {
+        Writer::Configured => failed(configured),
+        Writer::Detected(a) => failed(a),
+        Writer::None => true,
+        Writer::Ambiguous(_) => false,
     }
 }
 
@@ -601,6 +745,8 @@ fn now_micros() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn server(reachable: bool, read_only: Option<bool>) -> ServerHealth {
@@ -630,5 +776,55 @@ mod tests {
         assert!(!checked.serves_reads("x:1"));
         checked.servers.insert("x:1".into(), ServerHealth::default());
         assert!(checked.reachable("x:1"), "not yet probed counts as reachable");
+    }
+
+    fn replica(io: bool, sql: bool, lag: Option<f64>) -> Observation {
+        Observation { is_replica: true, io_running: io, sql_running: sql, lag, ..Observation::default() }
+    }
+
+    #[test]
+    fn the_gate_serves_frozen_replicas_through_a_master_outage_only() {
+        let now = Instant::now();
+        let gate = Gate { max_lag: 2.0, gated: true, now };
+        let seen = |ago_ms: u64, lag: f64| Some((now - Duration::from_millis(ago_ms), Some(lag)));
+        // Running replication: the measured lag decides.
+        assert_eq!(gate.judge(&replica(true, true, Some(1.0)), None, false).why_not, None);
+        assert!(gate.judge(&replica(true, true, Some(3.0)), None, false).why_not.is_some());
+        assert!(gate.judge(&replica(true, true, None), None, false).why_not.is_some());
+        // A NULL lag right after a good one (the IO thread reconnected): bounded by the time since.
+        assert_eq!(gate.judge(&replica(true, true, None), seen(500, 0.0), false).why_not, None);
+        assert!(gate.judge(&replica(true, true, None), seen(2_500, 0.0), false).why_not.is_some());
+        // A stopped SQL thread never serves, master down or not.
+        assert!(gate.judge(&replica(true, false, Some(0.0)), seen(0, 0.0), true).why_not.is_some());
+        // IO thread down, master down: frozen at the lag last measured, for as long as the outage lasts.
+        let v = gate.judge(&replica(false, true, None), seen(60_000, 0.5), true);
+        assert_eq!(v, Verdict { why_not: None, lag: Some(0.5), frozen: true });
+        // … unless it was already too far behind, or its lag before is unknown.
+        assert!(gate.judge(&replica(false, true, None), seen(100, 2.5), true).why_not.is_some());
+        assert!(gate.judge(&replica(false, true, None), None, true).why_not.is_some());
+        // IO thread down, master answering: only while frozen lag + time since seen stays within the bound.
+        let v = gate.judge(&replica(false, true, None), seen(1_000, 0.5), false);
+        assert_eq!((v.why_not.as_deref(), v.frozen), (None, false));
+        assert!(v.lag.is_some_and(|l| (1.49..1.6).contains(&l)), "{v:?}");
+        assert!(gate.judge(&replica(false, true, None), seen(1_600, 0.5), false).why_not.is_some());
+        // Servers not gated (the master without detection) always pass.
+        let master = Gate { gated: false, ..gate };
+        assert_eq!(master.judge(&Observation::default(), None, false).why_not, None);
+    }
+
+    #[test]
+    fn the_writer_counts_down_from_its_first_failed_probe() {
+        let configured: Arc<str> = "m:1".into();
+        let mut s = Snapshot { checked: true, ..Snapshot::default() };
+        s.servers.insert("m:1".into(), server(true, Some(false)));
+        assert!(!master_unreachable(&s, &configured));
+        if let Some(m) = s.servers.get_mut("m:1") {
+            m.fail_streak = 1;
+        }
+        assert!(master_unreachable(&s, &configured));
+        s.writer = Writer::Detected("r:1".into());
+        assert!(!master_unreachable(&s, &configured), "the detected writer is what counts");
+        s.writer = Writer::None;
+        assert!(master_unreachable(&s, &configured));
     }
 }

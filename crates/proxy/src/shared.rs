@@ -123,6 +123,9 @@ pub struct BackendView {
     pub offline: bool,
     /// Replication lag as last probed, in seconds.
     pub lag: Option<f64>,
+    /// The lag is frozen at its last measured value: the replica's IO thread lost a master that the
+    /// checker cannot reach either, and the replica serves reads on its data as of the master's last write.
+    pub lag_frozen: bool,
     /// `@@read_only` as last probed.
     pub read_only: Option<bool>,
     /// GTID position as last probed.
@@ -191,6 +194,7 @@ impl Shared {
                     serving,
                     offline: health.offline.contains(addr),
                     lag: probed.and_then(|s| s.lag),
+                    lag_frozen: probed.is_some_and(|s| s.frozen),
                     read_only: probed.and_then(|s| s.read_only),
                     gtid: probed.and_then(|s| s.gtid.clone()),
                     binlog: probed.and_then(|s| s.binlog.as_ref()).map(|b| format!("{}:{}", b.file, b.pos)),

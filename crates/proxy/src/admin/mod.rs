@@ -6,7 +6,9 @@
 //! - `SHOW BACKENDS`: one row per configured backend, the master first, then the replicas in config order:
 //!   `address`, `role` (`master` for where writes go now, `replica` otherwise), `reachable` (NULL before the
 //!   first probe or without a health checker), `serving` (the master: takes writes; a replica: gets reads),
-//!   `offline` (taken out by hand), `lag_seconds`, `weight`, `read_only`, `gtid`, `binlog_position` (a
+//!   `offline` (taken out by hand), `lag_seconds`, `lag_frozen` (1: the replica's IO thread lost a master
+//!   the checker cannot reach either; it serves reads on its data as of the master's last write, and
+//!   `lag_seconds` is the lag last measured before), `weight`, `read_only`, `gtid`, `binlog_position` (a
 //!   replica's executed position in the master's binary log; the master's own when read-your-writes follows
 //!   binary log positions), `connections_in_use`, `connections_idle`, `last_error`, `last_change` (RFC 3339,
 //!   UTC).

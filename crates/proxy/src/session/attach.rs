@@ -174,10 +174,19 @@ impl Session {
         let writer = {
             let topology = self.shared.topology.load();
             let health = self.shared.health.load();
-            match health.writer(&topology.master) {
+            let writer = match health.writer(&topology.master) {
                 Ok(addr) => Arc::clone(addr),
                 Err(why) => return Attach::Refused(err(1105, format!("rwsplit: {why}"))),
+            };
+            // Fail fast while the checker finds the master unreachable (`fall` failed probes in a row),
+            // rather than hang on a stopped server or wait out a connect timeout; this clears by itself at
+            // the first good probe. Nothing is sent, so a transaction open on it is left as it is.
+            if !health.reachable(&writer) {
+                let why = health.servers.get(&writer).and_then(|s| s.last_error.as_deref()).unwrap_or("no answer");
+                let msg = format!("rwsplit: master {writer} is unreachable (health check: {why})");
+                return Attach::Refused(err(2003, msg));
             }
+            writer
         };
         // Writes follow the writer: a connection to a former writer is let go once it holds nothing.
         if self.legs.conn(Side::Master).is_some_and(|c| c.key.addr != writer) {

@@ -130,7 +130,16 @@ impl Session {
     /// on the master.
     pub(super) async fn run_command(&mut self, route: Route, run: RunOptions, command: Command) -> Ran {
         let Route { side: mut wanted, reason, plain_read } = route;
-        let plain_read = plain_read && matches!(&command, Command::Plain(p) if p.first() == Some(&packet::com::QUERY));
+        // A plain read may run anywhere, any number of times: a text query, or an EXECUTE without a cursor
+        // (the statement is prepared lazily on whichever replica runs it).
+        let plain_read = plain_read
+            && match &command {
+                Command::Plain(p) => p.first() == Some(&packet::com::QUERY),
+                Command::Stmt { payload, .. } => {
+                    payload.first() == Some(&packet::com::STMT_EXECUTE) && payload.get(5) == Some(&0)
+                }
+                Command::Prepare { .. } => false,
+            };
         let started = std::time::Instant::now();
         let start_seq = self.client_seq;
         let mut retried = false;
