@@ -97,7 +97,10 @@ async fn writer(opts: mysql_async::Opts, id: u64, log: Log, stop: Arc<AtomicBool
     }
 }
 
-async fn reader(opts: mysql_async::Opts, id: u64, log: Log, stop: Arc<AtomicBool>) {
+/// The health snapshot in one line per server, for failure messages.
+type Diagnose = Arc<dyn Fn() -> String + Send + Sync>;
+
+async fn reader(opts: mysql_async::Opts, id: u64, log: Log, stop: Arc<AtomicBool>, diagnose: Diagnose) {
     let mut conn: Option<mysql_async::Conn> = None;
     while !stop.load(Ordering::Relaxed) {
         let c = match conn.as_mut() {
@@ -121,7 +124,7 @@ async fn reader(opts: mysql_async::Opts, id: u64, log: Log, stop: Arc<AtomicBool
             }
             Err(e) => {
                 record(&log, Kind::ReadErr { code: code_of(&e) });
-                eprintln!("reader {id}: {e}");
+                eprintln!("reader {id} at {:?}: {e}\n{}", Instant::now(), diagnose());
                 if broken(&e) {
                     conn = None;
                 }
@@ -186,14 +189,73 @@ async fn first_write_after(log: &Log, since: Instant) -> Duration {
     found().map_or(Duration::ZERO, |at| at - since)
 }
 
+/// What "recovered" means for a fault.
+#[derive(Debug, Clone, Copy)]
+enum Recovery {
+    /// A write succeeded again (then both replicas serve again before the next fault).
+    Writes,
+    /// Both replicas serve reads again.
+    Serving,
+}
+
+/// The faults injected so far, and what scoring needs.
+struct Run<'a> {
+    proxy: &'a Proxy,
+    log: Log,
+    replicas: [SocketAddr; 2],
+    scored: Vec<Scored>,
+}
+
+impl Run<'_> {
+    fn all_serving(&self) -> bool {
+        self.replicas.iter().all(|&r| self.proxy.serves_reads(r))
+    }
+
+    /// Ends a fault injected at `start` and lifted now: waits for recovery and records the window.
+    async fn score(&mut self, name: &'static str, concerns: Concerns, start: Instant, recovery: Recovery) {
+        let lifted = Instant::now();
+        let recovered = match recovery {
+            Recovery::Writes => first_write_after(&self.log, lifted).await,
+            Recovery::Serving => until(name, || self.all_serving()).await,
+        };
+        // Settled, before the next fault: both replicas replicate again (not merely serving on frozen data,
+        // which a master back from an outage ends as soon as it answers the checker).
+        let settled = || {
+            let health = self.proxy.shared.health.load();
+            self.replicas.iter().all(|r| {
+                let key = r.to_string();
+                health.serves_reads(&key) && health.servers.get(&*key).is_some_and(|s| s.replicating && !s.frozen)
+            })
+        };
+        until("both replicas replicating before the next fault", settled).await;
+        self.scored.push(Scored { name, concerns, start, lifted, end: Instant::now(), recovered });
+    }
+
+    /// A fault made by a signal or a kill: injected, held for `hold`, lifted, scored.
+    async fn signal(
+        &mut self,
+        name: &'static str,
+        concerns: Concerns,
+        inject: impl FnOnce(),
+        hold: Duration,
+        lift: impl FnOnce(),
+    ) {
+        let start = Instant::now();
+        blocking(inject);
+        tokio::time::sleep(hold).await;
+        blocking(lift);
+        let recovery = if concerns == Concerns::Writers { Recovery::Writes } else { Recovery::Serving };
+        self.score(name, concerns, start, recovery).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_under_load_lose_nothing_and_reads_survive_a_master_outage() {
     let topo = Topology::private();
     let [r1, r2] = [topo.replicas[0], topo.replicas[1]];
     let yaml = config_with_health(&topo, "  max_replica_lag: 2s\n");
     let proxy = Proxy::start_yaml(&yaml).await;
-    let all_serving = |p: &Proxy| p.serves_reads(r1) && p.serves_reads(r2);
-    until("both replicas serving", || all_serving(&proxy)).await;
+    until("both replicas serving", || proxy.serves_reads(r1) && proxy.serves_reads(r2)).await;
     {
         let mut c = proxy.conn().await;
         c.query_drop("CREATE DATABASE faults").await.unwrap();
@@ -211,97 +273,66 @@ async fn faults_under_load_lose_nothing_and_reads_survive_a_master_outage() {
         load.push(tokio::spawn(writer(opts.clone(), id, Arc::clone(&log), Arc::clone(&stop))));
     }
     let read_log: Log = Arc::default();
+    let shared = Arc::clone(&proxy.shared);
+    let diagnose: Diagnose = Arc::new(move || {
+        let health = shared.health.load();
+        let mut servers: Vec<_> = health.servers.iter().collect();
+        servers.sort_by_key(|(a, _)| Arc::clone(a));
+        let line = |(a, s): (&Arc<str>, &rwsplit::health::ServerHealth)| {
+            format!(
+                "  {a}: reachable {} fails {} serving {} io+sql {} sql {} lag {:?} frozen {} io seen {:?} ago, error {:?}",
+                s.reachable,
+                s.fail_streak,
+                s.serves_reads,
+                s.replicating,
+                s.sql_running,
+                s.lag,
+                s.frozen,
+                s.io_seen.map(|(at, _)| at.elapsed()),
+                s.last_error
+            )
+        };
+        servers.into_iter().map(line).collect::<Vec<_>>().join("\n")
+    });
     for id in 0..READERS {
-        load.push(tokio::spawn(reader(opts.clone(), id, Arc::clone(&read_log), Arc::clone(&stop))));
+        let diagnose = Arc::clone(&diagnose);
+        load.push(tokio::spawn(reader(opts.clone(), id, Arc::clone(&read_log), Arc::clone(&stop), diagnose)));
     }
     let _ = first_write_after(&log, Instant::now()).await;
-    let mut scored = Vec::new();
+    let mut run = Run { proxy: &proxy, log: Arc::clone(&log), replicas: [r1, r2], scored: Vec::new() };
 
-    // 1. The master is SIGKILLed and restarted 2 s later.
-    let start = Instant::now();
-    blocking(|| topo.kill(topo.master));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    blocking(|| topo.restart(topo.master));
-    let lifted = Instant::now();
-    let recovered = first_write_after(&log, lifted).await;
-    until("replicas back after the master restart", || all_serving(&proxy)).await;
-    scored.push(Scored {
-        name: "master SIGKILL, restarted after 2 s",
-        concerns: Concerns::Writers,
-        start,
-        lifted,
-        end: Instant::now(),
-        recovered,
-    });
+    let master = topo.master;
+    let hold = |secs| Duration::from_secs(secs);
+    run.signal(
+        "master SIGKILL, restarted after 2 s",
+        Concerns::Writers,
+        || topo.kill(master),
+        hold(2),
+        || topo.restart(master),
+    )
+    .await;
+    run.signal("master SIGSTOP for 5 s", Concerns::Writers, || topo.pause(master), hold(5), || topo.resume(master))
+        .await;
+    run.signal(
+        "replica SIGKILL, restarted after 2 s",
+        Concerns::Nobody,
+        || topo.kill(r1),
+        hold(2),
+        || topo.restart(r1),
+    )
+    .await;
+    run.signal("replica SIGSTOP for 3 s", Concerns::Nobody, || topo.pause(r2), hold(3), || topo.resume(r2)).await;
 
-    // 2. The master hangs (SIGSTOP) for 5 s.
-    let start = Instant::now();
-    blocking(|| topo.pause(topo.master));
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    blocking(|| topo.resume(topo.master));
-    let lifted = Instant::now();
-    let recovered = first_write_after(&log, lifted).await;
-    until("replicas serving after the master hang", || all_serving(&proxy)).await;
-    scored.push(Scored {
-        name: "master SIGSTOP for 5 s",
-        concerns: Concerns::Writers,
-        start,
-        lifted,
-        end: Instant::now(),
-        recovered,
-    });
-
-    // 3. A replica is SIGKILLed and restarted 2 s later.
-    let start = Instant::now();
-    blocking(|| topo.kill(r1));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    blocking(|| topo.restart(r1));
-    let lifted = Instant::now();
-    let recovered = until("the killed replica serving again", || all_serving(&proxy)).await;
-    scored.push(Scored {
-        name: "replica SIGKILL, restarted after 2 s",
-        concerns: Concerns::Nobody,
-        start,
-        lifted,
-        end: Instant::now(),
-        recovered,
-    });
-
-    // 4. A replica hangs (SIGSTOP) for 3 s.
-    let start = Instant::now();
-    blocking(|| topo.pause(r2));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    blocking(|| topo.resume(r2));
-    let lifted = Instant::now();
-    let recovered = until("the hung replica serving again", || all_serving(&proxy)).await;
-    scored.push(Scored {
-        name: "replica SIGSTOP for 3 s",
-        concerns: Concerns::Nobody,
-        start,
-        lifted,
-        end: Instant::now(),
-        recovered,
-    });
-
-    // 5. A replica lags (replication delayed by 4 s) until it is taken out, for 3 s more.
+    // A replica lags (replication delayed by 4 s) until it is taken out, and for 3 s more.
     let start = Instant::now();
     let mut r1_root = root(&topo, r1).await;
     r1_root.query_drop("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 4; START SLAVE").await.unwrap();
     until("the delayed replica taken out", || !proxy.serves_reads(r1)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     r1_root.query_drop("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE").await.unwrap();
-    let lifted = Instant::now();
-    let recovered = until("the lagging replica serving again", || all_serving(&proxy)).await;
-    scored.push(Scored {
-        name: "replica lags 4 s (MASTER_DELAY)",
-        concerns: Concerns::Nobody,
-        start,
-        lifted,
-        end: Instant::now(),
-        recovered,
-    });
+    run.score("replica lags 4 s (MASTER_DELAY)", Concerns::Nobody, start, Recovery::Serving).await;
 
-    // 6. A reload removes a replica, another adds it back.
+    // A reload removes a replica, another adds it back.
     let start = Instant::now();
     let without = yaml.replace(&format!("  - address: {r2}\n"), "");
     assert_ne!(without, yaml);
@@ -309,18 +340,9 @@ async fn faults_under_load_lose_nothing_and_reads_survive_a_master_outage() {
     until("the removed replica out of the topology", || proxy.shared.topology.load().replicas.len() == 1).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     rwsplit::reload::apply(&proxy.shared, Config::parse(&yaml, "faults").unwrap());
-    let lifted = Instant::now();
-    let recovered = until("the re-added replica serving", || all_serving(&proxy)).await;
-    scored.push(Scored {
-        name: "reload: a replica removed, then added back",
-        concerns: Concerns::Nobody,
-        start,
-        lifted,
-        end: Instant::now(),
-        recovered,
-    });
+    run.score("reload: a replica removed, then added back", Concerns::Nobody, start, Recovery::Serving).await;
 
-    // 7. Clients vanish abruptly: mid-query, mid-result and mid-login.
+    // Clients vanish abruptly: mid-query, mid-result and mid-login.
     let start = Instant::now();
     for i in 0..30u32 {
         let mut raw = Raw::login(proxy.addr, "app", "apppw", None).await;
@@ -338,17 +360,9 @@ async fn faults_under_load_lose_nothing_and_reads_survive_a_master_outage() {
         tokio::io::AsyncWriteExt::write_all(&mut half, &[0x40, 0, 0, 1, 0x85, 0xa6]).await.ok();
         drop(half);
     }
-    let lifted = Instant::now();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let recovered = first_write_after(&log, lifted).await;
-    scored.push(Scored {
-        name: "30 clients dropped mid-query and mid-login",
-        concerns: Concerns::Nobody,
-        start,
-        lifted,
-        end: Instant::now(),
-        recovered,
-    });
+    run.score("30 clients dropped mid-query and mid-login", Concerns::Nobody, start, Recovery::Writes).await;
+    let scored = run.scored;
 
     // Stop the load, let replication settle, and check the ledgers.
     tokio::time::sleep(Duration::from_millis(500)).await;
