@@ -110,6 +110,8 @@ pub struct BackendConn {
     pub types_sent: HashMap<u32, bytes::Bytes>,
     /// True while a response is being read: a connection abandoned mid-response is closed, not pooled.
     pub mid_response: bool,
+    /// The longest one of the proxy's own commands may take (`backend_timeout`).
+    pub op_timeout: Duration,
     /// Something other than a plain autocommit read ran here since login or the last reset, so its session
     /// state may differ from a fresh login's: it is reset before another session uses it.
     pub touched: bool,
@@ -137,6 +139,8 @@ pub struct Credentials {
     pub password: crate::config::Secret,
     /// Client connection attributes, passed on.
     pub attributes: Arc<Vec<(String, String)>>,
+    /// The longest one of the proxy's own commands on the connection may take (`backend_timeout`).
+    pub op_timeout: Duration,
 }
 
 impl Credentials {
@@ -188,6 +192,7 @@ impl BackendConn {
 
     async fn connect_inner(creds: &Credentials) -> Result<Connected, BackendError> {
         let stream = TcpStream::connect(&*creds.key.addr).await.map_err(BackendError::Connect)?;
+        crate::listen::keepalive(&stream);
         let mut wire = Wire::new(stream, crate::io::BACKEND_READ_CHUNK);
         let greeting = greeting_of(&wire.expect_frame().await?)?;
         let (payload, plugin) = auth::handshake_response(&greeting, &creds.login());
@@ -203,6 +208,7 @@ impl BackendConn {
             stmts: HashMap::new(),
             types_sent: HashMap::new(),
             mid_response: false,
+            op_timeout: creds.op_timeout,
             touched: false,
             tracking: false,
             tracking_stale: false,
@@ -254,7 +260,8 @@ impl BackendConn {
     /// Runs [`TRACKING_SETUP`] again if the client changed the trackers on this connection.
     pub async fn restore_tracking(&mut self) -> Result<(), BackendError> {
         if self.tracking_stale {
-            self.setup(false).await?;
+            let limit = self.op_timeout;
+            bounded(limit, self.setup(false)).await?;
         }
         Ok(())
     }
@@ -266,6 +273,11 @@ impl BackendConn {
     /// tracking their own variables. Returns name/value pairs (NULL as an empty value, as session tracking
     /// reports it).
     pub async fn take_client_trackers(&mut self, also: &[&str]) -> Result<Vec<(String, Vec<u8>)>, BackendError> {
+        let limit = self.op_timeout;
+        bounded(limit, self.take_client_trackers_inner(also)).await
+    }
+
+    async fn take_client_trackers_inner(&mut self, also: &[&str]) -> Result<Vec<(String, Vec<u8>)>, BackendError> {
         const NAMES: [&str; 4] = [
             "session_track_system_variables",
             "session_track_schema",
@@ -298,6 +310,11 @@ impl BackendConn {
     /// turns session tracking on again. The connection's attributes become rwsplit's own
     /// ([`POOLED_ATTRIBUTES`]): it no longer serves the client that opened it.
     pub async fn reset(&mut self, creds: &Credentials) -> Result<(), BackendError> {
+        let limit = self.op_timeout;
+        bounded(limit, self.reset_inner(creds)).await
+    }
+
+    async fn reset_inner(&mut self, creds: &Credentials) -> Result<(), BackendError> {
         let login = creds.login();
         let plugin = if self.plugin == auth::CACHING_SHA2 { auth::CACHING_SHA2 } else { auth::NATIVE };
         let mut p = vec![com::CHANGE_USER];
@@ -347,10 +364,15 @@ impl BackendConn {
 
     /// Runs a command whose response the proxy consumes itself (state replay, prepare on another backend,
     /// statement reset). Returns the first packet of the response, or the server's ERR.
+    /// Bounded by `backend_timeout`: a connection that times out is left mid-response (never reused).
     pub async fn run(&mut self, payload: &[u8], expect: Expect) -> Result<Result<Frame, ErrPacket>, BackendError> {
-        self.mid_response = true;
-        self.wire.send(0, payload).await?;
-        self.read_reply(expect).await
+        let limit = self.op_timeout;
+        bounded(limit, async {
+            self.mid_response = true;
+            self.wire.send(0, payload).await?;
+            self.read_reply(expect).await
+        })
+        .await
     }
 
     /// Reads the whole response to a command the proxy sent itself: its first packet, or the server's ERR.
@@ -527,4 +549,12 @@ async fn authenticate(
         }
     }
     Err(BackendError::Protocol("authentication did not finish"))
+}
+
+/// Runs one of the proxy's own backend commands within `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    op: impl std::future::Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    tokio::time::timeout(limit, op).await.unwrap_or(Err(BackendError::Timeout(limit)))
 }

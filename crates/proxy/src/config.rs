@@ -59,6 +59,10 @@ pub struct Config {
     pub pool: Pool,
     /// Time allowed to connect and log in to a backend.
     pub connect_timeout: Duration,
+    /// The longest one of rwsplit's own commands on a backend may take (replaying session state, a lazy
+    /// prepare, KILL, resetting a pooled connection, ending a READ ONLY transaction); the connection is
+    /// then treated as failed.
+    pub backend_timeout: Duration,
     /// Largest client packet accepted (a larger one gets error 1153 and the session is closed). `None`
     /// (the default): the master's own `max_allowed_packet`, as read on each new master connection, so a
     /// client meets the limit it would meet connected to the master directly.
@@ -249,6 +253,7 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     pool: Option<RawPool>,
     connect_timeout: Option<String>,
+    backend_timeout: Option<String>,
     max_allowed_packet: Option<String>,
     shutdown_grace: Option<String>,
     workers: Option<usize>,
@@ -418,6 +423,7 @@ impl Validator {
         });
         let pool = Pool { max_idle: raw.pool.and_then(|p| p.max_idle).unwrap_or(64) };
         let connect_timeout = self.duration("connect_timeout", raw.connect_timeout.as_deref(), Duration::from_secs(2));
+        let backend_timeout = self.duration("backend_timeout", raw.backend_timeout.as_deref(), Duration::from_secs(10));
         let shutdown_grace = self.duration("shutdown_grace", raw.shutdown_grace.as_deref(), Duration::from_secs(10));
         let max_allowed_packet = match raw.max_allowed_packet.as_deref() {
             None | Some("auto") => Some(None),
@@ -441,6 +447,7 @@ impl Validator {
             admin,
             pool,
             connect_timeout: connect_timeout?,
+            backend_timeout: backend_timeout?,
             max_allowed_packet: max_allowed_packet?,
             shutdown_grace: shutdown_grace?,
             workers,

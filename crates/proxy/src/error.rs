@@ -51,6 +51,9 @@ pub enum BackendError {
     /// Socket error or close while talking to it.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// One of the proxy's own commands got no answer within `backend_timeout`.
+    #[error("no answer within {0:?} (backend_timeout)")]
+    Timeout(std::time::Duration),
     /// The health checker reports the backend unreachable (e.g. hung) while the proxy waited on it.
     #[error("the health checker reports it unreachable")]
     Unreachable,

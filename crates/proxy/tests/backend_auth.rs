@@ -32,6 +32,8 @@ async fn write(s: &mut TcpStream, seq: u8, p: &[u8]) {
 #[derive(Clone, Copy)]
 enum Script {
     FastAuth,
+    /// Fast auth, then the server never answers again (a hung server), holding the socket open.
+    FastAuthThenHang,
     FullAuth,
     SwitchToNative,
     Refuse,
@@ -63,6 +65,14 @@ async fn serve(listener: TcpListener, script: Script) -> Vec<Vec<u8>> {
         Script::FastAuth => {
             write(&mut s, 2, &[0x01, auth::sha2_msg::FAST_AUTH_OK]).await;
             write(&mut s, 3, &ok).await;
+        }
+        Script::FastAuthThenHang => {
+            write(&mut s, 2, &[0x01, auth::sha2_msg::FAST_AUTH_OK]).await;
+            write(&mut s, 3, &ok).await;
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(s);
+            });
         }
         Script::FullAuth => {
             write(&mut s, 2, &[0x01, auth::sha2_msg::PERFORM_FULL_AUTH]).await;
@@ -105,6 +115,7 @@ async fn login(script: Script) -> (Login, Vec<Vec<u8>>) {
             capabilities: auth::supported_capabilities().bits(),
         },
         password: Secret::new("secret"),
+        op_timeout: std::time::Duration::from_secs(5),
         attributes: Arc::new(Vec::new()),
     };
     let result = BackendConn::connect(&creds, Duration::from_secs(5)).await;
@@ -141,6 +152,18 @@ async fn caching_sha2_full_auth_sends_the_rsa_encrypted_password() {
     let nonce = &got[2];
     let plain: Vec<u8> = out.stdout.iter().zip(nonce.iter().cycle()).map(|(b, n)| b ^ n).collect();
     assert_eq!(plain, b"secret\0");
+}
+
+#[tokio::test]
+async fn the_proxys_own_commands_on_a_hung_server_are_bounded_by_backend_timeout() {
+    let (result, _) = login(Script::FastAuthThenHang).await;
+    let Connected { mut conn, .. } = result.expect("fast auth logs in");
+    conn.op_timeout = Duration::from_millis(200);
+    let started = std::time::Instant::now();
+    let outcome = conn.run(b"\x03SET @a = 1", rwsplit_wire::walk::Expect::ResultSets).await;
+    assert!(matches!(outcome, Err(rwsplit::error::BackendError::Timeout(_))), "{:?}", outcome.map(|_| ()));
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(conn.mid_response, "a timed-out connection is marked mid-response, so it is never reused");
 }
 
 #[tokio::test]

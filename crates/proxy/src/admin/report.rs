@@ -263,6 +263,7 @@ fn config_rows(c: &Config) -> Vec<(String, Option<String>)> {
     rows.extend([
         kv("pool.max_idle", c.pool.max_idle),
         kv("connect_timeout", fmt_duration(c.connect_timeout)),
+        kv("backend_timeout", fmt_duration(c.backend_timeout)),
         kv("max_allowed_packet", c.max_allowed_packet.map_or_else(|| "auto (the master's)".to_string(), fmt_size)),
         kv("shutdown_grace", fmt_duration(c.shutdown_grace)),
         kv("workers", c.workers),
@@ -287,6 +288,7 @@ fn health_rows(h: &Health) -> Vec<(String, Option<String>)> {
         kv("health.timeout", fmt_duration(h.timeout)),
         kv("health.max_replica_lag", fmt_duration(h.max_replica_lag)),
         kv("health.rise", h.rise),
+        kv("health.fall", h.fall),
         kv("health.lag_source", lag_source),
     ];
     if let Some(table) = table {

@@ -78,6 +78,7 @@ impl Login {
             },
             password,
             attributes: Arc::clone(&self.attributes),
+            op_timeout: config.backend_timeout,
         }
     }
 }
