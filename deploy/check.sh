@@ -105,6 +105,7 @@ METRICS = {
     "rwsplit_backend_connections", "rwsplit_replica_lag_seconds", "rwsplit_backend_up",
     "rwsplit_config_reloads_total", "rwsplit_config_last_reload_success_timestamp_seconds",
     "rwsplit_errors_total", "rwsplit_consistent_reads_total", "rwsplit_consistency_wait_seconds",
+    "rwsplit_login_failures_total", "rwsplit_client_connections_refused_total",
 }
 HISTOGRAMS = {"rwsplit_query_duration_seconds", "rwsplit_consistency_wait_seconds"}
 SERIES = (METRICS - HISTOGRAMS) | {h + s for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
@@ -120,6 +121,8 @@ LABELS = {
     "rwsplit_config_reloads_total": {"result"},
     "rwsplit_config_last_reload_success_timestamp_seconds": set(),
     "rwsplit_errors_total": {"kind"},
+    "rwsplit_login_failures_total": {"user"},
+    "rwsplit_client_connections_refused_total": {"reason"},
     "rwsplit_consistent_reads_total": {"outcome"},
     "rwsplit_consistency_wait_seconds_bucket": {"le"},
     "rwsplit_consistency_wait_seconds_sum": set(),

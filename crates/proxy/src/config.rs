@@ -69,6 +69,10 @@ pub struct Config {
     pub max_allowed_packet: Option<usize>,
     /// How long shutdown waits for sessions to finish.
     pub shutdown_grace: Duration,
+    /// Open client connections at most; more get error 1040 before the handshake.
+    pub max_client_connections: usize,
+    /// Open client connections from one peer address at most (0: no such cap).
+    pub max_client_connections_per_peer: usize,
     /// Threads running sessions: 1 is a single-threaded event loop (the default: cheapest per query, no
     /// cross-thread wakeups), more is a work-stealing pool of that many threads. Needs a restart.
     pub workers: usize,
@@ -257,6 +261,8 @@ struct RawConfig {
     max_allowed_packet: Option<String>,
     shutdown_grace: Option<String>,
     workers: Option<usize>,
+    max_client_connections: Option<usize>,
+    max_client_connections_per_peer: Option<usize>,
     consistency: Option<String>,
     consistency_timeout: Option<String>,
 }
@@ -432,6 +438,10 @@ impl Validator {
         let consistency = self.consistency("consistency", raw.consistency.as_deref().unwrap_or("session"));
         let consistency_timeout =
             self.duration("consistency_timeout", raw.consistency_timeout.as_deref(), Duration::from_secs(1));
+        let max_client_connections = raw.max_client_connections.unwrap_or(10_000);
+        if max_client_connections == 0 {
+            self.problem("max_client_connections", "must be at least 1");
+        }
         let workers = raw.workers.unwrap_or(1);
         if !(1..=1024).contains(&workers) {
             self.problem("workers", "must be between 1 and 1024");
@@ -448,6 +458,8 @@ impl Validator {
             pool,
             connect_timeout: connect_timeout?,
             backend_timeout: backend_timeout?,
+            max_client_connections,
+            max_client_connections_per_peer: raw.max_client_connections_per_peer.unwrap_or(0),
             max_allowed_packet: max_allowed_packet?,
             shutdown_grace: shutdown_grace?,
             workers,

@@ -201,6 +201,26 @@ impl Wire {
         self.stream.readable().await
     }
 
+    /// Reads the next frame, refusing one whose header announces a payload over `max` before buffering it
+    /// (for packets before login: a peer that has not authenticated must not make the proxy hold 16 MiB).
+    pub async fn expect_frame_within(&mut self, max: usize) -> std::io::Result<Frame> {
+        loop {
+            if let Some(len) = rwsplit_wire::frame::frame_len(&self.rbuf) {
+                if len - 4 > max {
+                    let msg = format!("a {} byte packet before login (at most {max})", len - 4);
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
+                }
+            }
+            if let Some(frame) = FrameCodec.decode(&mut self.rbuf)? {
+                return Ok(frame);
+            }
+            self.reserve_read(0);
+            if self.fill().await? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+            }
+        }
+    }
+
     /// Reads the next frame, treating a clean close as an error.
     pub async fn expect_frame(&mut self) -> std::io::Result<Frame> {
         self.read_frame()

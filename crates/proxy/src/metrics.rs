@@ -81,6 +81,8 @@ pub struct Metrics {
     errors: IntCounterVec,
     consistent_reads: [IntCounter; 4],
     consistency_wait: Histogram,
+    login_failures: IntCounterVec,
+    refused: IntCounterVec,
 }
 
 /// A session's cache of query counters by (route, backend, reason).
@@ -185,8 +187,26 @@ impl Metrics {
             .buckets(BUCKETS.to_vec()),
         )
         .expect("valid metric");
+        let login_failures = IntCounterVec::new(
+            Opts::new(
+                "rwsplit_login_failures_total",
+                "Failed client logins by account (configured accounts by name, any other name as 'unknown')",
+            ),
+            &["user"],
+        )
+        .expect("valid metric");
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "rwsplit_client_connections_refused_total",
+                "Client connections refused before login, by the cap reached",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(queries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(login_failures.clone()),
+            Box::new(refused.clone()),
             Box::new(duration_vec.clone()),
             Box::new(client_connections.clone()),
             Box::new(backend_connections.clone()),
@@ -204,6 +224,9 @@ impl Metrics {
             [ErrorKind::ClientProtocol, ErrorKind::BackendConnect, ErrorKind::BackendQuery, ErrorKind::AuthFailure]
         {
             errors.with_label_values(&[kind.label()]);
+        }
+        for reason in ["max_client_connections", "max_client_connections_per_peer"] {
+            refused.with_label_values(&[reason]);
         }
         for result in ["ok", "rejected"] {
             reloads.with_label_values(&[result]);
@@ -223,9 +246,22 @@ impl Metrics {
             errors,
             consistent_reads,
             consistency_wait,
+            login_failures,
+            refused,
         };
         m.last_reload.set(unix_now());
         m
+    }
+
+    /// Counts a failed login; `user` is a configured account's name, or None for any other name (which
+    /// must not become a label: clients choose it).
+    pub fn login_failed(&self, user: Option<&str>) {
+        self.login_failures.with_label_values(&[user.unwrap_or("unknown")]).inc();
+    }
+
+    /// Counts a client connection refused before login, by the cap's name.
+    pub fn connection_refused(&self, reason: &str) {
+        self.refused.with_label_values(&[reason]).inc();
     }
 
     /// Counts a read that had to see earlier writes, by how it was served.

@@ -33,6 +33,8 @@ pub struct Shared {
     pub servers: ServerInfo,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
+    /// Client connection caps and the backoff after failed logins.
+    pub admission: Arc<crate::admission::Admission>,
     /// Cancelled at shutdown; parent of every background task (checker generations, watcher, listeners).
     root: CancellationToken,
     /// This process's id (heartbeat row key), stable across reloads.
@@ -154,6 +156,7 @@ impl Shared {
             health: HealthHub::default(),
             servers: ServerInfo::default(),
             metrics: metrics::Metrics::new(),
+            admission: Arc::default(),
             root: CancellationToken::new(),
             instance: format!("{:016x}", rand::random::<u64>()),
         })

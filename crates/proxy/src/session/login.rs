@@ -32,6 +32,11 @@ use crate::Shared;
 
 /// Time a client gets to complete its login.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest packet accepted before login (the handshake response with its connection attributes, an
+/// auth-switch answer): a client that has not authenticated cannot make the proxy buffer more. MySQL caps
+/// connection attributes at 64 KiB too.
+pub const MAX_LOGIN_PACKET: usize = 64 * 1024;
 /// utf8mb4_general_ci, announced as the server's default collation.
 const DEFAULT_COLLATION: u8 = 45;
 
@@ -128,7 +133,7 @@ async fn handshake_inner(client: &mut Wire, shared: &Shared, id: u32) -> Result<
     let offered = auth::client_offer(backend_caps);
     let nonce = auth::new_scramble();
     client.send(0, &auth::greeting(&version, id, &nonce, DEFAULT_COLLATION, offered)).await?;
-    let frame = client.expect_frame().await?;
+    let frame = client.expect_frame_within(MAX_LOGIN_PACKET).await?;
     let mut seq = frame.seq().wrapping_add(1);
     let requested = CapabilityFlags::from_bits_retain(packet::u32_at(frame.payload(), 0).unwrap_or_default());
     let unoffered = requested & TRANSPORT & !offered;
@@ -144,11 +149,21 @@ async fn handshake_inner(client: &mut Wire, shared: &Shared, id: u32) -> Result<
     let password = shared.config.load().user(&hello.user).map(|u| u.password.clone());
     let (ok, next_seq) = verify(client, &hello, password.as_ref(), &nonce, seq).await?;
     seq = next_seq;
+    let peer_ip = client.peer().map(|a| a.ip());
     let Some(password) = password.filter(|_| ok) else {
+        // Each failure in a row from this address is answered later than the last (online guessing).
+        if let Some(ip) = peer_ip {
+            tokio::time::sleep(shared.admission.login_failed(ip)).await;
+        }
+        let known = shared.config.load().user(&hello.user).is_some();
+        shared.metrics.login_failed(known.then_some(hello.user.as_str()));
         let msg = access_denied(&hello.user, client, !hello.auth_response.is_empty());
         client.send(seq, &packet::err_payload(1045, b"28000", &msg)).await?;
         return Err(ClientError::AuthFailed(hello.user));
     };
+    if let Some(ip) = peer_ip {
+        shared.admission.login_ok(ip);
+    }
     let login = Login {
         user: hello.user,
         password,
@@ -184,7 +199,7 @@ async fn verify(
         }
         _ => {
             client.send(seq, &auth::auth_switch_request(auth::NATIVE, nonce)).await?;
-            let frame = client.expect_frame().await?;
+            let frame = client.expect_frame_within(MAX_LOGIN_PACKET).await?;
             let ok = password.is_some() && auth::verify_scramble(auth::NATIVE, nonce, pw, frame.payload());
             Ok((ok, frame.seq().wrapping_add(1)))
         }

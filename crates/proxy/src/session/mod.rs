@@ -111,10 +111,24 @@ pub struct Session {
 /// Runs one client connection to completion. Errors end only this session.
 pub async fn serve(stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken) {
     let id = shared.registry.next_connection_id();
+    let peer_ip = peer.ip();
     let peer = peer.to_string();
     let span = tracing::info_span!("session", id, %peer, user = tracing::field::Empty);
     async move {
         let mut client = Wire::new(stream, crate::io::CLIENT_READ_CHUNK);
+        let (total, per_peer) = {
+            let config = shared.config.load();
+            (config.max_client_connections, config.max_client_connections_per_peer)
+        };
+        let _ticket = match shared.admission.admit(peer_ip, total, per_peer) {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                tracing::warn!(reason = refusal.label(), "client connection refused");
+                shared.metrics.connection_refused(refusal.label());
+                let _ = client.send(0, &packet::err_payload(1040, b"08004", &refusal.message())).await;
+                return;
+            }
+        };
         let hello = match login::handshake(&mut client, &shared, id).await {
             Ok(hello) => hello,
             Err(e) => return login::failed(&shared, e),

@@ -1,0 +1,100 @@
+//! Pre-authentication limits (review M3, M4): the handshake packet cap, the client connection caps (in all
+//! and per peer address), and the growing delay and per-account counter of failed logins.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::proxy::{config_yaml, Proxy};
+use common::raw::{read_frame, try_login};
+use common::Topology;
+use rwsplit_wire::auth;
+use rwsplit_wire::packet::ErrPacket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Connects and returns the stream with the first packet the proxy sent.
+async fn first_packet(proxy: &Proxy) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(proxy.addr).await.expect("connect");
+    let frame = read_frame(&mut s).await.expect("first packet");
+    (s, frame.payload().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_handshake_packet_is_refused_before_it_is_read() {
+    let proxy = Proxy::start(Topology::shared()).await;
+    let (mut s, greeting) = first_packet(&proxy).await;
+    assert_eq!(greeting[0], 10, "a greeting");
+    // Announce a 16 MiB - 1 handshake response and send only its first kilobyte.
+    s.write_all(&[0xff, 0xff, 0xff, 1]).await.unwrap();
+    s.write_all(&[0u8; 1024]).await.unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(_)) | Ok(Err(_))), "the proxy kept the connection open: {read:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A normal login still works.
+    let (_s, answer) = try_login(proxy.addr, "app", "apppw", auth::supported_capabilities()).await;
+    assert_eq!(answer.payload()[0], 0, "{:?}", ErrPacket::parse(answer.payload()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_over_a_cap_get_error_1040_first() {
+    let topo = Topology::shared();
+    let yaml = format!("{}max_client_connections: 3\nmax_client_connections_per_peer: 2\n", config_yaml(topo));
+    let proxy = Proxy::start_yaml(&yaml).await;
+    let (a, first) = first_packet(&proxy).await;
+    assert_eq!(first[0], 10);
+    let (_b, second) = first_packet(&proxy).await;
+    assert_eq!(second[0], 10);
+    // All come from 127.0.0.1: the per-peer cap (2) is reached first.
+    let (_c, refused) = first_packet(&proxy).await;
+    let err = ErrPacket::parse(&refused).expect("an error packet");
+    assert_eq!(err.code, 1040, "{err:?}");
+    assert!(err.message.contains("max_client_connections_per_peer"), "{err:?}");
+    // A closed connection frees its place.
+    drop(a);
+    let mut freed = false;
+    for _ in 0..100 {
+        let (_s, p) = first_packet(&proxy).await;
+        if p[0] == 10 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "the place of a closed connection was never freed");
+    let metrics = proxy.shared.metrics.encode();
+    assert!(
+        metrics.contains("rwsplit_client_connections_refused_total{reason=\"max_client_connections_per_peer\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_logins_slow_down_and_are_counted_per_account() {
+    let proxy = Proxy::start(Topology::shared()).await;
+    let caps = auth::supported_capabilities();
+    let mut took = Vec::new();
+    for _ in 0..4 {
+        let started = Instant::now();
+        let (_s, answer) = try_login(proxy.addr, "app", "wrong", caps).await;
+        took.push(started.elapsed());
+        assert_eq!(ErrPacket::parse(answer.payload()).map(|e| e.code), Some(1045));
+    }
+    // 100, 200, 400, 800 ms: each failure in a row waits longer than the last.
+    assert!(took[3] >= Duration::from_millis(800), "{took:?}");
+    assert!(took[3] > took[0], "{took:?}");
+    let (_s, answer) = try_login(proxy.addr, "nobody", "x", caps).await;
+    assert_eq!(ErrPacket::parse(answer.payload()).map(|e| e.code), Some(1045));
+    let metrics = proxy.shared.metrics.encode();
+    assert!(metrics.contains("rwsplit_login_failures_total{user=\"app\"} 4"), "{metrics}");
+    assert!(metrics.contains("rwsplit_login_failures_total{user=\"unknown\"} 1"), "{metrics}");
+    assert!(!metrics.contains("nobody"), "client-chosen names never become labels");
+    // The right password still works, and clears the delay.
+    let (_s, answer) = try_login(proxy.addr, "app", "apppw", caps).await;
+    assert_eq!(answer.payload()[0], 0);
+    let started = Instant::now();
+    let _ = try_login(proxy.addr, "app", "wrong", caps).await;
+    assert!(started.elapsed() < Duration::from_millis(800), "the delay starts over after a success");
+}
