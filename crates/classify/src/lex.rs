@@ -60,7 +60,8 @@ impl Dialect {
         let v = version.strip_prefix("5.5.5-").unwrap_or(version);
         let mut parts = v.split(|c: char| !c.is_ascii_digit()).take(3).map(|p| p.parse::<u32>().ok());
         match (parts.next().flatten(), parts.next().flatten(), parts.next().flatten()) {
-            (Some(major), Some(minor), Some(patch)) if minor < 100 && patch < 100 => {
+            // Bounded so the number cannot overflow, whatever a (hostile) server announces (found by fuzzing).
+            (Some(major), Some(minor), Some(patch)) if major < 1000 && minor < 100 && patch < 100 => {
                 Dialect { server_version: major * 10_000 + minor * 100 + patch, mariadb, ..Dialect::default() }
             }
             _ => Dialect::default(),
@@ -509,6 +510,7 @@ mod tests {
         assert_eq!(Dialect::for_server("8.0.36").server_version, 80036);
         assert!(!Dialect::for_server("8.0.36").mariadb);
         assert_eq!(Dialect::for_server("garbage"), Dialect::default());
+        assert_eq!(Dialect::for_server("5888885.5.5"), Dialect::default(), "no overflow (found by fuzzing)");
         // Above the server: a comment, whatever it holds, up to its `*/` (one inner comment allowed).
         let above = "SELECT 1 /*M!999999 '*/; DELETE FROM b; SELECT '*/";
         assert_eq!(kinds(above, d)[2], (Comment, "/*M!999999 '*/".into()));

@@ -197,6 +197,14 @@ pub struct ServerGreeting {
 
 /// Parses a server's initial handshake (protocol 10). `None` when malformed or an ERR packet.
 pub fn parse_greeting(payload: &[u8]) -> Option<ServerGreeting> {
+    // mysql_common computes `auth_plugin_data_len as i8 - 8`, which overflows (a panic with overflow checks)
+    // for a length of 0x80 or more; real servers send 21. Found by fuzzing: refuse such a greeting first.
+    // The length sits 20 bytes after the NUL ending the server version (connection id, scramble part 1,
+    // filler, capabilities, collation, status, capabilities).
+    let version_end = payload.iter().skip(1).position(|&b| b == 0)? + 1;
+    if payload.get(version_end + 21).is_some_and(|&len| len >= 0x80) {
+        return None;
+    }
     let pkt: HandshakePacket<'_> = ParseBuf(payload).parse(()).ok()?;
     let mut nonce = pkt.scramble_1_ref().to_vec();
     if let Some(s2) = pkt.scramble_2_ref() {
@@ -297,6 +305,13 @@ pub fn sha2_rsa_password(password: &[u8], nonce: &[u8], pem: &[u8]) -> Option<Ve
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hostile_greetings_are_refused_without_panicking() {
+        // Found by fuzzing (fuzz/artifacts-found/greeting): an auth-plugin-data length below 8.
+        let bad = b"\x10\x00\x81\x81\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x81\x81\x81\x81\x81\x81\x81\x81\x81\x81\x81\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+        assert!(parse_greeting(bad).is_none());
+    }
+
     use super::*;
 
     #[test]
