@@ -67,21 +67,32 @@ fn broken(e: &mysql_async::Error) -> bool {
     !matches!(e, mysql_async::Error::Server(s) if s.code != 2013 && s.code != 2006)
 }
 
+/// The client's connection, opened again if it was dropped; None (the failure logged as `failed`, after a
+/// pause) when that fails.
+async fn connected<'a>(
+    conn: &'a mut Option<mysql_async::Conn>,
+    opts: &mysql_async::Opts,
+    log: &Log,
+    failed: fn(u16) -> Kind,
+) -> Option<&'a mut mysql_async::Conn> {
+    if conn.is_none() {
+        match mysql_async::Conn::new(opts.clone()).await {
+            Ok(c) => *conn = Some(c),
+            Err(e) => {
+                record(log, failed(code_of(&e)));
+                tokio::time::sleep(AFTER_ERROR).await;
+                return None;
+            }
+        }
+    }
+    conn.as_mut()
+}
+
 async fn writer(opts: mysql_async::Opts, id: u64, log: Log, stop: Arc<AtomicBool>) {
     let mut conn: Option<mysql_async::Conn> = None;
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match mysql_async::Conn::new(opts.clone()).await {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    record(&log, Kind::WriteErr { code: code_of(&e) });
-                    tokio::time::sleep(AFTER_ERROR).await;
-                    continue;
-                }
-            },
-        };
+        let Some(c) = connected(&mut conn, &opts, &log, |code| Kind::WriteErr { code }).await else { continue };
         n += 1;
         let token = id << 32 | n;
         match c.query_drop(format!("INSERT INTO faults.ledger (token, writer) VALUES ({token}, {id})")).await {
@@ -103,17 +114,7 @@ type Diagnose = Arc<dyn Fn() -> String + Send + Sync>;
 async fn reader(opts: mysql_async::Opts, id: u64, log: Log, stop: Arc<AtomicBool>, diagnose: Diagnose) {
     let mut conn: Option<mysql_async::Conn> = None;
     while !stop.load(Ordering::Relaxed) {
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match mysql_async::Conn::new(opts.clone()).await {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    record(&log, Kind::ReadErr { code: code_of(&e) });
-                    tokio::time::sleep(AFTER_ERROR).await;
-                    continue;
-                }
-            },
-        };
+        let Some(c) = connected(&mut conn, &opts, &log, |code| Kind::ReadErr { code }).await else { continue };
         let began = Instant::now();
         let read: Result<Option<(u32, Option<u64>)>, _> =
             c.exec_first("SELECT @@server_id, MAX(seq) FROM faults.ledger WHERE writer = ?", (id % WRITERS,)).await;
