@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::lex::{self, Dialect, Lexer, Multibyte, SpanKind};
+use crate::lex::{self, Dialect, Lexer, Multibyte, Span, SpanKind};
 use crate::{classify_with, Verdict};
 
 /// Shapes kept per thread before the map is cleared.
@@ -50,37 +50,74 @@ pub fn classify_cached(sql: &[u8], dialect: Dialect) -> Arc<Verdict> {
     })
 }
 
-/// The statement's shape under `dialect`: number literals replaced by `?` and string literals by `'?'`
-/// (verdicts tell a string from a number: a user variable given a string depends on the collation), each
-/// comment by its routing hint (`/*M*/`, `/*R*/`) or a space, everything else (words, quoted identifiers,
-/// executable comments, and a string right after `@`, which is a variable's name) kept verbatim, prefixed
-/// by the dialect (a byte of flags and the server version). `None` if the text is
-/// malformed (an unterminated quote or comment): such text is classified directly.
+/// The statement's shape under `dialect`: number literals replaced by a number mask and string literals by
+/// a string mask (verdicts tell a string from a number: a user variable given a string depends on the
+/// collation), each comment by its routing hint (`/*M*/`, `/*R*/`) or a space, everything else (words,
+/// quoted identifiers, executable comments) kept verbatim, prefixed by the dialect (a byte of flags and the
+/// server version). `None` if the text is malformed (an unterminated quote or comment): such text is
+/// classified directly.
+///
+/// The masks are [`MASK`] followed by `#` (number) or `'` (string); a [`MASK`] byte of the text itself is
+/// doubled, so no text can spell a mask (a `?` placeholder stays a `?`). A literal that is part of a name
+/// is kept: one right after `@` (`@1`, `@'a'`, and `@-5`, which the classifier reads as a name), right after
+/// a `.` (`t.1` is column `1`), or touching a following `@` or word (`0@x`). Found by fuzzing.
 pub fn shape(sql: &[u8], dialect: Dialect) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(sql.len() + 5);
     out.push(dialect_byte(dialect));
     out.extend_from_slice(&dialect.server_version.to_le_bytes());
     let mut lexer = Lexer::new(sql, dialect);
-    let mut after_at = false;
-    for span in lexer.by_ref() {
-        if span.unterminated {
-            return None;
+    let spans: Vec<Span> = lexer.by_ref().collect();
+    if spans.iter().any(|s| s.unterminated) || lexer.in_exec_comment() {
+        return None;
+    }
+    for (i, span) in spans.iter().enumerate() {
+        let literal = matches!(span.kind, SpanKind::Number | SpanKind::Str { .. });
+        if literal && !part_of_name(sql, &spans, i) {
+            out.push(MASK);
+            out.push(if span.kind == SpanKind::Number { b'#' } else { b'\'' });
+            continue;
         }
         match span.kind {
-            SpanKind::Number => out.push(b'?'),
-            SpanKind::Str { .. } if !after_at => out.extend_from_slice(b"'?'"),
             // A comment counts only for its routing hint: tags (sqlcommenter trace ids) and consistency
             // hints (`rwsplit:min_gtid=…`) do not make new shapes.
-            SpanKind::Comment => out.extend_from_slice(match crate::scan::route_hint(lex::comment_body(sql, &span)) {
+            SpanKind::Comment => out.extend_from_slice(match crate::scan::route_hint(lex::comment_body(sql, span)) {
                 Some(crate::Hint::Master) => b"/*M*/",
                 Some(crate::Hint::Replica) => b"/*R*/",
                 None => b" ",
             }),
-            _ => out.extend_from_slice(span.bytes(sql)),
+            _ => {
+                for &byte in span.bytes(sql) {
+                    out.push(byte);
+                    if byte == MASK {
+                        out.push(MASK);
+                    }
+                }
+            }
         }
-        after_at = span.kind == SpanKind::Punct && span.bytes(sql) == b"@";
     }
-    (!lexer.in_exec_comment()).then_some(out)
+    Some(out)
+}
+
+/// The byte that starts a mask in a shape (doubled where the text has it).
+const MASK: u8 = 0;
+
+/// Whether the literal `spans[i]` belongs to a name rather than standing as a value (see [`shape`]).
+fn part_of_name(sql: &[u8], spans: &[Span], i: usize) -> bool {
+    let touching = |a: &Span, b: &Span| a.end == b.start;
+    let before = i.checked_sub(1).map(|j| &spans[j]);
+    let after = spans.get(i + 1);
+    let at = |s: &Span| s.is_punct(sql, b'@');
+    if let Some(prev) = before.filter(|p| touching(p, &spans[i])) {
+        if at(prev) || prev.is_punct(sql, b'.') {
+            return true;
+        }
+        // `@-5`, `@+5`: a sign right after an `@`.
+        let sign = prev.is_punct(sql, b'-') || prev.is_punct(sql, b'+');
+        if sign && i >= 2 && at(&spans[i - 2]) && touching(&spans[i - 2], prev) {
+            return true;
+        }
+    }
+    after.is_some_and(|next| touching(&spans[i], next) && (at(next) || next.kind == SpanKind::Word))
 }
 
 /// Whether the first word of the code is `word`.
@@ -104,8 +141,12 @@ fn dialect_byte(d: Dialect) -> u8 {
 mod tests {
     use super::*;
 
+    /// The shape as text, masks shown as `?` and `'?'`.
     fn sh(sql: &str) -> Option<String> {
-        shape(sql.as_bytes(), Dialect::default()).map(|k| String::from_utf8_lossy(&k[5..]).into_owned())
+        shape(sql.as_bytes(), Dialect::default()).map(|k| {
+            let text = String::from_utf8_lossy(&k[5..]).into_owned();
+            text.replace("\0#", "?").replace("\0'", "'?'")
+        })
     }
 
     #[test]
@@ -129,6 +170,28 @@ mod tests {
         assert_eq!(sh("SELECT 'open"), None);
         assert_eq!(sh("SELECT /* open"), None);
         assert_ne!(sh("SELECT * FROM 1tmp"), sh("SELECT * FROM 2other"), "identifiers starting with digits");
+    }
+
+    #[test]
+    fn literals_that_are_names_are_kept_and_no_text_spells_a_mask() {
+        // Found by fuzzing: each pair shared a shape, so the second got the first's cached verdict.
+        let pairs = [
+            ("SET @x = @1", "SET @x = @2"),
+            ("SET @x = @-5", "SET @x = @-4"),
+            ("SELECT * FROM 0@x", "SELECT * FROM 1@x"),
+            ("SELECT i.7", "SELECT i.?"),
+            ("SELECT @1", "SELECT @?"),
+            ("SELECT ?", "SELECT 1"),
+            ("SELECT '\0#'", "SELECT 1"),
+        ];
+        let d = Dialect::default();
+        for (a, b) in pairs {
+            assert_ne!(shape(a.as_bytes(), d), shape(b.as_bytes(), d), "{a} / {b}");
+            assert_eq!(*classify_cached(b.as_bytes(), d), classify_with(b.as_bytes(), d), "{b}");
+        }
+        // Values still share a shape.
+        assert_eq!(sh("SELECT a - 5, b.c = 1, x@y"), Some("SELECT a - ?, b.c = ?, x@y".into()));
+        assert_eq!(sh("SELECT 1, 2"), sh("SELECT 3, 4"));
     }
 
     #[test]

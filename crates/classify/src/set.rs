@@ -204,8 +204,11 @@ fn set_statement(rest: &[Token], calls: Calls) -> Verdict {
                 v.effects.statement_scoped = split_items(&rest[1..i])
                     .into_iter()
                     .filter_map(|item| {
+                        // A variable is a name; a literal there (`SET STATEMENT 'r' = 1 …`, refused by the
+                        // server) names nothing, and would make the verdict depend on a masked literal.
                         let end = item.iter().position(|t| matches!(t, Token::Eq | Token::Assignment))?;
-                        Some(target_name(&item[..end]))
+                        let named = matches!(item.first(), Some(Token::Word(_)));
+                        named.then(|| target_name(&item[..end]))
                     })
                     .collect();
                 return v;

@@ -213,15 +213,22 @@ fn access_denied(user: &str, client: &Wire, using_password: bool) -> String {
 }
 
 /// Fields of a COM_CHANGE_USER packet.
-struct ChangeUser {
-    user: String,
-    auth_response: Vec<u8>,
-    database: Option<String>,
-    collation: Option<u16>,
-    plugin: String,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeUser {
+    /// Account name.
+    pub user: String,
+    /// Scramble (or cleartext, per plugin).
+    pub auth_response: Vec<u8>,
+    /// Initial database.
+    pub database: Option<String>,
+    /// Collation id, when sent.
+    pub collation: Option<u16>,
+    /// Auth plugin named, if any.
+    pub plugin: String,
 }
 
-fn parse_change_user(p: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
+/// Parses a COM_CHANGE_USER packet (command byte included) sent under `caps`; public for the fuzz target.
+pub fn parse_change_user(p: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
     let mut rest = p.get(1..)?;
     let take_cstr = |rest: &mut &[u8]| -> Option<String> {
         let nul = rest.iter().position(|b| *b == 0)?;

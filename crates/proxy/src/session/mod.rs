@@ -61,6 +61,9 @@ use crate::registry::SessionEntry;
 use crate::Shared;
 
 pub use legs::Side;
+// Parsers of client packets, public for the fuzz targets (fuzz/).
+pub use login::{parse_change_user, ChangeUser};
+pub use stmt::with_param_types;
 
 /// One client connection and everything the proxy tracks for it.
 pub struct Session {

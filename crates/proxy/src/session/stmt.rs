@@ -363,8 +363,8 @@ fn mapped(payload: &[u8], id: u32, side: Side, session: &Session) -> Result<Vec<
 
 /// For an execute packet: returns the packet to send (with parameter types inserted if the client omitted
 /// them and the backend last saw other types, or none) and the types it carries, if any. `seen`: the types
-/// the backend last got for this statement.
-fn with_param_types(
+/// the backend last got for this statement. Public for the fuzz target.
+pub fn with_param_types(
     p: &[u8],
     params: u16,
     known: Option<&Bytes>,
