@@ -21,6 +21,10 @@ use rwsplit_wire::packet::com;
 /// Most entries kept; past this the session's reads stay on the master (nothing more can be replayed).
 pub const MAX_ENTRIES: usize = 256;
 
+/// Most bytes of commands kept (so 256 `SET @blob = '<16 MiB>'` cannot hold 4 GiB); past this, as past
+/// [`MAX_ENTRIES`], the session's reads stay on the master.
+pub const MAX_BYTES: usize = 1024 * 1024;
+
 /// In an entry's reads: it may read anything (a command whose text the proxy did not analyse).
 pub const READS_ANYTHING: &str = "*";
 
@@ -50,12 +54,14 @@ pub struct History {
     entries: Vec<Entry>,
     /// The last sequence number handed out.
     last_seq: u64,
+    /// Bytes of the entries' payloads.
+    bytes: usize,
 }
 
 impl History {
-    /// Whether the history is full ([`MAX_ENTRIES`]).
+    /// Whether the history is full ([`MAX_ENTRIES`], [`MAX_BYTES`]).
     pub fn is_full(&self) -> bool {
-        self.entries.len() >= MAX_ENTRIES
+        self.entries.len() >= MAX_ENTRIES || self.bytes >= MAX_BYTES
     }
 
     /// Whether an entry assigns `key`.
@@ -71,6 +77,8 @@ impl History {
     /// Records a command the client sent; returns its sequence number. Earlier entries it makes redundant
     /// are dropped.
     pub fn push(&mut self, payload: Bytes, keys: Vec<String>, reads: Vec<String>) -> u64 {
+        // A copy of its own: a slice would keep the whole read buffer it came in alive.
+        let payload = Bytes::copy_from_slice(&payload);
         self.add(Entry { seq: 0, payload, keys, reads, synthesized: false })
     }
 
@@ -79,6 +87,7 @@ impl History {
         entry.seq = self.last_seq;
         self.entries.push(entry);
         self.compact();
+        self.bytes = self.entries.iter().map(|e| e.payload.len()).sum();
         self.last_seq
     }
 
@@ -148,6 +157,7 @@ impl History {
         let schema = schema.cloned();
         self.entries.clear();
         self.entries.extend(schema);
+        self.bytes = self.entries.iter().map(|e| e.payload.len()).sum();
     }
 }
 
@@ -293,5 +303,24 @@ mod tests {
         assert_eq!(synthesized, [true, true, true, true, true, true, true, false]);
         h.keep_only_schema();
         assert_eq!(texts(&h), ["shop"]);
+    }
+
+    #[test]
+    fn the_history_is_full_by_bytes_as_well_as_by_entries() {
+        let mut h = History::default();
+        let big = Bytes::from(vec![b'x'; MAX_BYTES / 4]);
+        for i in 0..3 {
+            h.push(big.clone(), keys(&[&format!("@v{i}")]), vec![]);
+        }
+        assert!(!h.is_full());
+        h.push(big.clone(), keys(&["@v3"]), vec![]);
+        assert!(h.is_full(), "four quarter-limit entries fill it");
+        // Assigning the same variables again drops the older entries: it has room again.
+        h.push(
+            Bytes::from_static(b"\x03SET @v0 = 1, @v1 = 1, @v2 = 1, @v3 = 1"),
+            keys(&["@v0", "@v1", "@v2", "@v3"]),
+            vec![],
+        );
+        assert!(!h.is_full());
     }
 }

@@ -52,6 +52,11 @@ pub struct Stmt {
 
 const UNKNOWN_STMT: u16 = 1243;
 
+/// Most prepared statements one session may hold: MariaDB's default `max_prepared_stmt_count` (a limit for
+/// the whole server, so a direct connection cannot hold more either). Past it PREPARE gets error 1461, as
+/// from the server, and the proxy keeps no more prepare packets for that session.
+pub const MAX_STATEMENTS: usize = 16_382;
+
 fn stmt_id(payload: &[u8]) -> Option<u32> {
     packet::u32_at(payload, 1)
 }
@@ -76,6 +81,13 @@ impl Session {
             None => payload,
         };
         let verdict = classify_cached(&payload[1..], self.dialect);
+        if self.stmts.len() >= MAX_STATEMENTS {
+            let msg = format!(
+                "Can't create more than max_prepared_stmt_count statements (current value: {MAX_STATEMENTS}) \
+                 (rwsplit: per session)"
+            );
+            return Ok(self.send_err(1461, b"42000", &msg).await?);
+        }
         if verdict.reason == Reason::Kill {
             let msg = "This command is not supported in the prepared statement protocol yet (rwsplit translates \
                        KILL's connection id only in a plain query)";
