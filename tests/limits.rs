@@ -98,3 +98,54 @@ async fn failed_logins_slow_down_and_are_counted_per_account() {
     let _ = try_login(proxy.addr, "app", "wrong", caps).await;
     assert!(started.elapsed() < Duration::from_millis(800), "the delay starts over after a success");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_connections_are_capped_and_a_freed_one_is_reused() {
+    use mysql_async::prelude::*;
+    let topo = Topology::shared();
+    let yaml = format!("{}pool:\n  max_backend_connections: 2\n", config_yaml(topo));
+    let proxy = Proxy::start_yaml(&yaml).await;
+    // Two sessions each hold a master connection (an open transaction).
+    let mut a = proxy.conn().await;
+    let mut b = proxy.conn().await;
+    for c in [&mut a, &mut b] {
+        c.query_drop("BEGIN").await.unwrap();
+        let _: Option<u32> = c.query_first("SELECT @@server_id FOR UPDATE").await.unwrap();
+    }
+    // A third waits connect_timeout (1 s in the test config) for a master connection, then gets 1040.
+    let mut c = proxy.conn().await;
+    let started = Instant::now();
+    let err = c.query_drop("BEGIN").await.and(c.query_drop("SELECT 1 FOR UPDATE").await).unwrap_err();
+    assert!(
+        matches!(&err, mysql_async::Error::Server(e) if e.code == 1040 && e.message.contains("max_backend_connections")),
+        "{err:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900), "it waited: {:?}", started.elapsed());
+    // One session ends: its connection is released, and the waiting kind of request now gets it.
+    a.query_drop("COMMIT").await.unwrap();
+    a.disconnect().await.unwrap();
+    let id: Option<u32> = c.query_first("SELECT /* rwsplit:master */ @@server_id").await.expect("a freed connection");
+    assert_eq!(id, Some(1));
+    b.query_drop("COMMIT").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_pooled_connections_close_after_idle_timeout() {
+    use mysql_async::prelude::*;
+    let topo = Topology::shared();
+    let yaml = format!("{}pool:\n  idle_timeout: 300ms\n", config_yaml(topo));
+    let proxy = Proxy::start_yaml(&yaml).await;
+    let mut c = proxy.conn().await;
+    let _: Option<u32> = c.query_first("SELECT @@server_id").await.unwrap();
+    c.disconnect().await.unwrap();
+    let idle = || topo.replicas.iter().map(|r| proxy.shared.pool.idle_count(&r.to_string())).sum::<usize>();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while idle() == 0 {
+        assert!(Instant::now() < deadline, "the session's replica connection never went back to the pool");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while idle() > 0 {
+        assert!(Instant::now() < deadline, "an idle connection outlived idle_timeout by seconds");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

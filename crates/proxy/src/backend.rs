@@ -112,6 +112,10 @@ pub struct BackendConn {
     pub mid_response: bool,
     /// The longest one of the proxy's own commands may take (`backend_timeout`).
     pub op_timeout: Duration,
+    /// When it was opened (`pool.max_lifetime`).
+    pub created: std::time::Instant,
+    /// Its place under `pool.max_backend_connections` (freed when the connection is dropped).
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Something other than a plain autocommit read ran here since login or the last reset, so its session
     /// state may differ from a fresh login's: it is reset before another session uses it.
     pub touched: bool,
@@ -209,6 +213,8 @@ impl BackendConn {
             types_sent: HashMap::new(),
             mid_response: false,
             op_timeout: creds.op_timeout,
+            created: std::time::Instant::now(),
+            permit: None,
             touched: false,
             tracking: false,
             tracking_stale: false,

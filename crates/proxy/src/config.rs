@@ -214,6 +214,15 @@ pub struct Admin {
 pub struct Pool {
     /// Idle connections kept per backend and login (user, database, character set).
     pub max_idle: usize,
+    /// Idle connections kept in all (the oldest idle one is closed to make room).
+    pub max_idle_total: usize,
+    /// An idle connection unused this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection older than this is closed instead of being pooled or reused.
+    pub max_lifetime: Duration,
+    /// Open connections (in use and idle) per backend at most (0: no cap). A session that needs one more
+    /// waits up to `connect_timeout` for one to be freed, then gets error 1040.
+    pub max_backend_connections: usize,
 }
 
 /// A problem found in a config file.
@@ -326,6 +335,10 @@ struct RawAdmin {
 #[serde(deny_unknown_fields)]
 struct RawPool {
     max_idle: Option<usize>,
+    max_idle_total: Option<usize>,
+    idle_timeout: Option<String>,
+    max_lifetime: Option<String>,
+    max_backend_connections: Option<usize>,
 }
 
 impl Config {
@@ -427,7 +440,24 @@ impl Validator {
             let password = self.password("admin", a.password, a.password_env)?;
             Some(Admin { listen: listen?, user: a.user, password })
         });
-        let pool = Pool { max_idle: raw.pool.and_then(|p| p.max_idle).unwrap_or(64) };
+        let raw_pool = raw.pool.unwrap_or(RawPool {
+            max_idle: None,
+            max_idle_total: None,
+            idle_timeout: None,
+            max_lifetime: None,
+            max_backend_connections: None,
+        });
+        let idle_timeout =
+            self.duration("pool.idle_timeout", raw_pool.idle_timeout.as_deref(), Duration::from_secs(60));
+        let max_lifetime =
+            self.duration("pool.max_lifetime", raw_pool.max_lifetime.as_deref(), Duration::from_secs(3600));
+        let pool = Pool {
+            max_idle: raw_pool.max_idle.unwrap_or(64),
+            max_idle_total: raw_pool.max_idle_total.unwrap_or(1024),
+            idle_timeout: idle_timeout.unwrap_or_default(),
+            max_lifetime: max_lifetime.unwrap_or_default(),
+            max_backend_connections: raw_pool.max_backend_connections.unwrap_or(0),
+        };
         let connect_timeout = self.duration("connect_timeout", raw.connect_timeout.as_deref(), Duration::from_secs(2));
         let backend_timeout = self.duration("backend_timeout", raw.backend_timeout.as_deref(), Duration::from_secs(10));
         let shutdown_grace = self.duration("shutdown_grace", raw.shutdown_grace.as_deref(), Duration::from_secs(10));

@@ -51,6 +51,9 @@ pub enum BackendError {
     /// Socket error or close while talking to it.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// `pool.max_backend_connections` connections to the backend are open and none was released in time.
+    #[error("{0}")]
+    Full(String),
     /// One of the proxy's own commands got no answer within `backend_timeout`.
     #[error("no answer within {0:?} (backend_timeout)")]
     Timeout(std::time::Duration),

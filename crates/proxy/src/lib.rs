@@ -74,6 +74,19 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: Cancell
     });
     health::start(&shared);
     reload::spawn_watcher(&shared);
+    {
+        // Idle pooled connections past pool.idle_timeout or pool.max_lifetime close even without traffic.
+        let (shared, cancel) = (Arc::clone(&shared), shared.root().clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => shared.pool.sweep(&shared.config.load().pool),
+                    _ = cancel.cancelled() => return,
+                }
+            }
+        });
+    }
     let config = shared.config.load_full();
     if let Some(m) = &config.metrics {
         let listener = TcpListener::bind(m.listen).await?;

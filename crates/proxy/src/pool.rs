@@ -8,45 +8,190 @@
 //! temporary tables, variables, locks and prepared statements dropped, database and character set
 //! restored, session tracking turned on again) and only then becomes idle, so taking one is instant.
 //! Connections abandoned mid-response, or that fail the reset, are closed instead.
+//!
+//! Bounds (`pool:` in the config): `max_idle` idle connections per login and `max_idle_total` in all (the
+//! oldest idle one makes room); an idle connection unused for `idle_timeout`, or any connection older than
+//! `max_lifetime`, is closed (checked when connections are taken or put back, and every second across
+//! the whole pool). `max_backend_connections` caps the open connections (in use and idle) to each
+//! backend: a session that needs one more first closes an idle one of another login to that backend, else
+//! waits up to `connect_timeout` for one to be released, then gets error 1040 naming the backend, instead
+//! of running the server into its own `max_connections`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{BackendConn, Credentials, LoginKey};
+use crate::config::Pool as Limits;
 
-/// Idle backend connections, shared by all sessions.
+/// How often, at most, the whole pool is swept for expired idle connections.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Idle backend connections, shared by all sessions, and the per-backend connection caps.
 #[derive(Debug, Default)]
 pub struct Pool {
-    /// Idle, reset connections by login. A plain mutex: held only to push or pop, never across an await.
-    idle: Mutex<HashMap<LoginKey, Vec<BackendConn>>>,
+    /// A plain mutex: held only to push, pop or sweep, never across an await.
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Idle, reset connections by login, each with when it became idle (oldest first).
+    idle: HashMap<LoginKey, Vec<(BackendConn, Instant)>>,
+    /// Idle connections in all.
+    idle_total: usize,
+    /// When the pool was last swept.
+    swept: Option<Instant>,
+    /// Per backend with `max_backend_connections`: the open-connection permits, the cap they were made for,
+    /// and how many sessions wait for one (a connection released meanwhile is closed for them, not pooled).
+    caps: HashMap<Arc<str>, Cap>,
+}
+
+#[derive(Debug)]
+struct Cap {
+    permits: Arc<Semaphore>,
+    size: usize,
+    waiting: usize,
+}
+
+impl State {
+    /// Closes idle connections past `idle_timeout` or `max_lifetime` (all of them at most once a second).
+    fn sweep(&mut self, limits: &Limits, now: Instant) {
+        if self.swept.is_some_and(|at| now.duration_since(at) < SWEEP_EVERY) {
+            return;
+        }
+        self.swept = Some(now);
+        let fresh = |(conn, since): &(BackendConn, Instant)| {
+            now.duration_since(*since) < limits.idle_timeout && now.duration_since(conn.created) < limits.max_lifetime
+        };
+        for conns in self.idle.values_mut() {
+            conns.retain(fresh);
+        }
+        self.idle.retain(|_, conns| !conns.is_empty());
+        self.idle_total = self.idle.values().map(Vec::len).sum();
+    }
+
+    /// Closes the connection that has been idle longest (for `addr` only, if given); false if none is.
+    fn close_oldest(&mut self, addr: Option<&str>) -> bool {
+        let oldest = self
+            .idle
+            .iter()
+            .filter(|(k, conns)| addr.is_none_or(|a| &*k.addr == a) && !conns.is_empty())
+            .min_by_key(|(_, conns)| conns[0].1)
+            .map(|(k, _)| k.clone());
+        let Some(key) = oldest else { return false };
+        if let Some(conns) = self.idle.get_mut(&key) {
+            conns.remove(0);
+            if conns.is_empty() {
+                self.idle.remove(&key);
+            }
+        }
+        self.idle_total = self.idle_total.saturating_sub(1);
+        true
+    }
+}
+
+/// Why no connection could be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Full {
+    /// The backend.
+    pub addr: Arc<str>,
+    /// Its cap.
+    pub cap: usize,
+    /// How long the session waited.
+    pub waited: Duration,
+}
+
+impl std::fmt::Display for Full {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "backend {} has max_backend_connections ({}) connections open; none was released within {:?}",
+            self.addr, self.cap, self.waited
+        )
+    }
 }
 
 impl Pool {
-    /// Takes an idle connection for `key`, skipping ones the server has closed meanwhile.
-    pub fn take(&self, key: &LoginKey) -> Option<BackendConn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.get_mut(key)?;
-        while let Some(mut conn) = conns.pop() {
-            if !conn.wire.is_stale() {
-                return Some(conn);
-            }
-        }
-        None
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Hands a connection back: reset in the background, then kept if fewer than `max_idle` are idle.
-    pub fn release(self: &Arc<Self>, mut conn: BackendConn, creds: Credentials, max_idle: usize) {
-        if conn.mid_response || max_idle == 0 {
+    /// Takes an idle connection for `key`, skipping ones the server has closed meanwhile and expired ones.
+    pub fn take(&self, key: &LoginKey, limits: &Limits) -> Option<BackendConn> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.sweep(limits, now);
+        let conns = state.idle.get_mut(key)?;
+        let mut found = None;
+        while let Some((mut conn, since)) = conns.pop() {
+            let expired = now.duration_since(since) >= limits.idle_timeout
+                || now.duration_since(conn.created) >= limits.max_lifetime;
+            if !expired && !conn.wire.is_stale() {
+                found = Some(conn);
+                break;
+            }
+        }
+        state.idle_total = state.idle.values().map(Vec::len).sum();
+        found
+    }
+
+    /// A permit to open one more connection to `addr` under `max_backend_connections` (None without a cap):
+    /// closes an idle connection to it if that makes room, else waits up to `wait`.
+    pub async fn permit(
+        &self,
+        addr: &Arc<str>,
+        limits: &Limits,
+        wait: Duration,
+    ) -> Result<Option<OwnedSemaphorePermit>, Full> {
+        let cap = limits.max_backend_connections;
+        if cap == 0 {
+            return Ok(None);
+        }
+        let fresh = || Cap { permits: Arc::new(Semaphore::new(cap)), size: cap, waiting: 0 };
+        let semaphore = {
+            let mut state = self.lock();
+            let entry = state.caps.entry(Arc::clone(addr)).or_insert_with(fresh);
+            if entry.size != cap {
+                // The cap changed on reload: connections open under the old one keep their old permits.
+                *entry = fresh();
+            }
+            let semaphore = Arc::clone(&entry.permits);
+            if let Ok(permit) = Arc::clone(&semaphore).try_acquire_owned() {
+                return Ok(Some(permit));
+            }
+            entry.waiting += 1;
+            state.close_oldest(Some(addr));
+            semaphore
+        };
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(wait, semaphore.acquire_owned()).await;
+        if let Some(entry) = self.lock().caps.get_mut(addr) {
+            entry.waiting = entry.waiting.saturating_sub(1);
+        }
+        match outcome {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => Err(Full { addr: Arc::clone(addr), cap, waited: started.elapsed() }),
+        }
+    }
+
+    /// Hands a connection back: reset in the background (unless it has nothing to undo), then kept within
+    /// the limits; closed if it is mid-response or past `max_lifetime`.
+    pub fn release(self: &Arc<Self>, mut conn: BackendConn, creds: Credentials, limits: &Limits) {
+        if conn.mid_response || limits.max_idle == 0 || conn.created.elapsed() >= limits.max_lifetime {
             return;
         }
+        let limits = limits.clone();
         if !conn.touched && conn.applied == 0 && conn.stmts.is_empty() && !conn.tracking_stale {
-            self.put(conn, max_idle);
+            self.put(conn, &limits);
             return;
         }
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             match conn.reset(&creds).await {
-                Ok(()) => pool.put(conn, max_idle),
+                Ok(()) => pool.put(conn, &limits),
                 Err(e) => {
                     tracing::debug!(backend = %conn.key.addr, error = %e, "reset failed; closing connection")
                 }
@@ -54,23 +199,43 @@ impl Pool {
         });
     }
 
-    fn put(&self, conn: BackendConn, max_idle: usize) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.entry(conn.key.clone()).or_default();
-        if conns.len() < max_idle {
-            conns.push(conn);
+    fn put(&self, conn: BackendConn, limits: &Limits) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.sweep(limits, now);
+        if state.idle.get(&conn.key).is_some_and(|c| c.len() >= limits.max_idle) {
+            return;
         }
+        // A session waits for a place on this backend: closing this connection gives it one.
+        if state.caps.get(&conn.key.addr).is_some_and(|c| c.waiting > 0) {
+            return;
+        }
+        if state.idle_total >= limits.max_idle_total && !state.close_oldest(None) {
+            return;
+        }
+        state.idle.entry(conn.key.clone()).or_default().push((conn, now));
+        state.idle_total += 1;
+    }
+
+    /// Closes expired idle connections now (a background task calls this every second, so an idle pool
+    /// shrinks without traffic).
+    pub fn sweep(&self, limits: &Limits) {
+        let mut state = self.lock();
+        state.swept = None;
+        state.sweep(limits, Instant::now());
     }
 
     /// Number of idle connections to `addr` (for tests and admin views).
     pub fn idle_count(&self, addr: &str) -> usize {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.iter().filter(|(k, _)| &*k.addr == addr).map(|(_, v)| v.len()).sum()
+        let state = self.lock();
+        state.idle.iter().filter(|(k, _)| &*k.addr == addr).map(|(_, v)| v.len()).sum()
     }
 
     /// Closes every idle connection to a backend no longer in the configuration.
     pub fn drop_backend(&self, addr: &str) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|k, _| &*k.addr != addr);
+        let mut state = self.lock();
+        state.idle.retain(|k, _| &*k.addr != addr);
+        state.idle_total = state.idle.values().map(Vec::len).sum();
+        state.caps.remove(addr);
     }
 }

@@ -199,6 +199,9 @@ impl Session {
             match self.acquire(&writer).await {
                 Ok(conn) => self.legs.put(Side::Master, conn),
                 Err(BackendError::Login(e)) => return Attach::Refused(e),
+                Err(BackendError::Full(why)) => {
+                    return Attach::Refused(err(1040, format!("Too many connections (rwsplit: {why})")))
+                }
                 Err(e) => {
                     // Connecting is the retry: a master that cannot be reached gets error 2003 now.
                     let failure = Failure {
@@ -479,20 +482,25 @@ impl Session {
     pub(super) fn pool_release(&self, conn: BackendConn) {
         let config = self.shared.config.load();
         let creds = self.login.credentials(&conn.key.addr, &config);
-        self.shared.pool.release(conn, creds, config.pool.max_idle);
+        self.shared.pool.release(conn, creds, &config.pool);
     }
 
     /// A connection for this session's login to `addr`: from the pool, or a new one.
     pub(super) async fn acquire(&mut self, addr: &Arc<str>) -> Result<BackendConn, BackendError> {
         let config = self.shared.config.load_full();
         let creds = self.login.credentials(addr, &config);
-        if let Some(conn) = self.shared.pool.take(&creds.key) {
+        if let Some(conn) = self.shared.pool.take(&creds.key, &config.pool) {
             return Ok(conn);
         }
-        let Connected { conn, version, caps, defaults } =
+        let permit = self.shared.pool.permit(addr, &config.pool, config.connect_timeout).await.map_err(|full| {
+            tracing::warn!(%full, "backend connection cap reached");
+            BackendError::Full(full.to_string())
+        })?;
+        let Connected { mut conn, version, caps, defaults } =
             BackendConn::connect(&creds, config.connect_timeout).await.inspect_err(|_| {
                 self.shared.metrics.error(crate::metrics::ErrorKind::BackendConnect);
             })?;
+        conn.permit = permit;
         self.shared.servers.learn_greeting(&version, caps);
         if let Some(defaults) = defaults.filter(|_| **addr == *self.shared.topology.load().master) {
             self.shared.servers.learn_defaults(defaults);
