@@ -149,3 +149,50 @@ async fn idle_pooled_connections_close_after_idle_timeout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_restricted_to_client_networks_exist_only_there() {
+    let topo = Topology::shared();
+    let caps = auth::supported_capabilities();
+    let restricted = |networks: &str| {
+        config_yaml(topo).replace(
+            "  - user: app\n    password: apppw\n",
+            &format!("  - user: app\n    password: apppw\n    allowed_networks: [{networks}]\n"),
+        )
+    };
+    let elsewhere = Proxy::start_yaml(&restricted("10.0.0.0/8, 'fd00::/8'")).await;
+    let (_s, answer) = try_login(elsewhere.addr, "app", "apppw", caps).await;
+    let err = ErrPacket::parse(answer.payload()).expect("refused");
+    assert_eq!(err.code, 1045, "{err:?}");
+    assert!(err.message.contains("Access denied for user 'app'@'127.0.0.1'"), "{err:?}");
+    let (_s, answer) = try_login(elsewhere.addr, "root", "rootpw", caps).await;
+    assert_eq!(answer.payload()[0], 0, "an unrestricted account still logs in");
+    let here = Proxy::start_yaml(&restricted("127.0.0.0/8")).await;
+    let (_s, answer) = try_login(here.addr, "app", "apppw", caps).await;
+    assert_eq!(answer.payload()[0], 0, "{:?}", ErrPacket::parse(answer.payload()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_timeout_kills_a_long_statement_and_the_session_goes_on() {
+    use mysql_async::prelude::*;
+    let topo = Topology::shared();
+    let proxy = Proxy::start_yaml(&format!("{}query_timeout: 500ms\n", config_yaml(topo))).await;
+    let mut c = proxy.conn().await;
+    for sql in ["SELECT /* rwsplit:master */ SLEEP(5)", "SELECT SLEEP(5)"] {
+        let started = Instant::now();
+        let outcome: Result<Option<i64>, _> = c.query_first(sql).await;
+        let took = started.elapsed();
+        // MariaDB ends an interrupted SLEEP with 1 (or error 1317, depending on where the kill lands).
+        match &outcome {
+            Ok(Some(1)) => {}
+            Err(mysql_async::Error::Server(e)) if e.code == 1317 => {}
+            other => panic!("{sql}: {other:?}"),
+        }
+        assert!(took < Duration::from_secs(4), "{sql} ran {took:?} despite query_timeout 500ms");
+        let id: Option<u32> = c.query_first("SELECT @@server_id").await.expect("the session goes on");
+        assert!(id.is_some());
+    }
+    // A statement within the limit is untouched.
+    let v: Option<i64> = c.query_first("SELECT SLEEP(0.1) + 41").await.unwrap();
+    assert_eq!(v, Some(41));
+}

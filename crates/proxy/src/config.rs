@@ -67,6 +67,9 @@ pub struct Config {
     /// (the default): the master's own `max_allowed_packet`, as read on each new master connection, so a
     /// client meets the limit it would meet connected to the master directly.
     pub max_allowed_packet: Option<usize>,
+    /// How long a client command may run on a backend before rwsplit sends `KILL QUERY` for it (the client
+    /// then gets the server's own "interrupted" error); None (`off`, the default): no limit.
+    pub query_timeout: Option<Duration>,
     /// How long shutdown waits for sessions to finish.
     pub shutdown_grace: Duration,
     /// Open client connections at most; more get error 1040 before the handshake.
@@ -113,6 +116,66 @@ pub struct User {
     pub password: Secret,
     /// Its own consistency, instead of the top-level one.
     pub consistency: Option<Consistency>,
+    /// Client networks it may log in from (empty: any), like the host part of a MySQL account, which
+    /// the backends cannot check themselves (they see rwsplit's address).
+    pub allowed_networks: Vec<Network>,
+}
+
+impl User {
+    /// Whether a client at `ip` may log in as this account.
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        self.allowed_networks.is_empty() || self.allowed_networks.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// An IP network, `address/prefix` (a bare address is a single host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    /// The network's address.
+    pub addr: std::net::IpAddr,
+    /// Prefix length in bits.
+    pub prefix: u8,
+}
+
+impl Network {
+    /// Parses `10.0.0.0/8`, `fd00::/8`, `192.0.2.7`.
+    pub fn parse(s: &str) -> Option<Network> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<std::net::IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse().ok()?, None),
+        };
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(bits);
+        (prefix <= bits).then_some(Network { addr, prefix })
+    }
+
+    /// Whether `ip` is in the network (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let masked = |bytes: &[u8], prefix: u8| -> Vec<u8> {
+            bytes
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let keep = (i32::from(prefix) - 8 * i as i32).clamp(0, 8) as u32;
+                    if keep == 0 {
+                        0
+                    } else {
+                        b & (0xffu8 << (8 - keep))
+                    }
+                })
+                .collect()
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => masked(&n.octets(), self.prefix) == masked(&a.octets(), self.prefix),
+            (IpAddr::V6(n), IpAddr::V6(a)) => masked(&n.octets(), self.prefix) == masked(&a.octets(), self.prefix),
+            _ => false,
+        }
+    }
 }
 
 /// A backend address.
@@ -267,6 +330,7 @@ struct RawConfig {
     pool: Option<RawPool>,
     connect_timeout: Option<String>,
     backend_timeout: Option<String>,
+    query_timeout: Option<String>,
     max_allowed_packet: Option<String>,
     shutdown_grace: Option<String>,
     workers: Option<usize>,
@@ -283,6 +347,7 @@ struct RawUser {
     password: Option<String>,
     password_env: Option<String>,
     consistency: Option<String>,
+    allowed_networks: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -408,8 +473,18 @@ impl Validator {
             }
             let consistency =
                 u.consistency.as_deref().and_then(|c| self.consistency(&format!("{field}.consistency"), c));
+            let mut allowed_networks = Vec::new();
+            for (j, n) in u.allowed_networks.unwrap_or_default().iter().enumerate() {
+                match Network::parse(n) {
+                    Some(net) => allowed_networks.push(net),
+                    None => self.problem(
+                        format!("{field}.allowed_networks[{j}]"),
+                        format!("'{n}' is not an address or address/prefix (e.g. 10.0.0.0/8, ::1)"),
+                    ),
+                }
+            }
             if let Some(password) = self.password(&field, u.password, u.password_env) {
-                users.push(User { name: u.user, password, consistency });
+                users.push(User { name: u.user, password, consistency, allowed_networks });
             }
         }
         self.host_port("master.address", &raw.master.address);
@@ -460,6 +535,10 @@ impl Validator {
         };
         let connect_timeout = self.duration("connect_timeout", raw.connect_timeout.as_deref(), Duration::from_secs(2));
         let backend_timeout = self.duration("backend_timeout", raw.backend_timeout.as_deref(), Duration::from_secs(10));
+        let query_timeout = match raw.query_timeout.as_deref() {
+            None | Some("off") => Some(None),
+            Some(s) => self.duration("query_timeout", Some(s), Duration::ZERO).map(Some),
+        };
         let shutdown_grace = self.duration("shutdown_grace", raw.shutdown_grace.as_deref(), Duration::from_secs(10));
         let max_allowed_packet = match raw.max_allowed_packet.as_deref() {
             None | Some("auto") => Some(None),
@@ -488,6 +567,7 @@ impl Validator {
             pool,
             connect_timeout: connect_timeout?,
             backend_timeout: backend_timeout?,
+            query_timeout: query_timeout?,
             max_client_connections,
             max_client_connections_per_peer: raw.max_client_connections_per_peer.unwrap_or(0),
             max_allowed_packet: max_allowed_packet?,
@@ -779,5 +859,29 @@ mod tests {
         assert_eq!(parse_duration("-1s"), None);
         assert_eq!(parse_size("64M"), Some(64 << 20));
         assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn allowed_networks() {
+        let yaml = GOOD.replace(
+            "    password: apppw\n",
+            "    password: apppw\n    allowed_networks: [10.1.0.0/16, '::1', 192.0.2.7]\n",
+        );
+        assert_ne!(yaml, GOOD);
+        let config = Config::parse(&yaml, "t").unwrap();
+        let user = config.users.iter().find(|u| !u.allowed_networks.is_empty()).expect("a restricted user");
+        for (ip, ok) in [
+            ("10.1.200.3", true),
+            ("10.2.0.1", false),
+            ("::1", true),
+            ("192.0.2.7", true),
+            ("192.0.2.8", false),
+            ("::ffff:10.1.0.9", true),
+        ] {
+            assert_eq!(user.allows(ip.parse().unwrap()), ok, "{ip}");
+        }
+        let bad = GOOD.replace("    password: apppw\n", "    password: apppw\n    allowed_networks: [10.0.0.0/33]\n");
+        let err = Config::parse(&bad, "t").unwrap_err();
+        assert!(err.problems.iter().any(|p| p.field.ends_with(".allowed_networks[0]")), "{err}");
     }
 }

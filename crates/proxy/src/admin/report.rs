@@ -262,6 +262,13 @@ fn config_rows(c: &Config) -> Vec<(String, Option<String>)> {
     }
     rows.extend([
         kv("pool.max_idle", c.pool.max_idle),
+        kv("pool.max_idle_total", c.pool.max_idle_total),
+        kv("pool.idle_timeout", fmt_duration(c.pool.idle_timeout)),
+        kv("pool.max_lifetime", fmt_duration(c.pool.max_lifetime)),
+        kv("pool.max_backend_connections", c.pool.max_backend_connections),
+        kv("max_client_connections", c.max_client_connections),
+        kv("max_client_connections_per_peer", c.max_client_connections_per_peer),
+        kv("query_timeout", c.query_timeout.map_or_else(|| "off".to_string(), fmt_duration)),
         kv("connect_timeout", fmt_duration(c.connect_timeout)),
         kv("backend_timeout", fmt_duration(c.backend_timeout)),
         kv("max_allowed_packet", c.max_allowed_packet.map_or_else(|| "auto (the master's)".to_string(), fmt_size)),

@@ -241,6 +241,13 @@ impl Session {
             } else if ready.behind {
                 shared.metrics.consistent_read(ConsistentRead::Master);
             }
+            let thread = conn.thread_id;
+            let _deadline = shared.config.load().query_timeout.map(|limit| {
+                let config = shared.config.load_full();
+                let creds = self.login.credentials(&addr, &config);
+                QueryDeadline::start(creds, thread, limit, config.connect_timeout)
+            });
+            let conn = self.legs.conn_mut(side).ok_or(SessionError::Internal("attached leg vanished"))?;
             let options = PumpOptions { side, run, prepare_id, tracking: &self.tracking };
             let result = pump(conn, &mut self.client, &mut self.client_seq, send, options, watch()).await;
             match result {
@@ -554,5 +561,40 @@ async fn stream_local_infile(conn: &mut BackendConn, client: &mut Wire, client_s
         if last {
             return Ok(());
         }
+    }
+}
+
+/// `query_timeout` for one command: after `limit`, `KILL QUERY` for its backend thread, over a connection of
+/// the session's own login (the right a client has to kill its own queries). The server then ends the
+/// statement with its own error (1317 "Query execution was interrupted", or 1927 for a killed connection),
+/// which reaches the client like any response. Cancelled when the command ends first (dropped).
+struct QueryDeadline(tokio::task::JoinHandle<()>);
+
+impl QueryDeadline {
+    fn start(
+        creds: crate::backend::Credentials,
+        thread: u32,
+        limit: std::time::Duration,
+        connect: std::time::Duration,
+    ) -> Self {
+        QueryDeadline(tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            let addr = std::sync::Arc::clone(&creds.key.addr);
+            tracing::info!(backend = %addr, thread, ?limit, "query_timeout reached: killing the query");
+            let stmt = format!("\x03KILL QUERY {thread}");
+            let killed = match crate::backend::BackendConn::connect(&creds, connect).await {
+                Ok(crate::backend::Connected { mut conn, .. }) => conn.run(stmt.as_bytes(), Expect::ResultSets).await,
+                Err(e) => Err(e),
+            };
+            if !matches!(killed, Ok(Ok(_))) {
+                tracing::warn!(backend = %addr, thread, "query_timeout: KILL QUERY failed: {:?}", killed.map(|r| r.err()));
+            }
+        }))
+    }
+}
+
+impl Drop for QueryDeadline {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -146,10 +146,12 @@ async fn handshake_inner(client: &mut Wire, shared: &Shared, id: u32) -> Result<
         client.send(seq, &packet::err_payload(1043, b"08S01", "Bad handshake")).await?;
         return Err(ClientError::Protocol("malformed handshake response"));
     };
-    let password = shared.config.load().user(&hello.user).map(|u| u.password.clone());
+    let peer_ip = client.peer().map(|a| a.ip());
+    // An account restricted to client networks (users[].allowed_networks) does not exist for other peers.
+    let password =
+        shared.config.load().user(&hello.user).filter(|u| allowed_from(u, peer_ip)).map(|u| u.password.clone());
     let (ok, next_seq) = verify(client, &hello, password.as_ref(), &nonce, seq).await?;
     seq = next_seq;
-    let peer_ip = client.peer().map(|a| a.ip());
     let Some(password) = password.filter(|_| ok) else {
         // Each failure in a row from this address is answered later than the last (online guessing).
         if let Some(ip) = peer_ip {
@@ -174,6 +176,14 @@ async fn handshake_inner(client: &mut Wire, shared: &Shared, id: u32) -> Result<
         nonce,
     };
     Ok(Hello { login, seq })
+}
+
+/// Whether `user` may log in from `ip` (an unknown peer address passes only an unrestricted account).
+fn allowed_from(user: &crate::config::User, ip: Option<std::net::IpAddr>) -> bool {
+    match ip {
+        Some(ip) => user.allows(ip),
+        None => user.allowed_networks.is_empty(),
+    }
 }
 
 /// Checks a client's auth response, switching plugins if needed. Returns (password ok, next sequence id).
@@ -303,7 +313,9 @@ impl Session {
             self.send_err(1043, b"08S01", "Bad handshake").await?;
             return Err(ClientError::Protocol("malformed COM_CHANGE_USER").into());
         };
-        let password = self.shared.config.load().user(&cu.user).map(|u| u.password.clone());
+        let peer_ip = self.client.peer().map(|a| a.ip());
+        let password =
+            self.shared.config.load().user(&cu.user).filter(|u| allowed_from(u, peer_ip)).map(|u| u.password.clone());
         let hello = ClientLogin {
             capabilities: self.login.capabilities,
             requested: self.login.capabilities,
