@@ -53,6 +53,8 @@ pub struct Config {
     pub health: Option<Health>,
     /// Prometheus endpoint.
     pub metrics: Option<Metrics>,
+    /// TLS for client connections (`tls:`): None, plain only.
+    pub tls: Option<Tls>,
     /// Admin interface.
     pub admin: Option<Admin>,
     /// Backend connection pool settings.
@@ -175,6 +177,42 @@ impl Network {
             (IpAddr::V6(n), IpAddr::V6(a)) => masked(&n.octets(), self.prefix) == masked(&a.octets(), self.prefix),
             _ => false,
         }
+    }
+}
+
+/// TLS on the client listener.
+#[derive(Clone)]
+pub struct Tls {
+    /// The certificate chain's PEM file.
+    pub cert: String,
+    /// The private key's PEM file.
+    pub key: String,
+    /// With it, clients must present a certificate signed by one of its CAs.
+    pub client_ca: Option<String>,
+    /// Clients that do not use TLS are refused.
+    pub require: bool,
+    /// The files' contents as loaded (a renewed certificate is a change on reload).
+    pem: Vec<u8>,
+    /// The rustls acceptor built from them.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl PartialEq for Tls {
+    fn eq(&self, other: &Tls) -> bool {
+        (&self.cert, &self.key, &self.client_ca, self.require, &self.pem)
+            == (&other.cert, &other.key, &other.client_ca, other.require, &other.pem)
+    }
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key's contents.
+        f.debug_struct("Tls")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("client_ca", &self.client_ca)
+            .field("require", &self.require)
+            .finish()
     }
 }
 
@@ -327,6 +365,7 @@ struct RawConfig {
     health: Option<RawHealth>,
     metrics: Option<RawListen>,
     admin: Option<RawAdmin>,
+    tls: Option<RawTls>,
     pool: Option<RawPool>,
     connect_timeout: Option<String>,
     backend_timeout: Option<String>,
@@ -338,6 +377,15 @@ struct RawConfig {
     max_client_connections_per_peer: Option<usize>,
     consistency: Option<String>,
     consistency_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: String,
+    key: String,
+    client_ca: Option<String>,
+    require: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -459,6 +507,7 @@ impl Validator {
 
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let listen = self.socket_addr("listen", &raw.listen);
+        let tls = raw.tls.and_then(|t| self.tls(t));
         if raw.users.is_empty() {
             self.problem("users", "at least one user is required");
         }
@@ -564,6 +613,7 @@ impl Validator {
             health,
             metrics,
             admin,
+            tls,
             pool,
             connect_timeout: connect_timeout?,
             backend_timeout: backend_timeout?,
@@ -576,6 +626,42 @@ impl Validator {
             consistency: consistency?,
             consistency_timeout: consistency_timeout?,
         })
+    }
+
+    fn tls(&mut self, raw: RawTls) -> Option<Tls> {
+        let mut read = |field: &str, path: &str| match std::fs::read(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.problem(field, format!("cannot read '{path}': {e}"));
+                None
+            }
+        };
+        let cert = read("tls.cert", &raw.cert);
+        let key = read("tls.key", &raw.key);
+        let ca = match &raw.client_ca {
+            Some(path) => Some(read("tls.client_ca", path)?),
+            None => None,
+        };
+        let (cert, key) = (cert?, key?);
+        match crate::tls::server_config(&cert, &key, ca.as_deref()) {
+            Ok(server) => {
+                let mut pem = cert;
+                pem.extend_from_slice(&key);
+                pem.extend(ca.unwrap_or_default());
+                Some(Tls {
+                    cert: raw.cert,
+                    key: raw.key,
+                    client_ca: raw.client_ca,
+                    require: raw.require.unwrap_or(false),
+                    pem,
+                    acceptor: tokio_rustls::TlsAcceptor::from(server),
+                })
+            }
+            Err((field, why)) => {
+                self.problem(field, why);
+                None
+            }
+        }
     }
 
     fn consistency(&mut self, field: &str, word: &str) -> Option<Consistency> {

@@ -21,6 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
+use crate::stream::{Rewind, Stream};
+
 /// Bytes of a response walked and held before they are written out even mid-response.
 pub const FLUSH_AT: usize = 64 * 1024;
 
@@ -39,8 +41,8 @@ const SHRINK_ABOVE: usize = 4 * FLUSH_AT;
 /// A framed, buffered MySQL connection (either side).
 #[derive(Debug)]
 pub struct Wire {
-    /// The socket.
-    stream: TcpStream,
+    /// The socket (TCP, or TLS over it).
+    stream: Stream,
     /// Bytes read (decompressed, with compression) but not yet decoded into frames.
     rbuf: BytesMut,
     /// Frames queued for the next flush.
@@ -75,7 +77,25 @@ impl Wire {
     /// and grow by `read_chunk` (see [`CLIENT_READ_CHUNK`], [`BACKEND_READ_CHUNK`]).
     pub fn new(stream: TcpStream, read_chunk: usize) -> Wire {
         let _ = stream.set_nodelay(true);
+        let stream = Stream::Plain(stream);
         Wire { stream, rbuf: BytesMut::new(), wbuf: BytesMut::new(), read_chunk, compression: None }
+    }
+
+    /// Accepts TLS on a client connection whose SSLRequest was just read: whatever the client sent after it
+    /// (already in the read buffer) is the start of its TLS handshake.
+    pub async fn accept_tls(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> std::io::Result<()> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+            return Err(std::io::Error::other("TLS requested twice"));
+        };
+        let prefix = std::mem::take(&mut self.rbuf).freeze();
+        let tls = acceptor.accept(Rewind::new(prefix, tcp)).await?;
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
     }
 
     /// Switches the connection to the compressed protocol (after the login OK was sent uncompressed).
@@ -180,7 +200,11 @@ impl Wire {
             self.wbuf.extend_from_slice(bytes);
             return self.flush().await;
         }
-        self.stream.write_all(bytes).await
+        self.stream.write_all(bytes).await?;
+        if self.stream.is_tls() {
+            self.stream.flush().await?;
+        }
+        Ok(())
     }
 
     /// Replaces the `len` bytes at `at` in the read buffer with `new` (at most as long), shifting what follows:
@@ -265,6 +289,9 @@ impl Wire {
         while self.wbuf.has_remaining() {
             self.stream.write_all_buf(&mut self.wbuf).await?;
         }
+        if self.stream.is_tls() {
+            self.stream.flush().await?;
+        }
         if self.wbuf.capacity() > SHRINK_ABOVE {
             self.wbuf = BytesMut::new();
         }
@@ -299,6 +326,6 @@ impl Wire {
 
     /// The peer's address.
     pub fn peer(&self) -> Option<std::net::SocketAddr> {
-        self.stream.peer_addr().ok()
+        self.stream.peer_addr()
     }
 }

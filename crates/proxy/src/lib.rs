@@ -38,6 +38,8 @@ pub mod registry;
 pub mod reload;
 pub mod session;
 pub mod shared;
+pub mod stream;
+pub mod tls;
 pub mod topology;
 
 use std::sync::Arc;

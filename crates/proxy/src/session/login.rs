@@ -79,7 +79,9 @@ impl Login {
                 user: self.user.as_str().into(),
                 database: self.database.clone(),
                 collation: self.collation,
-                capabilities: (self.capabilities - CapabilityFlags::CLIENT_COMPRESS).bits(),
+                // Compression and TLS are the client leg's own: backend connections do without.
+                capabilities: (self.capabilities - CapabilityFlags::CLIENT_COMPRESS - CapabilityFlags::CLIENT_SSL)
+                    .bits(),
             },
             password,
             attributes: Arc::clone(&self.attributes),
@@ -130,10 +132,29 @@ async fn handshake_inner(client: &mut Wire, shared: &Shared, id: u32) -> Result<
         client.send(0, &packet::err_payload(2003, b"HY000", msg)).await?;
         return Err(ClientError::Protocol("no backend reachable"));
     };
-    let offered = auth::client_offer(backend_caps);
+    let tls = shared.config.load().tls.clone();
+    let mut offered = auth::client_offer(backend_caps);
+    if tls.is_some() {
+        offered |= CapabilityFlags::CLIENT_SSL;
+    }
     let nonce = auth::new_scramble();
     client.send(0, &auth::greeting(&version, id, &nonce, DEFAULT_COLLATION, offered)).await?;
-    let frame = client.expect_frame_within(MAX_LOGIN_PACKET).await?;
+    let mut frame = client.expect_frame_within(MAX_LOGIN_PACKET).await?;
+    let asked = CapabilityFlags::from_bits_retain(packet::u32_at(frame.payload(), 0).unwrap_or_default());
+    if let (Some(tls), true) = (&tls, asked.contains(CapabilityFlags::CLIENT_SSL)) {
+        // An SSLRequest (the first 32 bytes of a handshake response): TLS, then the whole response in it.
+        if frame.payload().len() != 32 {
+            client.send(frame.seq().wrapping_add(1), &packet::err_payload(1043, b"08S01", "Bad handshake")).await?;
+            return Err(ClientError::Protocol("CLIENT_SSL in a full handshake response"));
+        }
+        client.accept_tls(&tls.acceptor).await.map_err(|e| ClientError::Protocol(tls_failed(&e)))?;
+        frame = client.expect_frame_within(MAX_LOGIN_PACKET).await?;
+    } else if tls.as_ref().is_some_and(|t| t.require) {
+        let msg = "Connections using insecure transport are prohibited while --require_secure_transport=ON \
+                   (rwsplit: tls.require)";
+        client.send(frame.seq().wrapping_add(1), &packet::err_payload(3159, b"HY000", msg)).await?;
+        return Err(ClientError::Protocol("a client without TLS while tls.require is on"));
+    }
     let mut seq = frame.seq().wrapping_add(1);
     let requested = CapabilityFlags::from_bits_retain(packet::u32_at(frame.payload(), 0).unwrap_or_default());
     let unoffered = requested & TRANSPORT & !offered;
@@ -176,6 +197,12 @@ async fn handshake_inner(client: &mut Wire, shared: &Shared, id: u32) -> Result<
         nonce,
     };
     Ok(Hello { login, seq })
+}
+
+/// Why a TLS handshake failed, for the log (a static text: the error's details go to debug).
+fn tls_failed(e: &std::io::Error) -> &'static str {
+    tracing::debug!(error = %e, "TLS handshake with a client failed");
+    "TLS handshake failed"
 }
 
 /// Whether `user` may log in from `ip` (an unknown peer address passes only an unrestricted account).
