@@ -60,7 +60,8 @@ pub fn classify_cached(sql: &[u8], dialect: Dialect) -> Arc<Verdict> {
 /// The masks are [`MASK`] followed by `#` (number) or `'` (string); a [`MASK`] byte of the text itself is
 /// doubled, so no text can spell a mask (a `?` placeholder stays a `?`). A literal that is part of a name
 /// is kept: one right after `@` (`@1`, `@'a'`, and `@-5`, which the classifier reads as a name), right after
-/// a `.` (`t.1` is column `1`), or touching a following `@` or word (`0@x`). Found by fuzzing.
+/// a `.` (`t.1` is column `1`) or a word (`_utf8'x'`, `N'x'`), or touching a following `@` or word (`0@x`).
+/// Found by fuzzing.
 pub fn shape(sql: &[u8], dialect: Dialect) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(sql.len() + 5);
     out.push(dialect_byte(dialect));
@@ -108,7 +109,8 @@ fn part_of_name(sql: &[u8], spans: &[Span], i: usize) -> bool {
     let after = spans.get(i + 1);
     let at = |s: &Span| s.is_punct(sql, b'@');
     if let Some(prev) = before.filter(|p| touching(p, &spans[i])) {
-        if at(prev) || prev.is_punct(sql, b'.') {
+        // Touching a word: an introducer or prefix (`_utf8'x'`, `N'x'`) or part of a name (`S'dup'`).
+        if at(prev) || prev.is_punct(sql, b'.') || prev.kind == SpanKind::Word {
             return true;
         }
         // `@-5`, `@+5`: a sign right after an `@`.
@@ -183,12 +185,17 @@ mod tests {
             ("SELECT @1", "SELECT @?"),
             ("SELECT ?", "SELECT 1"),
             ("SELECT '\0#'", "SELECT 1"),
+            ("SELECT N'dup4'", "SELECT N'dup5'"),
         ];
         let d = Dialect::default();
         for (a, b) in pairs {
             assert_ne!(shape(a.as_bytes(), d), shape(b.as_bytes(), d), "{a} / {b}");
             assert_eq!(*classify_cached(b.as_bytes(), d), classify_with(b.as_bytes(), d), "{b}");
         }
+        // A name with a literal in it (not valid SQL) gets no verdict from the literal.
+        let (a, b) = (&b"SET STATEMENT a 'x' = 1 FOR SELECT 1"[..], &b"SET STATEMENT a 'y' = 1 FOR SELECT 1"[..]);
+        assert_eq!(shape(a, d), shape(b, d));
+        assert_eq!(classify_with(a, d), classify_with(b, d));
         // Values still share a shape.
         assert_eq!(sh("SELECT a - 5, b.c = 1, x@y"), Some("SELECT a - ?, b.c = ?, x@y".into()));
         assert_eq!(sh("SELECT 1, 2"), sh("SELECT 3, 4"));

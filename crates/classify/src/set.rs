@@ -204,11 +204,14 @@ fn set_statement(rest: &[Token], calls: Calls) -> Verdict {
                 v.effects.statement_scoped = split_items(&rest[1..i])
                     .into_iter()
                     .filter_map(|item| {
-                        // A variable is a name; a literal there (`SET STATEMENT 'r' = 1 …`, refused by the
-                        // server) names nothing, and would make the verdict depend on a masked literal.
+                        // A variable is a name (words and dots); a literal in it (`SET STATEMENT 'r' = 1 …`,
+                        // refused by the server) names nothing, and would make the verdict depend on a
+                        // literal the cache's shape masks (found by fuzzing).
                         let end = item.iter().position(|t| matches!(t, Token::Eq | Token::Assignment))?;
-                        let named = matches!(item.first(), Some(Token::Word(_)));
-                        named.then(|| target_name(&item[..end]))
+                        let name = &item[..end];
+                        let named = matches!(name.first(), Some(Token::Word(_)))
+                            && name.iter().all(|t| matches!(t, Token::Word(_) | Token::Period | Token::Whitespace(_)));
+                        named.then(|| target_name(name))
                     })
                     .collect();
                 return v;
