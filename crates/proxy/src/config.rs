@@ -180,6 +180,18 @@ impl Network {
     }
 }
 
+/// Reads a PEM file of at most 1 MiB (a path like /dev/zero must not hang or exhaust the loader).
+fn read_small(path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    const MAX: u64 = 1024 * 1024;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(MAX + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX {
+        return Err(std::io::Error::other("larger than 1 MiB: not a PEM file"));
+    }
+    Ok(bytes)
+}
+
 /// TLS on the client listener.
 #[derive(Clone)]
 pub struct Tls {
@@ -629,7 +641,7 @@ impl Validator {
     }
 
     fn tls(&mut self, raw: RawTls) -> Option<Tls> {
-        let mut read = |field: &str, path: &str| match std::fs::read(path) {
+        let mut read = |field: &str, path: &str| match read_small(path) {
             Ok(bytes) => Some(bytes),
             Err(e) => {
                 self.problem(field, format!("cannot read '{path}': {e}"));
