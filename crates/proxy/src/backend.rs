@@ -145,6 +145,9 @@ pub struct Credentials {
     pub attributes: Arc<Vec<(String, String)>>,
     /// The longest one of the proxy's own commands on the connection may take (`backend_timeout`).
     pub op_timeout: Duration,
+    /// The backend's pinned RSA public key (PEM), the only one caching_sha2_password full authentication
+    /// encrypts the password with: a key the server sends over plaintext could be an attacker's.
+    pub public_key: Option<Arc<Vec<u8>>>,
 }
 
 impl Credentials {
@@ -542,14 +545,22 @@ async fn authenticate(
             Some(&0x01) if plugin == auth::CACHING_SHA2 => match p.get(1) {
                 Some(&auth::sha2_msg::FAST_AUTH_OK) => {}
                 Some(&auth::sha2_msg::PERFORM_FULL_AUTH) => {
-                    wire.send(next, &[auth::sha2_msg::REQUEST_PUBLIC_KEY]).await?;
-                }
-                _ => {
-                    // The server's RSA public key (PEM) after our request.
-                    let encrypted = auth::sha2_rsa_password(password, &nonce, &p[1..])
-                        .ok_or(BackendError::Protocol("cannot use the server's RSA public key"))?;
+                    // Never ask the server for its key (review M5): without TLS, only a pinned key keeps the
+                    // password from a machine in the middle.
+                    let Some(pem) = creds.public_key.as_deref() else {
+                        let msg = format!(
+                            "rwsplit: backend {} asks for caching_sha2_password full authentication, which needs \
+                             its RSA public key pinned in the config (public_key of that backend); the \
+                             proxy does not trust a key sent over an unencrypted connection",
+                            creds.key.addr
+                        );
+                        return Err(BackendError::Login(ErrPacket { code: 2061, state: *b"HY000", message: msg }));
+                    };
+                    let encrypted = auth::sha2_rsa_password(password, &nonce, pem)
+                        .ok_or(BackendError::Protocol("the pinned public key is not a usable RSA key"))?;
                     wire.send(next, &encrypted).await?;
                 }
+                _ => return Err(BackendError::Protocol("unexpected caching_sha2_password message")),
             },
             _ => return Err(BackendError::Protocol("unexpected packet during authentication")),
         }

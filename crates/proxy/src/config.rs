@@ -233,6 +233,8 @@ impl std::fmt::Debug for Tls {
 pub struct Backend {
     /// `host:port`.
     pub address: String,
+    /// Its pinned RSA public key (PEM), for caching_sha2_password full authentication without TLS.
+    pub public_key: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// A replica and its share of reads.
@@ -242,6 +244,8 @@ pub struct Replica {
     pub address: String,
     /// Relative share of reads (≥ 1).
     pub weight: u32,
+    /// Its pinned RSA public key (PEM), for caching_sha2_password full authentication without TLS.
+    pub public_key: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// Health-checker settings.
@@ -414,6 +418,7 @@ struct RawUser {
 #[serde(deny_unknown_fields)]
 struct RawBackend {
     address: String,
+    public_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -421,6 +426,7 @@ struct RawBackend {
 struct RawReplica {
     address: String,
     weight: Option<u32>,
+    public_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -467,6 +473,14 @@ struct RawPool {
 }
 
 impl Config {
+    /// The pinned RSA public key of the backend at `addr` (`master.public_key`, `replicas[].public_key`).
+    pub fn public_key_of(&self, addr: &str) -> Option<std::sync::Arc<Vec<u8>>> {
+        if self.master.address == addr {
+            return self.master.public_key.clone();
+        }
+        self.replicas.iter().find(|r| r.address == addr).and_then(|r| r.public_key.clone())
+    }
+
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let origin = path.display().to_string();
@@ -566,7 +580,8 @@ impl Validator {
             if weight > MAX_WEIGHT {
                 self.problem(format!("{field}.weight"), format!("must be at most {MAX_WEIGHT} (weights are relative)"));
             }
-            replicas.push(Replica { address: r.address, weight });
+            let public_key = self.public_key(&format!("{field}.public_key"), r.public_key.as_deref());
+            replicas.push(Replica { address: r.address, weight, public_key });
         }
         let health = raw.health.and_then(|h| self.health(h));
         let metrics =
@@ -620,7 +635,10 @@ impl Validator {
             source: None,
             listen: listen?,
             users,
-            master: Backend { address: raw.master.address },
+            master: Backend {
+                public_key: self.public_key("master.public_key", raw.master.public_key.as_deref()),
+                address: raw.master.address,
+            },
             replicas,
             health,
             metrics,
@@ -638,6 +656,22 @@ impl Validator {
             consistency: consistency?,
             consistency_timeout: consistency_timeout?,
         })
+    }
+
+    /// A backend's pinned RSA public key: the file's PEM, checked to be one.
+    fn public_key(&mut self, field: &str, path: Option<&str>) -> Option<std::sync::Arc<Vec<u8>>> {
+        let path = path?;
+        match read_small(path) {
+            Ok(pem) if pem.windows(10).any(|w| w == b"PUBLIC KEY") => Some(std::sync::Arc::new(pem)),
+            Ok(_) => {
+                self.problem(field, format!("'{path}' holds no PEM public key"));
+                None
+            }
+            Err(e) => {
+                self.problem(field, format!("cannot read '{path}': {e}"));
+                None
+            }
+        }
     }
 
     fn tls(&mut self, raw: RawTls) -> Option<Tls> {
@@ -981,5 +1015,23 @@ mod tests {
         let bad = GOOD.replace("    password: apppw\n", "    password: apppw\n    allowed_networks: [10.0.0.0/33]\n");
         let err = Config::parse(&bad, "t").unwrap_err();
         assert!(err.problems.iter().any(|p| p.field.ends_with(".allowed_networks[0]")), "{err}");
+    }
+
+    #[test]
+    fn pinned_backend_public_keys() {
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rsa_public_key.pem");
+        let master = GOOD.lines().find(|l| l.trim_start().starts_with("address:")).expect("an address line");
+        let yaml = GOOD.replacen(master, &format!("{master}\n  public_key: {key}"), 1);
+        let config = Config::parse(&yaml, "t").unwrap();
+        let pem = config.public_key_of(&config.master.address).expect("the master's pinned key");
+        assert!(pem.starts_with(b"-----BEGIN PUBLIC KEY-----"));
+        assert!(config.public_key_of(&config.replicas[0].address).is_none());
+        let not_a_key = GOOD.replacen(
+            master,
+            &format!("{master}\n  public_key: {}", concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")),
+            1,
+        );
+        let err = Config::parse(&not_a_key, "t").unwrap_err();
+        assert!(err.problems.iter().any(|p| p.field == "master.public_key"), "{err}");
     }
 }

@@ -37,6 +37,8 @@ enum Script {
     FullAuth,
     SwitchToNative,
     Refuse,
+    /// Full authentication asked of a proxy that has no pinned key for the server.
+    FullAuthUnpinned,
 }
 
 /// Serves one login; returns what the server received from the client after the greeting.
@@ -75,16 +77,20 @@ async fn serve(listener: TcpListener, script: Script) -> Vec<Vec<u8>> {
             });
         }
         Script::FullAuth => {
+            // The proxy has the key pinned: it never asks for it, it sends the encrypted password at once.
             write(&mut s, 2, &[0x01, auth::sha2_msg::PERFORM_FULL_AUTH]).await;
-            let req = read(&mut s).await;
-            assert_eq!((req.seq(), req.payload()), (3, &[auth::sha2_msg::REQUEST_PUBLIC_KEY][..]));
-            let mut key = vec![0x01];
-            key.extend_from_slice(PEM);
-            write(&mut s, 4, &key).await;
             let encrypted = read(&mut s).await;
-            assert_eq!(encrypted.seq(), 5);
+            assert_eq!(encrypted.seq(), 3);
+            assert_ne!(encrypted.payload(), [auth::sha2_msg::REQUEST_PUBLIC_KEY], "asked for the server's key");
             got[1] = encrypted.payload().to_vec();
-            write(&mut s, 6, &ok).await;
+            write(&mut s, 4, &ok).await;
+        }
+        Script::FullAuthUnpinned => {
+            write(&mut s, 2, &[0x01, auth::sha2_msg::PERFORM_FULL_AUTH]).await;
+            // Whatever comes (nothing, or a close), it is not a request for the key.
+            let mut rest = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut rest)).await;
+            got[1] = rest;
         }
         Script::SwitchToNative => {
             let new_nonce = auth::new_scramble();
@@ -116,6 +122,7 @@ async fn login(script: Script) -> (Login, Vec<Vec<u8>>) {
         },
         password: Secret::new("secret"),
         op_timeout: std::time::Duration::from_secs(5),
+        public_key: (!matches!(script, Script::FullAuthUnpinned)).then(|| Arc::new(PEM.to_vec())),
         attributes: Arc::new(Vec::new()),
     };
     let result = BackendConn::connect(&creds, Duration::from_secs(5)).await;
@@ -164,6 +171,19 @@ async fn the_proxys_own_commands_on_a_hung_server_are_bounded_by_backend_timeout
     assert!(matches!(outcome, Err(rwsplit::error::BackendError::Timeout(_))), "{:?}", outcome.map(|_| ()));
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     assert!(conn.mid_response, "a timed-out connection is marked mid-response, so it is never reused");
+}
+
+#[tokio::test]
+async fn without_a_pinned_key_full_authentication_is_refused_and_no_key_is_requested() {
+    let (result, got) = login(Script::FullAuthUnpinned).await;
+    match result {
+        Err(rwsplit::error::BackendError::Login(e)) => {
+            assert_eq!(e.code, 2061);
+            assert!(e.message.contains("public_key"), "{}", e.message);
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    assert!(got[1].is_empty(), "the proxy sent {:?} after PERFORM_FULL_AUTH", got[1]);
 }
 
 #[tokio::test]

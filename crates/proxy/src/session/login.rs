@@ -86,6 +86,7 @@ impl Login {
             password,
             attributes: Arc::clone(&self.attributes),
             op_timeout: config.backend_timeout,
+            public_key: config.public_key_of(addr),
         }
     }
 }
