@@ -358,3 +358,28 @@ async fn reload_reports_what_changed() {
     assert_eq!(info, format!("reloaded; removed {replica2}"));
     conn.disconnect().await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_port_refuses_oversized_login_packets_and_slows_down_guessing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let topo = Topology::shared();
+    let (_proxy, admin) = healthy_proxy(topo).await;
+    // A handshake response announcing 16 MiB: the connection closes without the proxy reading it.
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let _greeting = common::raw::read_frame(&mut s).await.expect("greeting");
+    s.write_all(&[0xff, 0xff, 0xff, 1]).await.unwrap();
+    s.write_all(&[0u8; 1024]).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the admin port kept an oversized login open");
+    // Wrong passwords in a row are answered later each time.
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let out = cli(admin, "wrong", "SELECT 1").await;
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        took.push(started.elapsed());
+        assert!(err.contains("1045"), "{err}");
+    }
+    assert!(took[2] >= Duration::from_millis(400), "{took:?}");
+}

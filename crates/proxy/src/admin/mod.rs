@@ -71,6 +71,9 @@ const VERSION_COMMENT: &str = "rwsplit admin";
 /// What every unknown command's error lists.
 const USAGE: &str = "supported: SHOW BACKENDS, SHOW POOLS, SHOW CLIENTS, SHOW CONFIG, RELOAD, \
                      SET BACKEND 'host:port' OFFLINE|ONLINE";
+/// Open admin connections at most; more get error 1040 before the handshake.
+pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+
 /// How passwords appear in `SHOW CONFIG`.
 const MASK: &str = "***";
 /// `@@max_allowed_packet` as announced (opensrv answers a lone `SELECT @@max_allowed_packet` with this).
@@ -82,9 +85,17 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the admin interface until `cancel`; open admin connections end with it.
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, cancel: CancellationToken) {
-    crate::listen::accept_loop(&listener, &cancel, "admin", |stream, peer| {
+    // Its own count, so clients at max_client_connections cannot lock operators out.
+    let admission = Arc::new(crate::admission::Admission::default());
+    crate::listen::accept_loop(&listener, &cancel, "admin", |mut stream, peer| {
         let (shared, cancel) = (Arc::clone(&shared), cancel.clone());
+        let ticket = admission.admit(peer.ip(), MAX_ADMIN_CONNECTIONS, 0);
         tokio::spawn(async move {
+            let Ok(_ticket) = ticket else {
+                let msg = format!("Too many connections (rwsplit admin: at most {MAX_ADMIN_CONNECTIONS})");
+                let _ = stream.write_all(Frame::new(0, &err_payload(1040, b"08004", &msg)).as_bytes()).await;
+                return;
+            };
             tokio::select! {
                 _ = connection(shared, stream, peer) => {}
                 _ = cancel.cancelled() => {}
@@ -104,10 +115,13 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         let denial = Arc::new(Mutex::new(None));
         let (near, far) = tokio::io::duplex(PIPE_BUFFER);
         let (far_read, far_write) = tokio::io::split(far);
+        let admission = Arc::clone(&shared.admission);
         let shim = Shim { shared, salt: new_scramble(), id, peer, denial: Arc::clone(&denial) };
         // Each side ends when the other does: a finished future drops its end of the pipe.
-        let (served, relayed) =
-            tokio::join!(AsyncMysqlIntermediary::run_on(shim, far_read, far_write), relay(stream, near, &denial));
+        let (served, relayed) = tokio::join!(
+            AsyncMysqlIntermediary::run_on(shim, far_read, far_write),
+            relay(stream, near, &denial, &admission)
+        );
         // A refused login was logged when it was checked.
         match (served, relayed) {
             (Ok(()), Ok(())) => tracing::debug!("admin connection closed"),
@@ -225,9 +239,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader { inner, buf: BytesMut::with_capacity(4096) }
     }
 
-    /// The next frame, or `None` at the end of the stream.
-    async fn next(&mut self) -> io::Result<Option<Frame>> {
+    /// The next frame, or `None` at the end of the stream; a frame whose header announces a payload over
+    /// `max` is an error before it is buffered (before login: see [`crate::session::MAX_LOGIN_PACKET`]).
+    async fn next(&mut self, max: Option<usize>) -> io::Result<Option<Frame>> {
         loop {
+            if let (Some(max), Some(len)) = (max, rwsplit_wire::frame::frame_len(&self.buf)) {
+                if len - 4 > max {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "oversized packet before login"));
+                }
+            }
             if let Some(frame) = FrameCodec.decode(&mut self.buf)? {
                 return Ok(Some(frame));
             }
@@ -240,7 +260,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
 /// Copies frames between the client and opensrv until either side ends (or the client does not log in
 /// within [`LOGIN_TIMEOUT`]), applying the [`Gate`].
-async fn relay(client: TcpStream, pipe: DuplexStream, denial: &Mutex<Option<String>>) -> io::Result<()> {
+async fn relay(
+    client: TcpStream,
+    pipe: DuplexStream,
+    denial: &Mutex<Option<String>>,
+    admission: &crate::admission::Admission,
+) -> io::Result<()> {
+    let peer_ip = client.peer_addr().ok().map(|a| a.ip());
     let (client_read, mut client_write) = client.into_split();
     let (pipe_read, mut pipe_write) = tokio::io::split(pipe);
     let (mut from_client, mut from_server) = (FrameReader::new(client_read), FrameReader::new(pipe_read));
@@ -251,7 +277,7 @@ async fn relay(client: TcpStream, pipe: DuplexStream, denial: &Mutex<Option<Stri
             _ = tokio::time::sleep_until(login_deadline), if !gate.logged_in => {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "no login within the login timeout"));
             }
-            frame = from_client.next() => {
+            frame = from_client.next((!gate.logged_in).then_some(crate::session::MAX_LOGIN_PACKET)) => {
                 let Some(frame) = frame? else { return Ok(()) };
                 let frame = gate.handshake_response(frame);
                 match gate.client_frame(&frame) {
@@ -263,8 +289,15 @@ async fn relay(client: TcpStream, pipe: DuplexStream, denial: &Mutex<Option<Stri
                     }
                 }
             }
-            frame = from_server.next() => {
+            frame = from_server.next(None) => {
                 let Some(frame) = frame? else { return Ok(()) };
+                let refused = !gate.logged_in && frame.payload().first() == Some(&ERR);
+                if refused {
+                    // Failed admin logins back off per address, as client logins do.
+                    if let Some(ip) = peer_ip {
+                        tokio::time::sleep(admission.login_failed(ip)).await;
+                    }
+                }
                 client_write.write_all(gate.server_frame(frame, denial).as_bytes()).await?;
             }
         }

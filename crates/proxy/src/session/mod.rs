@@ -61,6 +61,7 @@ use crate::registry::SessionEntry;
 use crate::Shared;
 
 pub use legs::Side;
+pub use login::MAX_LOGIN_PACKET;
 // Parsers of client packets, public for the fuzz targets (fuzz/).
 pub use login::{parse_change_user, ChangeUser};
 pub use stmt::with_param_types;
