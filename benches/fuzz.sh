@@ -4,7 +4,8 @@
 #
 #   bash benches/fuzz.sh [SECONDS] [TARGET...]  fuzz each target for SECONDS (default 60), one after another
 #   bash benches/fuzz.sh --replay [TARGET...]   run every committed seed (and fuzz/artifacts-found/) once: fast
-#   bash benches/fuzz.sh --smoke [TARGET...]    --replay, then 20 s of fuzzing per target (what CI runs)
+#   bash benches/fuzz.sh --smoke [TARGET...]    --replay, then FUZZ_SMOKE_SECONDS (20) of fuzzing per target
+#                                               (tests/run.sh runs it with 10)
 #   bash benches/fuzz.sh --list                 the targets, with what each checks
 #
 # Without TARGET, every target that builds (fuzz/fuzz_targets/*.rs; targets behind a cargo feature are
@@ -32,7 +33,7 @@ CARGO_FUZZ_VERSION=0.13.2
 SANITIZER="${FUZZ_SANITIZER:-none}"
 TIMEOUT="${FUZZ_TIMEOUT:-10}"
 RSS_MB="${FUZZ_RSS_MB:-2048}"
-SMOKE_SECONDS=20
+SMOKE_SECONDS="${FUZZ_SMOKE_SECONDS:-20}"
 
 log() { echo "benches/fuzz.sh: $*" >&2; }
 die() {
@@ -40,7 +41,7 @@ die() {
     exit 1
 }
 usage() {
-    sed -n '5,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '5,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 

@@ -22,6 +22,10 @@ bash tests/drivers/install.sh
 # One test binary at a time (each starts its own topology); tests inside a binary run in parallel.
 cargo test --workspace --locked "$@"
 
+# Fuzzing smoke (benches/fuzz.sh; installs g++ and cargo-fuzz if missing): every committed seed and every
+# input that ever found a bug replayed, then 10 s of fuzzing per target. A finding fails the run.
+FUZZ_SMOKE_SECONDS=10 bash benches/fuzz.sh --smoke
+
 # Deployment files (Dockerfile, compose, Kubernetes, systemd, dashboard): everything checkable without a
 # container engine. The image-build emulation is skipped here (it is a second release build); run
 # `bash deploy/check.sh` for it.
