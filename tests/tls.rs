@@ -175,3 +175,32 @@ async fn a_renewed_certificate_is_served_after_a_reload_and_bad_files_are_reject
     let err = rwsplit::Config::parse(&missing, "t").unwrap_err();
     assert!(err.problems.iter().any(|p| p.field == "tls.cert" && p.message.contains("cannot read")), "{err}");
 }
+
+/// Connector/Python (the venv tests/drivers/install.sh makes) over TLS, verifying the certificate and host.
+fn connector_python(proxy: &Proxy, ca: &str) -> Output {
+    let python = common::repo_root().join("target/drivers-venv/bin/python");
+    assert!(python.exists(), "{} is missing: run tests/drivers/install.sh", python.display());
+    let script = "import os, mysql.connector\n\
+        c = mysql.connector.connect(host='127.0.0.1', port=int(os.environ['PORT']), user='app', password='apppw',\n\
+            use_pure=True, ssl_ca=os.environ['CA'], ssl_verify_cert=True, ssl_verify_identity=True)\n\
+        cur = c.cursor(); cur.execute('SELECT @@server_id'); print(cur.fetchone()[0])\n";
+    Command::new(python)
+        .args(["-c", script])
+        .env("PORT", proxy.addr.port().to_string())
+        .env("CA", ca)
+        .output()
+        .expect("run python")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connector_python_verifies_the_certificate() {
+    let topo = Topology::shared();
+    let certs = Certs::new();
+    let proxy = Proxy::start_yaml(&certs.tls_yaml(topo, "  require: true\n")).await;
+    let out = tokio::task::block_in_place(|| connector_python(&proxy, &certs.path("ca.pem")));
+    assert!(ok(&out), "{}", stderr(&out));
+    let id: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("a server id");
+    assert!((1..=3).contains(&id));
+    let out = tokio::task::block_in_place(|| connector_python(&proxy, &certs.path("other-ca.pem")));
+    assert!(!ok(&out), "Connector/Python accepted a certificate of another CA");
+}
