@@ -204,3 +204,47 @@ async fn connector_python_verifies_the_certificate() {
     let out = tokio::task::block_in_place(|| connector_python(&proxy, &certs.path("other-ca.pem")));
     assert!(!ok(&out), "Connector/Python accepted a certificate of another CA");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metrics_endpoint_serves_https_with_metrics_tls() {
+    let topo = Topology::shared();
+    let certs = Certs::new();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+    let proxy = Proxy::start_yaml(&certs.tls_yaml(topo, &format!("metrics:\n  listen: {addr}\n  tls: true\n"))).await;
+    let url = format!("https://127.0.0.1:{}/metrics", addr.port());
+    let mut body = String::new();
+    for _ in 0..100 {
+        // curl is not guaranteed; openssl s_client speaks the request instead.
+        let out = Command::new("openssl")
+            .args([
+                "s_client",
+                "-quiet",
+                "-connect",
+                &addr.to_string(),
+                "-CAfile",
+                &certs.path("ca.pem"),
+                "-verify_return_error",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().expect("stdin").write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+                child.wait_with_output()
+            })
+            .expect("openssl s_client");
+        body = String::from_utf8_lossy(&out.stdout).into_owned();
+        if body.contains("rwsplit_client_connections") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(body.starts_with("HTTP/1.1 200 OK") && body.contains("rwsplit_client_connections"), "{url}: {body}");
+    drop(proxy);
+    // metrics.tls without a tls: section is a config problem.
+    let yaml = format!("{}metrics:\n  listen: {addr}\n  tls: true\n", config_yaml(topo));
+    let err = rwsplit::Config::parse(&yaml, "t").unwrap_err();
+    assert!(err.problems.iter().any(|p| p.field == "metrics.tls"), "{err}");
+}

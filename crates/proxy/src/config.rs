@@ -313,6 +313,8 @@ pub enum WhenNoReplica {
 pub struct Metrics {
     /// HTTP listen address.
     pub listen: SocketAddr,
+    /// Serve HTTPS with the `tls:` section's certificate.
+    pub tls: bool,
 }
 
 /// Admin interface.
@@ -379,7 +381,7 @@ struct RawConfig {
     #[serde(default)]
     replicas: Vec<RawReplica>,
     health: Option<RawHealth>,
-    metrics: Option<RawListen>,
+    metrics: Option<RawMetrics>,
     admin: Option<RawAdmin>,
     tls: Option<RawTls>,
     pool: Option<RawPool>,
@@ -449,8 +451,9 @@ struct RawHealth {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawListen {
+struct RawMetrics {
     listen: String,
+    tls: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -584,8 +587,13 @@ impl Validator {
             replicas.push(Replica { address: r.address, weight, public_key });
         }
         let health = raw.health.and_then(|h| self.health(h));
-        let metrics =
-            raw.metrics.and_then(|m| Some(Metrics { listen: self.socket_addr("metrics.listen", &m.listen)? }));
+        let metrics = raw.metrics.and_then(|m| {
+            let tls_wanted = m.tls.unwrap_or(false);
+            if tls_wanted && tls.is_none() {
+                self.problem("metrics.tls", "needs a tls: section (its certificate is served)");
+            }
+            Some(Metrics { listen: self.socket_addr("metrics.listen", &m.listen)?, tls: tls_wanted })
+        });
         let admin = raw.admin.and_then(|a| {
             let listen = self.socket_addr("admin.listen", &a.listen);
             let password = self.password("admin", a.password, a.password_env)?;

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
@@ -24,13 +24,22 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, cancel: Cancellat
     crate::listen::accept_loop(&listener, &cancel, "metrics", |stream, _| {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(&shared, stream)).await;
+            // HTTPS with `metrics.tls`: the tls: section's certificate, as in force now.
+            let config = shared.config.load_full();
+            let tls = config.tls.as_ref().filter(|_| config.metrics.as_ref().is_some_and(|m| m.tls));
+            let served = async {
+                match tls {
+                    Some(tls) => handle(&shared, tls.acceptor.accept(stream).await?).await,
+                    None => handle(&shared, stream).await,
+                }
+            };
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, served).await;
         });
     })
     .await;
 }
 
-async fn handle(shared: &Shared, mut stream: TcpStream) -> std::io::Result<()> {
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, mut stream: S) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
