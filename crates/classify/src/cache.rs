@@ -41,6 +41,11 @@ pub fn classify_cached(sql: &[u8], dialect: Dialect) -> Arc<Verdict> {
             return Arc::clone(v);
         }
         let verdict = Arc::new(classify_with(sql, dialect));
+        if !names_from_shape(&verdict, &key) {
+            // A name in the verdict came from a masked literal: another statement of this shape could
+            // name something else, so this verdict is not shared (found by fuzzing).
+            return verdict;
+        }
         let mut map = cache.borrow_mut();
         if map.len() >= MAX_ENTRIES {
             map.clear();
@@ -97,6 +102,41 @@ pub fn shape(sql: &[u8], dialect: Dialect) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// Names the classifier writes itself rather than taking from the text.
+const SYNTHESIZED: &[&str] =
+    &["character_set_connection", "collation_connection", "tx_isolation", "tx_read_only", crate::SCHEMA_KEY, "*"];
+
+/// Whether every name in `verdict` (tables, variables, prepared statements…) is spelled in the unmasked
+/// part of `shape`: each of its dot-separated parts, without leading `@`, is a word there (case-insensitive).
+/// Verdicts with a name built from a masked literal are then never shared between statements of one shape,
+/// whatever way the lexer and the parser disagree on a token.
+fn names_from_shape(verdict: &Verdict, shape: &[u8]) -> bool {
+    let words: std::collections::HashSet<Vec<u8>> = shape
+        .split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$' || *b >= 0x80))
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    let e = &verdict.effects;
+    let lists = [
+        &verdict.tables,
+        &e.assigns,
+        &e.reads,
+        &e.temp_tables_created,
+        &e.tables_dropped,
+        &e.prepares,
+        &e.deallocates,
+        &e.statement_scoped,
+    ];
+    lists.iter().flat_map(|l| l.iter()).all(|name| {
+        SYNTHESIZED.contains(&name.as_str())
+            || name
+                .split('.')
+                .map(|part| part.trim_start_matches('@'))
+                .filter(|part| !part.is_empty())
+                .all(|part| words.contains(&part.as_bytes().to_ascii_lowercase()))
+    })
 }
 
 /// The byte that starts a mask in a shape (doubled where the text has it).
@@ -196,6 +236,15 @@ mod tests {
         let (a, b) = (&b"SET STATEMENT a 'x' = 1 FOR SELECT 1"[..], &b"SET STATEMENT a 'y' = 1 FOR SELECT 1"[..]);
         assert_eq!(shape(a, d), shape(b, d));
         assert_eq!(classify_with(a, d), classify_with(b, d));
+        // Found by fuzzing: a number the classifier reads into a variable's name (`@(42`).
+        let (a, b) = (&b"SET @v =SET0@v =@(42"[..], &b"SET @v =SET0@v =@(43"[..]);
+        let _ = classify_cached(a, d);
+        assert_eq!(*classify_cached(b, d), classify_with(b, d));
+        // Ordinary statements are still shared.
+        let (a, b) = (&b"SELECT * FROM db.T1 WHERE id = 1"[..], &b"SELECT * FROM db.T1 WHERE id = 2"[..]);
+        assert!(Arc::ptr_eq(&classify_cached(a, d), &classify_cached(b, d)), "a cache hit");
+        let (a, b) = (&b"SET @u = 'x', time_zone = '+00:00'"[..], &b"SET @u = 'y', time_zone = '+01:00'"[..]);
+        assert!(Arc::ptr_eq(&classify_cached(a, d), &classify_cached(b, d)), "a cache hit");
         // Values still share a shape.
         assert_eq!(sh("SELECT a - 5, b.c = 1, x@y"), Some("SELECT a - ?, b.c = ?, x@y".into()));
         assert_eq!(sh("SELECT 1, 2"), sh("SELECT 3, 4"));
