@@ -138,7 +138,8 @@ replay() {
 # Fuzzes a target for a number of seconds and reports what it did.
 fuzz() {
     local t=$1 seconds=$2 log work dirs rc=0 last runs eps cov ft corpus found
-    log="$FUZZ/target/logs/$t.fuzz.log"
+    # Per mode: a smoke run (tests/run.sh) beside a long campaign must not write the campaign's log.
+    log="$FUZZ/target/logs/$t.$MODE.log"
     work="$FUZZ/target/corpus/$t"
     mkdir -p "$work" "$FUZZ/artifacts/$t"
     mapfile -t dirs < <(seed_dirs "$t")
