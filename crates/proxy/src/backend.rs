@@ -148,6 +148,8 @@ pub struct Credentials {
     /// The backend's pinned RSA public key (PEM), the only one caching_sha2_password full authentication
     /// encrypts the password with: a key the server sends over plaintext could be an attacker's.
     pub public_key: Option<Arc<Vec<u8>>>,
+    /// TLS to the backend (`master.tls`, `replicas[].tls`); None, plain TCP.
+    pub tls: Option<crate::config::BackendTls>,
 }
 
 impl Credentials {
@@ -202,8 +204,20 @@ impl BackendConn {
         crate::listen::keepalive(&stream);
         let mut wire = Wire::new(stream, crate::io::BACKEND_READ_CHUNK);
         let greeting = greeting_of(&wire.expect_frame().await?)?;
-        let (payload, plugin) = auth::handshake_response(&greeting, &creds.login());
-        wire.send(1, &payload).await?;
+        let (mut payload, plugin) = auth::handshake_response(&greeting, &creds.login());
+        let mut seq = 1;
+        if let Some(tls) = &creds.tls {
+            // Configured TLS is never given up for plain: a server that does not offer it is refused.
+            if !greeting.capabilities.contains(CapabilityFlags::CLIENT_SSL) {
+                return Err(tls_error(&creds.key.addr, "the server does not offer TLS (is ssl_cert set?)"));
+            }
+            let request = auth::for_tls(&mut payload).ok_or(BackendError::Protocol("short handshake response"))?;
+            seq = wire.send(seq, &request).await?;
+            wire.connect_tls(&tls.connector, tls.name.clone())
+                .await
+                .map_err(|e| tls_error(&creds.key.addr, &format!("handshake with {}: {e}", tls.server_name)))?;
+        }
+        wire.send(seq, &payload).await?;
         let caps = CapabilityFlags::from_bits_retain(packet::u32_at(&payload, 0).unwrap_or_default());
         authenticate(&mut wire, creds, plugin, greeting.nonce.clone()).await?;
         let mut conn = BackendConn {
@@ -544,14 +558,21 @@ async fn authenticate(
             }
             Some(&0x01) if plugin == auth::CACHING_SHA2 => match p.get(1) {
                 Some(&auth::sha2_msg::FAST_AUTH_OK) => {}
+                Some(&auth::sha2_msg::PERFORM_FULL_AUTH) if wire.is_tls() => {
+                    // Over TLS (the server's certificate verified) the password goes as it is, NUL-terminated.
+                    let mut clear = password.to_vec();
+                    clear.push(0);
+                    wire.send(next, &clear).await?;
+                }
                 Some(&auth::sha2_msg::PERFORM_FULL_AUTH) => {
                     // Never ask the server for its key (review M5): without TLS, only a pinned key keeps the
                     // password from a machine in the middle.
                     let Some(pem) = creds.public_key.as_deref() else {
                         let msg = format!(
                             "rwsplit: backend {} asks for caching_sha2_password full authentication, which needs \
-                             its RSA public key pinned in the config (public_key of that backend); the \
-                             proxy does not trust a key sent over an unencrypted connection",
+                             TLS to it (tls: of that backend) or its RSA public key pinned in the config \
+                             (public_key of that backend); the proxy does not trust a key sent over an \
+                             unencrypted connection",
                             creds.key.addr
                         );
                         return Err(BackendError::Login(ErrPacket { code: 2061, state: *b"HY000", message: msg }));
@@ -566,6 +587,15 @@ async fn authenticate(
         }
     }
     Err(BackendError::Protocol("authentication did not finish"))
+}
+
+/// A TLS failure on the way to a backend, as the client sees it (2026, the clients' "SSL connection error").
+fn tls_error(addr: &str, why: &str) -> BackendError {
+    BackendError::Login(ErrPacket {
+        code: 2026,
+        state: *b"HY000",
+        message: format!("rwsplit: TLS to backend {addr} failed: {why}"),
+    })
 }
 
 /// Runs one of the proxy's own backend commands within `limit`.

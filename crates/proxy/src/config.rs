@@ -228,6 +228,47 @@ impl std::fmt::Debug for Tls {
     }
 }
 
+/// TLS from the proxy to one backend (`master.tls`, `replicas[].tls`): the server's certificate is verified
+/// against `ca` and must name `server_name`; a backend without TLS support is refused, never used in plain.
+#[derive(Clone)]
+pub struct BackendTls {
+    /// The PEM file of the CAs the server's certificate must chain to.
+    pub ca: String,
+    /// The name the certificate must carry (a DNS name or an IP address): by default the address's host.
+    pub server_name: String,
+    /// The PEM file of the client certificate the proxy presents, if any.
+    pub cert: Option<String>,
+    /// Its private key's PEM file.
+    pub key: Option<String>,
+    /// The files' contents as loaded (a renewed file is a change on reload).
+    pem: Vec<u8>,
+    /// The rustls connector built from them.
+    pub connector: tokio_rustls::TlsConnector,
+    /// `server_name`, parsed.
+    pub name: rustls_pki_types::ServerName<'static>,
+}
+
+impl PartialEq for BackendTls {
+    fn eq(&self, other: &BackendTls) -> bool {
+        (&self.ca, &self.server_name, &self.cert, &self.key, &self.pem)
+            == (&other.ca, &other.server_name, &other.cert, &other.key, &other.pem)
+    }
+}
+
+impl Eq for BackendTls {}
+
+impl std::fmt::Debug for BackendTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key's contents.
+        f.debug_struct("BackendTls")
+            .field("ca", &self.ca)
+            .field("server_name", &self.server_name)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
 /// A backend address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
@@ -235,6 +276,8 @@ pub struct Backend {
     pub address: String,
     /// Its pinned RSA public key (PEM), for caching_sha2_password full authentication without TLS.
     pub public_key: Option<std::sync::Arc<Vec<u8>>>,
+    /// TLS to it (`master.tls`); None, plain TCP.
+    pub tls: Option<BackendTls>,
 }
 
 /// A replica and its share of reads.
@@ -246,6 +289,8 @@ pub struct Replica {
     pub weight: u32,
     /// Its pinned RSA public key (PEM), for caching_sha2_password full authentication without TLS.
     pub public_key: Option<std::sync::Arc<Vec<u8>>>,
+    /// TLS to it (`replicas[].tls`); None, plain TCP.
+    pub tls: Option<BackendTls>,
 }
 
 /// Health-checker settings.
@@ -421,6 +466,16 @@ struct RawUser {
 struct RawBackend {
     address: String,
     public_key: Option<String>,
+    tls: Option<RawBackendTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackendTls {
+    ca: String,
+    server_name: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -429,6 +484,7 @@ struct RawReplica {
     address: String,
     weight: Option<u32>,
     public_key: Option<String>,
+    tls: Option<RawBackendTls>,
 }
 
 #[derive(Deserialize)]
@@ -476,6 +532,14 @@ struct RawPool {
 }
 
 impl Config {
+    /// TLS to the backend at `addr` (`master.tls`, `replicas[].tls`).
+    pub fn tls_of(&self, addr: &str) -> Option<BackendTls> {
+        if addr == self.master.address {
+            return self.master.tls.clone();
+        }
+        self.replicas.iter().find(|r| r.address == addr).and_then(|r| r.tls.clone())
+    }
+
     /// The pinned RSA public key of the backend at `addr` (`master.public_key`, `replicas[].public_key`).
     pub fn public_key_of(&self, addr: &str) -> Option<std::sync::Arc<Vec<u8>>> {
         if self.master.address == addr {
@@ -584,7 +648,8 @@ impl Validator {
                 self.problem(format!("{field}.weight"), format!("must be at most {MAX_WEIGHT} (weights are relative)"));
             }
             let public_key = self.public_key(&format!("{field}.public_key"), r.public_key.as_deref());
-            replicas.push(Replica { address: r.address, weight, public_key });
+            let tls = r.tls.and_then(|t| self.backend_tls(&format!("{field}.tls"), &r.address, t));
+            replicas.push(Replica { address: r.address, weight, public_key, tls });
         }
         let health = raw.health.and_then(|h| self.health(h));
         let metrics = raw.metrics.and_then(|m| {
@@ -645,6 +710,7 @@ impl Validator {
             users,
             master: Backend {
                 public_key: self.public_key("master.public_key", raw.master.public_key.as_deref()),
+                tls: raw.master.tls.and_then(|t| self.backend_tls("master.tls", &raw.master.address, t)),
                 address: raw.master.address,
             },
             replicas,
@@ -677,6 +743,69 @@ impl Validator {
             }
             Err(e) => {
                 self.problem(field, format!("cannot read '{path}': {e}"));
+                None
+            }
+        }
+    }
+
+    /// A backend's `tls:`: its files read and the connector built; `address` gives the default server name.
+    fn backend_tls(&mut self, field: &str, address: &str, raw: RawBackendTls) -> Option<BackendTls> {
+        let mut read = |name: &str, path: &str| match read_small(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.problem(format!("{field}.{name}"), format!("cannot read '{path}': {e}"));
+                None
+            }
+        };
+        let ca = read("ca", &raw.ca);
+        let client = match (&raw.cert, &raw.key) {
+            (None, None) => Some(None),
+            (Some(cert), Some(key)) => match (read("cert", cert), read("key", key)) {
+                (Some(c), Some(k)) => Some(Some((c, k))),
+                _ => None,
+            },
+            (Some(_), None) => {
+                self.problem(format!("{field}.key"), "is needed with cert (the client certificate's key)");
+                None
+            }
+            (None, Some(_)) => {
+                self.problem(format!("{field}.cert"), "is needed with key (the client certificate)");
+                None
+            }
+        };
+        // The host part of `host:port` (an IPv6 address may be in brackets).
+        let host = address.rsplit_once(':').map_or(address, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+        let server_name = raw.server_name.unwrap_or_else(|| host.to_string());
+        let name = match rustls_pki_types::ServerName::try_from(server_name.clone()) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.problem(
+                    format!("{field}.server_name"),
+                    format!("'{server_name}' is not a DNS name or IP address: {e}"),
+                );
+                None
+            }
+        };
+        let (ca, client, name) = (ca?, client?, name?);
+        match crate::tls::client_config(&ca, client.as_ref().map(|(c, k)| (&c[..], &k[..]))) {
+            Ok(config) => {
+                let mut pem = ca;
+                if let Some((c, k)) = client {
+                    pem.extend(c);
+                    pem.extend(k);
+                }
+                Some(BackendTls {
+                    ca: raw.ca,
+                    server_name,
+                    cert: raw.cert,
+                    key: raw.key,
+                    pem,
+                    connector: tokio_rustls::TlsConnector::from(config),
+                    name,
+                })
+            }
+            Err((name, why)) => {
+                self.problem(format!("{field}.{name}"), why);
                 None
             }
         }

@@ -93,6 +93,24 @@ impl Wire {
         Ok(())
     }
 
+    /// Starts TLS on a backend connection after its SSLRequest was sent (the server sends nothing before the
+    /// handshake, so nothing is buffered). The certificate is verified for `name` by `connector`.
+    pub async fn connect_tls(
+        &mut self,
+        connector: &tokio_rustls::TlsConnector,
+        name: rustls_pki_types::ServerName<'static>,
+    ) -> std::io::Result<()> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+            return Err(std::io::Error::other("TLS started twice"));
+        };
+        if !self.rbuf.is_empty() {
+            return Err(std::io::Error::other("the server sent data before the TLS handshake"));
+        }
+        let tls = connector.connect(name, tcp).await?;
+        self.stream = Stream::TlsClient(Box::new(tls));
+        Ok(())
+    }
+
     /// Whether the connection is TLS.
     pub fn is_tls(&self) -> bool {
         self.stream.is_tls()

@@ -1,6 +1,6 @@
-//! The byte stream under a [`crate::io::Wire`]: plain TCP, or TLS (rustls) on a client connection that
-//! asked for it with an SSLRequest. One type, so the framing, compression and response pump above it do
-//! not care which.
+//! The byte stream under a [`crate::io::Wire`]: plain TCP, TLS (rustls) on a client connection that asked
+//! for it with an SSLRequest, or TLS the proxy started to a backend configured with `tls:`. One type, so the
+//! framing, compression and response pump above it do not care which.
 
 use std::future::Future;
 use std::io;
@@ -18,6 +18,8 @@ pub enum Stream {
     Plain(TcpStream),
     /// TLS accepted from a client.
     Tls(Box<tokio_rustls::server::TlsStream<Rewind>>),
+    /// TLS to a backend.
+    TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// Only while the stream is being upgraded to TLS (or after the upgrade failed): every I/O fails.
     Closed,
 }
@@ -72,13 +74,14 @@ impl Stream {
         match self {
             Stream::Plain(s) => Some(s),
             Stream::Tls(s) => Some(&s.get_ref().0.inner),
+            Stream::TlsClient(s) => Some(s.get_ref().0),
             Stream::Closed => None,
         }
     }
 
     /// Whether the stream is TLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        matches!(self, Stream::Tls(_) | Stream::TlsClient(_))
     }
 
     /// The peer's address.
@@ -87,7 +90,8 @@ impl Stream {
     }
 
     /// Completes when the socket has something to read. On TLS this is the socket's readiness (plaintext
-    /// already decrypted and buffered does not count); it is used to watch idle backend legs, which are TCP.
+    /// already decrypted and buffered does not count); it is used to watch idle backend legs, where any bytes
+    /// (a TLS alert, a close) are a reason to look.
     pub async fn readable(&self) -> io::Result<()> {
         match self.tcp() {
             Some(s) => s.readable().await,
@@ -100,7 +104,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.try_read_buf(buf),
             Stream::Closed => Err(closed()),
-            Stream::Tls(_) => {
+            Stream::Tls(_) | Stream::TlsClient(_) => {
                 // One poll with a waker that does nothing: the next awaited read registers a real one.
                 let mut cx = Context::from_waker(Waker::noop());
                 let read = std::pin::pin!(self.read_buf(buf));
@@ -118,6 +122,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::TlsClient(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -128,6 +133,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::TlsClient(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -135,6 +141,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::TlsClient(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -142,6 +149,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::TlsClient(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::Closed => Poll::Ready(Err(closed())),
         }
     }

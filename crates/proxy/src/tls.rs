@@ -42,3 +42,38 @@ pub fn server_config(
         builder.with_single_cert(chain, key).map_err(|e| ("tls.key", format!("does not fit the certificate: {e}")))?;
     Ok(Arc::new(config))
 }
+
+/// The client configuration for TLS to a backend: the server's certificate must chain to one of the CAs in
+/// `ca` (PEM) and name the host it is reached by; `client` is an optional certificate chain and key the
+/// proxy presents (for accounts created `REQUIRE X509` or `SUBJECT`). An error names the field (relative to
+/// the backend's `tls:`) and says why.
+pub fn client_config(
+    ca: &[u8],
+    client: Option<(&[u8], &[u8])>,
+) -> Result<Arc<rustls::ClientConfig>, (&'static str, String)> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca) {
+        let cert = cert.map_err(|e| ("ca", format!("not a PEM certificate: {e}")))?;
+        roots.add(cert).map_err(|e| ("ca", format!("unusable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(("ca", "no certificate in the file".into()));
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<_, _>>()
+                .map_err(|e| ("cert", format!("not a PEM certificate chain: {e}")))?;
+            if chain.is_empty() {
+                return Err(("cert", "no certificate in the file".into()));
+            }
+            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| ("key", format!("not a PEM private key: {e}")))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ("key", format!("does not fit the certificate: {e}")))?
+        }
+    };
+    Ok(Arc::new(config))
+}

@@ -11,11 +11,11 @@ use rwsplit_wire::auth;
 use rwsplit_wire::packet::{err_payload, ok_payload};
 use rwsplit_wire::{CapabilityFlags, Frame, StatusFlags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const PEM: &[u8] = include_bytes!("data/rsa_public_key.pem");
 
-async fn read(s: &mut TcpStream) -> Frame {
+async fn read<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Frame {
     let mut h = [0u8; 4];
     s.read_exact(&mut h).await.unwrap();
     let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
@@ -24,7 +24,7 @@ async fn read(s: &mut TcpStream) -> Frame {
     Frame::new(h[3], &p)
 }
 
-async fn write(s: &mut TcpStream, seq: u8, p: &[u8]) {
+async fn write<S: tokio::io::AsyncWrite + Unpin>(s: &mut S, seq: u8, p: &[u8]) {
     s.write_all(Frame::new(seq, p).as_bytes()).await.unwrap();
 }
 
@@ -124,6 +124,7 @@ async fn login(script: Script) -> (Login, Vec<Vec<u8>>) {
         op_timeout: std::time::Duration::from_secs(5),
         public_key: (!matches!(script, Script::FullAuthUnpinned)).then(|| Arc::new(PEM.to_vec())),
         attributes: Arc::new(Vec::new()),
+        tls: None,
     };
     let result = BackendConn::connect(&creds, Duration::from_secs(5)).await;
     (result, server.await.unwrap())
@@ -199,4 +200,191 @@ async fn refused_login_is_reported_with_the_server_error() {
         Err(rwsplit::error::BackendError::Login(e)) => assert_eq!(e.code, 1045),
         other => panic!("expected a login error, got {:?}", other.map(|_| ())),
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, and a second CA, made with openssl in a
+/// temporary directory.
+struct Certs(std::path::PathBuf);
+
+impl Certs {
+    fn new() -> Certs {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("rwsplit-backend-tls-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        for ca in ["ca", "other-ca"] {
+            let (key, pem, subj) = (format!("{ca}.key"), format!("{ca}.pem"), format!("/CN={ca}"));
+            openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem, "-subj", &subj]);
+        }
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=s",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        Certs(dir)
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.0.join(name)).unwrap()
+    }
+
+    /// The proxy's TLS settings for a backend at `addr`, trusting `ca`.
+    fn backend_tls(&self, addr: &str, ca: &str, server_name: Option<&str>) -> rwsplit::config::BackendTls {
+        let mut yaml =
+            format!("listen: 127.0.0.1:0\nmaster:\n  address: {addr}\n  tls:\n    ca: {}\n", self.0.join(ca).display());
+        if let Some(name) = server_name {
+            yaml.push_str(&format!("    server_name: {name}\n"));
+        }
+        yaml.push_str("users:\n  - user: app\n    password: secret\nhealth:\n  user: monitor\n  password: monitorpw\n");
+        let config = rwsplit::config::Config::parse(&yaml, "test.yaml").expect("the config parses");
+        config.tls_of(addr).expect("the master has tls")
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// How the scripted TLS server behaves.
+#[derive(Clone, Copy, PartialEq)]
+enum TlsScript {
+    /// Offers TLS, then asks for caching_sha2_password full authentication over it.
+    FullAuth,
+    /// Does not offer TLS in its greeting.
+    NoTls,
+}
+
+/// Serves one login that starts TLS; returns what the server got after full auth was asked for (or, when
+/// the proxy refused, whatever it sent after the greeting).
+async fn serve_tls(listener: TcpListener, certs: Arc<Certs>, script: TlsScript) -> Vec<u8> {
+    let (mut s, _) = listener.accept().await.unwrap();
+    let nonce = auth::new_scramble();
+    let mut caps = auth::supported_capabilities() - CapabilityFlags::CLIENT_SESSION_TRACK;
+    if script == TlsScript::FullAuth {
+        caps |= CapabilityFlags::CLIENT_SSL;
+    }
+    let mut greeting = auth::greeting("8.0.36", 7, &nonce, 255, caps).to_vec();
+    let native = greeting.windows(21).position(|w| w == auth::NATIVE.as_bytes()).unwrap();
+    greeting.truncate(native);
+    greeting.extend_from_slice(auth::CACHING_SHA2.as_bytes());
+    greeting.push(0);
+    write(&mut s, 0, &greeting).await;
+    if script == TlsScript::NoTls {
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut rest)).await;
+        return rest;
+    }
+    let request = read(&mut s).await;
+    assert_eq!((request.seq(), request.payload().len()), (1, 32), "an SSLRequest");
+    let flags = u32::from_le_bytes(request.payload()[..4].try_into().unwrap());
+    assert!(CapabilityFlags::from_bits_retain(flags).contains(CapabilityFlags::CLIENT_SSL));
+    use rustls_pki_types::pem::PemObject;
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(&certs.read("server.pem"))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&certs.read("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap();
+    let Ok(mut s) = tokio_rustls::TlsAcceptor::from(Arc::new(config)).accept(s).await else {
+        return Vec::new(); // the proxy rejected the certificate
+    };
+    let resp = read(&mut s).await;
+    assert_eq!(resp.seq(), 2);
+    let login = auth::parse_client_login(resp.payload(), auth::supported_capabilities()).unwrap();
+    assert_eq!(login.user, "app");
+    assert!(auth::verify_scramble(auth::CACHING_SHA2, &nonce, b"secret", &login.auth_response));
+    write(&mut s, 3, &[0x01, auth::sha2_msg::PERFORM_FULL_AUTH]).await;
+    let password = read(&mut s).await;
+    assert_eq!(password.seq(), 4);
+    write(&mut s, 5, &ok_payload(0, 0, StatusFlags::SERVER_STATUS_AUTOCOMMIT, 0)).await;
+    password.payload().to_vec()
+}
+
+async fn login_tls(script: TlsScript, ca: &str, server_name: Option<&str>) -> (Login, Vec<u8>) {
+    let certs = Arc::new(Certs::new());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+    let tls = certs.backend_tls(&addr, ca, server_name);
+    let server = tokio::spawn(serve_tls(listener, Arc::clone(&certs), script));
+    let creds = Credentials {
+        key: LoginKey {
+            addr,
+            user: "app".into(),
+            database: None,
+            collation: 45,
+            capabilities: auth::supported_capabilities().bits(),
+        },
+        password: Secret::new("secret"),
+        op_timeout: Duration::from_secs(5),
+        public_key: None,
+        attributes: Arc::new(Vec::new()),
+        tls: Some(tls),
+    };
+    let result = BackendConn::connect(&creds, Duration::from_secs(5)).await;
+    (result, server.await.unwrap())
+}
+
+fn expect_tls_refusal(result: Login, needle: &str) {
+    match result {
+        Err(rwsplit::error::BackendError::Login(e)) => {
+            assert_eq!(e.code, 2026, "{}", e.message);
+            assert!(e.message.contains(needle), "{}", e.message);
+        }
+        other => panic!("expected a TLS refusal, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn over_verified_tls_full_authentication_sends_the_password_in_the_clear() {
+    let (result, password) = login_tls(TlsScript::FullAuth, "ca.pem", None).await;
+    let Connected { conn, .. } = result.expect("logs in over TLS");
+    assert!(conn.wire.is_tls());
+    assert_eq!(password, b"secret\0", "inside TLS, no key is needed");
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_or_for_another_name_is_refused() {
+    let (result, password) = login_tls(TlsScript::FullAuth, "other-ca.pem", None).await;
+    expect_tls_refusal(result, "handshake");
+    assert!(password.is_empty());
+    let (result, password) = login_tls(TlsScript::FullAuth, "ca.pem", Some("db.example.com")).await;
+    expect_tls_refusal(result, "db.example.com");
+    assert!(password.is_empty());
+}
+
+#[tokio::test]
+async fn a_backend_that_does_not_offer_tls_is_never_used_in_plain() {
+    let (result, sent) = login_tls(TlsScript::NoTls, "ca.pem", None).await;
+    expect_tls_refusal(result, "does not offer TLS");
+    assert!(sent.is_empty(), "the proxy sent {} bytes (its login) in plain", sent.len());
 }

@@ -273,6 +273,15 @@ pub fn handshake_response(greeting: &ServerGreeting, login: &BackendLogin<'_>) -
     (buf, plugin.to_string())
 }
 
+/// Turns a [`handshake_response`] into one sent over TLS: sets `CLIENT_SSL` in it and returns the SSLRequest
+/// that goes first in plain (the response's first 32 bytes: capabilities, max packet, collation, filler).
+pub fn for_tls(response: &mut [u8]) -> Option<Vec<u8>> {
+    let caps = response.get_mut(..4)?;
+    let flags = u32::from_le_bytes([caps[0], caps[1], caps[2], caps[3]]) | CapabilityFlags::CLIENT_SSL.bits();
+    caps.copy_from_slice(&flags.to_le_bytes());
+    Some(response.get(..32)?.to_vec())
+}
+
 /// A plugin's answer to an auth-switch or "more data" request, given the password.
 /// `data` is the payload after the 0xFE/0x01 header.
 pub fn parse_auth_switch(payload: &[u8]) -> Option<(String, Vec<u8>)> {
@@ -350,6 +359,31 @@ mod tests {
         assert!(verify_scramble(&plugin, &server.nonce, b"apppw", &parsed.auth_response));
         assert!(!verify_scramble(&plugin, &server.nonce, b"wrong", &parsed.auth_response));
         assert!(verify_scramble(CACHING_SHA2, b"01234567890123456789", b"", b""));
+    }
+
+    #[test]
+    fn tls_login_sends_ssl_request_then_the_same_response_with_client_ssl() {
+        let server =
+            parse_greeting(&greeting("10.11.6-MariaDB", 1, &new_scramble(), 45, supported_capabilities())).unwrap();
+        let login = BackendLogin {
+            capabilities: supported_capabilities(),
+            collation: 45,
+            user: "app",
+            password: b"apppw",
+            database: None,
+            attributes: &[],
+        };
+        let (plain, _) = handshake_response(&server, &login);
+        let mut response = plain.clone();
+        let request = for_tls(&mut response).unwrap();
+        assert_eq!(request.len(), 32);
+        assert_eq!(&request[..], &response[..32]);
+        let caps = CapabilityFlags::from_bits_retain(u32::from_le_bytes(request[..4].try_into().unwrap()));
+        assert!(caps.contains(CapabilityFlags::CLIENT_SSL | CapabilityFlags::CLIENT_PROTOCOL_41));
+        // Nothing but the flag changed.
+        assert_eq!(response[4..], plain[4..]);
+        assert_eq!(parse_client_login(&response, supported_capabilities()).unwrap().user, "app");
+        assert!(for_tls(&mut [0u8; 3]).is_none());
     }
 
     #[test]

@@ -79,7 +79,7 @@ impl Login {
                 user: self.user.as_str().into(),
                 database: self.database.clone(),
                 collation: self.collation,
-                // Compression and TLS are the client leg's own: backend connections do without.
+                // Compression and TLS are the client leg's own (a backend's TLS is its `tls:`).
                 capabilities: (self.capabilities - CapabilityFlags::CLIENT_COMPRESS - CapabilityFlags::CLIENT_SSL)
                     .bits(),
             },
@@ -87,6 +87,7 @@ impl Login {
             attributes: Arc::clone(&self.attributes),
             op_timeout: config.backend_timeout,
             public_key: config.public_key_of(addr),
+            tls: config.tls_of(addr),
         }
     }
 }
