@@ -16,7 +16,12 @@
 # Exit codes: 0 ok, 1 failure, 2 usage error, 3 a port is already taken (a caller may retry elsewhere).
 #
 # Accounts (created on the master, replicated): root@127.0.0.1/rootpw (all privileges), app/apppw (ordinary,
-# so read_only stops it), monitor/monitorpw (replication monitoring, rwsplit.*), repl/replpw (replication).
+# so read_only stops it), monitor/monitorpw (replication monitoring, rwsplit.*), repl/replpw (replication),
+# x509/x509pw (app's privileges, but only over TLS with a client certificate: REQUIRE X509).
+#
+# TLS: every instance serves TLS (clients may use it, none must) with DIR/tls/server.pem, for 127.0.0.1 and
+# localhost, signed by DIR/tls/ca.pem; DIR/tls/client.pem and client.key are a client certificate from the
+# same CA (for rwsplit's backend tls: and the x509 account). Made with openssl at every fresh `up`.
 set -euo pipefail
 
 # mariadbd and mariadb-install-db live in /usr/sbin, which a non-root PATH often lacks.
@@ -205,6 +210,9 @@ write_cnf() {
         echo "performance_schema=OFF"
         echo "event_scheduler=ON"
         echo "character-set-server=utf8mb4"
+        echo "ssl_ca=$DIR/tls/ca.pem"
+        echo "ssl_cert=$DIR/tls/server.pem"
+        echo "ssl_key=$DIR/tls/server.key"
         echo "collation-server=utf8mb4_general_ci"
         echo
         echo "[client]"
@@ -313,6 +321,24 @@ stop_all() {
     for name in "${INSTANCES[@]}"; do wait_stopped "$name"; done
 }
 
+# A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, in DIR/tls.
+make_certs() {
+    local t="$DIR/tls" name ext
+    mkdir -p "$t"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$t/server.ext"
+    printf 'extendedKeyUsage=clientAuth\n' >"$t/client.ext"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$t/ca.key" -out "$t/ca.pem" -days 3650 \
+        -subj "/CN=rwsplit sandbox CA" >"$t/openssl.log" 2>&1 || die "openssl failed; see $t/openssl.log"
+    for name in server client; do
+        ext="$t/$name.ext"
+        openssl req -newkey rsa:2048 -nodes -keyout "$t/$name.key" -out "$t/$name.csr" \
+            -subj "/CN=rwsplit sandbox $name" >>"$t/openssl.log" 2>&1 &&
+            openssl x509 -req -in "$t/$name.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial \
+                -out "$t/$name.pem" -days 3650 -extfile "$ext" >>"$t/openssl.log" 2>&1 ||
+            die "openssl failed; see $t/openssl.log"
+    done
+}
+
 install_datadirs() {
     local d name
     d="$(idir master)"
@@ -346,6 +372,8 @@ GRANT SLAVE MONITOR, REPLICATION CLIENT, PROCESS ON *.* TO 'monitor'@'%';
 GRANT SELECT, INSERT, UPDATE, CREATE ON rwsplit.* TO 'monitor'@'%';
 CREATE USER 'repl'@'%' IDENTIFIED BY 'replpw';
 GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';
+CREATE USER 'x509'@'%' IDENTIFIED BY 'x509pw' REQUIRE X509;
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON *.* TO 'x509'@'%';
 SQL
 }
 
@@ -391,7 +419,8 @@ MariaDB sandbox in $DIR
   master    127.0.0.1:$p0  (server_id 1)
   replica1  127.0.0.1:$p1  (server_id 2, read_only)
   replica2  127.0.0.1:$p2  (server_id 3, read_only)
-  accounts  root/rootpw (all privileges)  app/apppw (ordinary)  monitor/monitorpw  repl/replpw
+  accounts  root/rootpw (all privileges)  app/apppw (ordinary)  monitor/monitorpw  repl/replpw  x509/x509pw
+  tls       CA $DIR/tls/ca.pem, client certificate $DIR/tls/client.pem + client.key
   connect   mariadb --no-defaults -h127.0.0.1 -P$p0 -uapp -papppw app
   stop      $0 down --dir $DIR [--wipe]
 SANDBOX master=127.0.0.1:$p0 replicas=127.0.0.1:$p1,127.0.0.1:$p2 dir=$DIR
@@ -399,12 +428,12 @@ EOF
 }
 
 ensure_installed() {
-    command -v mariadbd >/dev/null && command -v mariadb >/dev/null && return 0
+    command -v mariadbd >/dev/null && command -v mariadb >/dev/null && command -v openssl >/dev/null && return 0
     local sudo=()
     [[ "$(id -u)" == 0 ]] || sudo=(sudo)
-    log "mariadbd not found; installing mariadb-server mariadb-client with apt-get"
+    log "mariadbd or openssl not found; installing mariadb-server mariadb-client openssl with apt-get"
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server mariadb-client >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server mariadb-client openssl >&2
     command -v mariadbd >/dev/null || die "mariadbd still missing after apt-get install"
 }
 
@@ -423,7 +452,8 @@ cmd_up() {
         if [[ -n "$recorded" ]]; then
             local wanted=$BASE_PORT
             BASE_PORT=$recorded
-            if healthy; then
+            # A sandbox from before TLS was added has no certificates: it is recreated.
+            if healthy && [[ -f "$DIR/tls/client.pem" ]]; then
                 if ((PORT_GIVEN && wanted != recorded)); then
                     die "a healthy sandbox already runs in $DIR on base port $recorded (not $wanted); run down first"
                 fi
@@ -447,6 +477,7 @@ cmd_up() {
             exit "$EXIT_PORT_TAKEN"
         fi
     done
+    make_certs
     install_datadirs
     for name in "${INSTANCES[@]}"; do write_cnf "$name"; done
     log "starting master, replica1, replica2 on ports $BASE_PORT-$((BASE_PORT + 2))"

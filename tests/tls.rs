@@ -1,6 +1,8 @@
 //! TLS on the client leg, through real clients: the `mariadb` CLI with `--ssl-verify-server-cert` (CA and
 //! hostname checked), `openssl s_client -starttls mysql`, `tls.require`, client certificates
-//! (`tls.client_ca`), and a certificate renewed on reload.
+//! (`tls.client_ca`), and a certificate renewed on reload. TLS on the backend leg, to the sandbox's servers
+//! (which serve TLS with the sandbox's CA): verified, refused with another CA or name, with a client
+//! certificate for an account created `REQUIRE X509`.
 
 mod common;
 
@@ -9,6 +11,7 @@ use std::process::{Command, Output};
 
 use common::proxy::{config_yaml, Proxy};
 use common::{mariadb_cli, unique_name, Topology};
+use mysql_async::prelude::Queryable;
 
 /// A CA, a server certificate for 127.0.0.1/localhost signed by it, and a client certificate, in a temp dir.
 struct Certs {
@@ -247,4 +250,97 @@ async fn the_metrics_endpoint_serves_https_with_metrics_tls() {
     let yaml = format!("{}metrics:\n  listen: {addr}\n  tls: true\n", config_yaml(topo));
     let err = rwsplit::Config::parse(&yaml, "t").unwrap_err();
     assert!(err.problems.iter().any(|p| p.field == "metrics.tls"), "{err}");
+}
+
+/// A config whose every backend has `tls` (the lines under a replica's `tls:`, indented by six) with the
+/// sandbox's files in `{sandbox}`, and the users app and x509.
+fn backend_tls_yaml(topo: &Topology, tls: &str) -> String {
+    let tls = tls.replace("{sandbox}", &topo.dir.join("tls").to_string_lossy());
+    let master_tls: String = tls.lines().map(|l| format!("{}\n", &l[2..])).collect();
+    let replicas: String = topo.replicas.iter().map(|r| format!("  - address: {r}\n    tls:\n{tls}")).collect();
+    format!(
+        "listen: 127.0.0.1:0\nusers:\n  - user: app\n    password: apppw\n  - user: x509\n    password: x509pw\n\
+         master:\n  address: {}\n  tls:\n{master_tls}replicas:\n{replicas}connect_timeout: 1s\nshutdown_grace: 1s\n",
+        topo.master
+    )
+}
+
+const SSL_VERSION: &str =
+    "SELECT @@server_id, (SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_version')";
+
+/// The server id and the TLS version (empty without TLS) of the backend connection a statement ran on.
+async fn backend_tls_of(conn: &mut mysql_async::Conn, in_transaction: bool) -> (u32, String) {
+    if in_transaction {
+        conn.query_drop("START TRANSACTION").await.expect("begin");
+    }
+    let row: (u32, String) = conn.query_first(SSL_VERSION).await.expect("the query runs").expect("a row");
+    if in_transaction {
+        conn.query_drop("COMMIT").await.expect("commit");
+    }
+    row
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_legs_use_tls_verified_against_the_servers_ca() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start_yaml(&backend_tls_yaml(topo, "      ca: {sandbox}/ca.pem\n")).await;
+    let mut conn = proxy.conn().await;
+    let (replica, version) = backend_tls_of(&mut conn, false).await;
+    assert!((2..=3).contains(&replica), "a plain read goes to a replica, got server {replica}");
+    assert!(version.starts_with("TLSv1."), "replica leg without TLS: {version:?}");
+    let (master, version) = backend_tls_of(&mut conn, true).await;
+    assert_eq!(master, 1, "a transaction runs on the master");
+    assert!(version.starts_with("TLSv1."), "master leg without TLS: {version:?}");
+    conn.query_drop("CREATE TABLE IF NOT EXISTS app.tls_backend (id INT PRIMARY KEY)").await.unwrap();
+    conn.query_drop("REPLACE INTO app.tls_backend VALUES (1)").await.expect("a write over TLS");
+    drop(conn);
+    // The same statement through a proxy without backend TLS: the check can tell.
+    let plain = Proxy::start(topo).await;
+    let (_, version) = backend_tls_of(&mut plain.conn().await, true).await;
+    assert_eq!(version, "", "the servers report no TLS on a plain connection");
+}
+
+/// The error a client gets when it connects through `proxy` (which reaches the master at login) or, if
+/// that succeeds, for its first statement.
+async fn first_error(proxy: &Proxy, user: &str, password: &str) -> mysql_async::ServerError {
+    let result = match mysql_async::Conn::new(proxy.opts(user, password)).await {
+        Ok(mut conn) => conn.query_first::<(u32, String), _>(SSL_VERSION).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(mysql_async::Error::Server(e)) => e,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_certificate_from_another_ca_or_for_another_name_is_refused() {
+    let topo = Topology::shared();
+    let certs = Certs::new();
+    let other_ca = format!("      ca: {}\n", certs.path("other-ca.pem"));
+    let proxy = Proxy::start_yaml(&backend_tls_yaml(topo, &other_ca)).await;
+    let e = first_error(&proxy, "app", "apppw").await;
+    assert_eq!(e.code, 2026, "{e:?}");
+    assert!(e.message.contains("TLS to backend") && e.message.contains("UnknownIssuer"), "{}", e.message);
+    let wrong_name = "      ca: {sandbox}/ca.pem\n      server_name: db.example.com\n";
+    let proxy = Proxy::start_yaml(&backend_tls_yaml(topo, wrong_name)).await;
+    let e = first_error(&proxy, "app", "apppw").await;
+    assert_eq!(e.code, 2026, "{e:?}");
+    assert!(e.message.contains("db.example.com"), "{}", e.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_certificate_lets_a_require_x509_account_in() {
+    let topo = Topology::shared();
+    // Without a client certificate the server refuses the account, and the client gets its error.
+    let proxy = Proxy::start_yaml(&backend_tls_yaml(topo, "      ca: {sandbox}/ca.pem\n")).await;
+    let e = first_error(&proxy, "x509", "x509pw").await;
+    assert_eq!(e.code, 1045, "{e:?}");
+    let with_cert = "      ca: {sandbox}/ca.pem\n      cert: {sandbox}/client.pem\n      key: {sandbox}/client.key\n";
+    let proxy = Proxy::start_yaml(&backend_tls_yaml(topo, with_cert)).await;
+    let mut conn = proxy.conn_as("x509", "x509pw", "app").await;
+    let (replica, version) = backend_tls_of(&mut conn, false).await;
+    assert!((2..=3).contains(&replica) && version.starts_with("TLSv1."), "{replica} {version:?}");
+    let (master, _) = backend_tls_of(&mut conn, true).await;
+    assert_eq!(master, 1);
 }
