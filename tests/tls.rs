@@ -344,3 +344,93 @@ async fn a_client_certificate_lets_a_require_x509_account_in() {
     let (master, _) = backend_tls_of(&mut conn, true).await;
     assert_eq!(master, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_health_checker_uses_the_backends_tls_and_client_certificate() {
+    let topo = Topology::shared();
+    // A monitoring account the servers admit only over TLS with a certificate (created on the master,
+    // replicated to the replicas).
+    let mut root = mysql_async::Conn::new(topo.direct_opts(topo.master, "root", "rootpw")).await.unwrap();
+    root.query_drop(
+        "CREATE USER IF NOT EXISTS 'monitor_x509'@'%' IDENTIFIED BY 'monitorpw' REQUIRE X509; \
+         GRANT SLAVE MONITOR, REPLICATION CLIENT, PROCESS ON *.* TO 'monitor_x509'@'%'",
+    )
+    .await
+    .unwrap();
+    drop(root);
+    topo.wait_replicated().await;
+    let health = "health:\n  user: monitor_x509\n  password: monitorpw\n  interval: 100ms\n  timeout: 1s\n";
+    let all_up = |h: &rwsplit::health::Snapshot| topo.servers().iter().all(|a| h.reachable(&a.to_string()));
+    let with_cert = "      ca: {sandbox}/ca.pem\n      cert: {sandbox}/client.pem\n      key: {sandbox}/client.key\n";
+    let proxy = Proxy::start_yaml(&format!("{}{health}", backend_tls_yaml(topo, with_cert))).await;
+    proxy.wait_health("every backend answers its probes over TLS", std::time::Duration::from_secs(10), all_up).await;
+    let replicas = |h: &rwsplit::health::Snapshot| topo.replicas.iter().all(|a| h.serves_reads(&a.to_string()));
+    proxy.wait_health("the replicas serve reads", std::time::Duration::from_secs(10), replicas).await;
+    // Without the client certificate the servers refuse the account: the probes fail.
+    let ca_only = "      ca: {sandbox}/ca.pem\n";
+    let proxy = Proxy::start_yaml(&format!("{}{health}", backend_tls_yaml(topo, ca_only))).await;
+    let refused = |h: &rwsplit::health::Snapshot| {
+        topo.servers().iter().all(|a| {
+            h.servers.get(&*a.to_string()).and_then(|s| s.last_error.as_deref()).is_some_and(|e| e.contains("1045"))
+        })
+    };
+    proxy
+        .wait_health("every probe is refused without the certificate", std::time::Duration::from_secs(10), refused)
+        .await;
+}
+
+/// mysql_async (rustls) through the proxy's client-leg TLS, trusting the CA in `ca`.
+async fn mysql_async_tls(proxy: &Proxy, ca: &str) -> mysql_async::Result<u32> {
+    let ssl = mysql_async::SslOpts::default()
+        .with_root_certs(vec![std::path::PathBuf::from(ca).into()])
+        .with_disable_built_in_roots(true);
+    let opts = mysql_async::OptsBuilder::from_opts(proxy.opts("app", "apppw")).ssl_opts(ssl);
+    let mut conn = mysql_async::Conn::new(opts).await?;
+    let id: Option<u32> = conn.query_first("SELECT @@server_id").await?;
+    conn.disconnect().await?;
+    Ok(id.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_async_verifies_the_certificate() {
+    let topo = Topology::shared();
+    let certs = Certs::new();
+    let proxy = Proxy::start_yaml(&certs.tls_yaml(topo, "  require: true\n")).await;
+    let id = mysql_async_tls(&proxy, &certs.path("ca.pem")).await.expect("TLS with the proxy's CA");
+    assert!((1..=3).contains(&id));
+    let refused = mysql_async_tls(&proxy, &certs.path("other-ca.pem")).await;
+    assert!(refused.is_err(), "mysql_async accepted a certificate of another CA");
+    // Under require, the same client without TLS is refused by the proxy.
+    let plain = mysql_async::Conn::new(proxy.opts("app", "apppw")).await;
+    assert!(matches!(plain, Err(mysql_async::Error::Server(ref e)) if e.code == 3159), "{plain:?}");
+}
+
+/// PyMySQL (pure Python, in the drivers venv) over TLS, verifying the certificate and the host name.
+fn pymysql(proxy: &Proxy, ca: &str) -> Output {
+    let python = common::repo_root().join("target/drivers-venv/bin/python");
+    assert!(python.exists(), "{} is missing: run tests/drivers/install.sh", python.display());
+    let script = "import os, pymysql\n\
+        c = pymysql.connect(host='127.0.0.1', port=int(os.environ['PORT']), user='app', password='apppw',\n\
+            ssl_ca=os.environ['CA'], ssl_verify_cert=True, ssl_verify_identity=True)\n\
+        cur = c.cursor(); cur.execute('SELECT @@server_id'); print(cur.fetchone()[0])\n";
+    Command::new(python)
+        .args(["-c", script])
+        .env("PORT", proxy.addr.port().to_string())
+        .env("CA", ca)
+        .output()
+        .expect("run python")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pymysql_verifies_the_certificate() {
+    let topo = Topology::shared();
+    let certs = Certs::new();
+    let proxy = Proxy::start_yaml(&certs.tls_yaml(topo, "  require: true\n")).await;
+    let out = tokio::task::block_in_place(|| pymysql(&proxy, &certs.path("ca.pem")));
+    assert!(ok(&out), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let id: u32 = stdout.trim().parse().expect("a server id");
+    assert!((1..=3).contains(&id));
+    let out = tokio::task::block_in_place(|| pymysql(&proxy, &certs.path("other-ca.pem")));
+    assert!(!ok(&out), "PyMySQL accepted a certificate of another CA");
+}

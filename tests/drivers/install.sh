@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the third-party drivers that tests/drivers.rs runs through rwsplit, at the versions pinned here:
 #   - Node mysql2 (tests/drivers/package.json + package-lock.json) with `npm ci` into tests/drivers/node_modules;
-#   - MySQL Connector/Python (tests/drivers/requirements.txt) into a venv at target/drivers-venv.
+#   - MySQL Connector/Python and PyMySQL (tests/drivers/requirements.txt) into a venv at target/drivers-venv.
 # Idempotent: each part is skipped when it is already installed with the pinned versions (a stamp holding
 # the hash of the lock/requirements file, and the installed version checked). Progress goes to stderr.
 # Needs node and npm (18+), python3 with the venv module, and the npm registry and PyPI.
@@ -105,10 +105,11 @@ install_python() {
     fi
     have="$(installed_connector_version)"
     [[ "$have" == "$pinned" ]] || die "after pip install, the venv has mysql-connector-python '${have:-none}', expected $pinned"
+    "$VENV/bin/python" -c 'import pymysql' || die "after pip install, the venv has no pymysql"
     echo "$want" >"$VENV/$STAMP"
     log "mysql-connector-python $have installed in $((SECONDS - started)) s"
 }
 
 install_node
 install_python
-log "drivers ready: tests/drivers/node_modules (mysql2), target/drivers-venv (mysql-connector-python)"
+log "drivers ready: tests/drivers/node_modules (mysql2), target/drivers-venv (mysql-connector-python, PyMySQL)"

@@ -394,14 +394,31 @@ impl Probe {
         }
     }
 
+    /// The monitoring connection's options: the backend's `tls:` as the data path uses it (its CA only, the
+    /// name it must carry, the client certificate), read from the config in force at each connect.
     fn opts(&self) -> Opts {
         let (host, port) = self.addr.rsplit_once(':').unwrap_or((&self.addr, "3306"));
+        let ssl = self.shared.config.load().tls_of(&self.addr).map(|tls| {
+            let identity = match (&tls.cert, &tls.key) {
+                (Some(cert), Some(key)) => Some(mysql_async::ClientIdentity::new(
+                    std::path::PathBuf::from(cert).into(),
+                    std::path::PathBuf::from(key).into(),
+                )),
+                _ => None,
+            };
+            mysql_async::SslOpts::default()
+                .with_root_certs(vec![std::path::PathBuf::from(&tls.ca).into()])
+                .with_disable_built_in_roots(true)
+                .with_danger_tls_hostname_override(Some(tls.server_name.clone()))
+                .with_client_identity(identity)
+        });
         OptsBuilder::default()
             .ip_or_hostname(host.trim_matches(['[', ']']))
             .tcp_port(port.parse().unwrap_or(3306))
             .user(Some(self.health.user.clone()))
             .pass(Some(String::from_utf8_lossy(self.health.password.expose()).into_owned()))
             .prefer_socket(false)
+            .ssl_opts(ssl)
             .into()
     }
 
