@@ -252,15 +252,17 @@ async fn the_metrics_endpoint_serves_https_with_metrics_tls() {
     assert!(err.problems.iter().any(|p| p.field == "metrics.tls"), "{err}");
 }
 
-/// A config whose every backend has `tls` (the lines under a replica's `tls:`, indented by six) with the
-/// sandbox's files in `{sandbox}`, and the users app and x509.
+/// A config whose every backend has `tls` (the lines under a replica's `tls:`, indented by six; empty for
+/// none) with the sandbox's files in `{sandbox}`, and the users app and x509.
 fn backend_tls_yaml(topo: &Topology, tls: &str) -> String {
     let tls = tls.replace("{sandbox}", &topo.dir.join("tls").to_string_lossy());
+    // Empty: no tls: at all.
+    let (key, replica_key) = if tls.is_empty() { ("", "") } else { ("  tls:\n", "    tls:\n") };
     let master_tls: String = tls.lines().map(|l| format!("{}\n", &l[2..])).collect();
-    let replicas: String = topo.replicas.iter().map(|r| format!("  - address: {r}\n    tls:\n{tls}")).collect();
+    let replicas: String = topo.replicas.iter().map(|r| format!("  - address: {r}\n{replica_key}{tls}")).collect();
     format!(
         "listen: 127.0.0.1:0\nusers:\n  - user: app\n    password: apppw\n  - user: x509\n    password: x509pw\n\
-         master:\n  address: {}\n  tls:\n{master_tls}replicas:\n{replicas}connect_timeout: 1s\nshutdown_grace: 1s\n",
+         master:\n  address: {}\n{key}{master_tls}replicas:\n{replicas}connect_timeout: 1s\nshutdown_grace: 1s\n",
         topo.master
     )
 }
@@ -433,4 +435,70 @@ async fn pymysql_verifies_the_certificate() {
     assert!((1..=3).contains(&id));
     let out = tokio::task::block_in_place(|| pymysql(&proxy, &certs.path("other-ca.pem")));
     assert!(!ok(&out), "PyMySQL accepted a certificate of another CA");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_port_serves_tls_only_with_admin_tls() {
+    let topo = Topology::shared();
+    let certs = Certs::new();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+    let section = format!("admin:\n  listen: {admin}\n  user: admin\n  password: adminpw\n  tls: true\n");
+    let _proxy = Proxy::start_yaml(&certs.tls_yaml(topo, &section)).await;
+    let run = |args: Vec<String>| {
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend(["--batch", "-e", "SHOW POOLS"]);
+        mariadb_cli(admin, "admin", "adminpw", &all, None)
+    };
+    let ca = format!("--ssl-ca={}", certs.path("ca.pem"));
+    // The port opens once the proxy has started; poll until the CLI gets through.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let out = loop {
+        let out =
+            tokio::task::block_in_place(|| run(vec!["--ssl".into(), "--ssl-verify-server-cert".into(), ca.clone()]));
+        if ok(&out)
+            || std::time::Instant::now() > deadline
+            || !stderr(&out).contains("2002") && !stderr(&out).contains("2003")
+        {
+            break out;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(ok(&out), "admin over verified TLS: {}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("backend\tin_use\tidle"), "{out:?}");
+    let other = format!("--ssl-ca={}", certs.path("other-ca.pem"));
+    let out = tokio::task::block_in_place(|| run(vec!["--ssl".into(), "--ssl-verify-server-cert".into(), other]));
+    assert!(!ok(&out), "a certificate of another CA was accepted");
+    let out = tokio::task::block_in_place(|| run(vec!["--skip-ssl".into()]));
+    assert!(!ok(&out) && stderr(&out).contains("3159"), "a plain admin client: {}", stderr(&out));
+    // A wrong password over TLS is refused as without it.
+    let out = tokio::task::block_in_place(|| {
+        mariadb_cli(admin, "admin", "wrong", &["--ssl", "--ssl-verify-server-cert", &ca, "-e", "SHOW POOLS"], None)
+    });
+    assert!(!ok(&out) && stderr(&out).contains("1045"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_reload_turns_backend_tls_on_no_plain_pooled_connection_is_reused() {
+    let topo = Topology::shared();
+    let proxy = Proxy::start_yaml(&backend_tls_yaml(topo, "")).await;
+    let mut conn = proxy.conn().await;
+    let (_, version) = backend_tls_of(&mut conn, false).await;
+    assert_eq!(version, "");
+    let (_, version) = backend_tls_of(&mut conn, true).await;
+    assert_eq!(version, "");
+    conn.disconnect().await.unwrap();
+    // Both legs go back to the pool.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while proxy.shared.pool.idle_count(&topo.master.to_string()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the master connection was never pooled");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let with_tls = rwsplit::Config::parse(&backend_tls_yaml(topo, "      ca: {sandbox}/ca.pem\n"), "t").unwrap();
+    let report = rwsplit::reload::apply(&proxy.shared, with_tls);
+    assert!(report.restart_needed.is_empty(), "{report}");
+    let mut conn = proxy.conn().await;
+    let (_, version) = backend_tls_of(&mut conn, true).await;
+    assert!(version.starts_with("TLSv1."), "the master leg reused a plain pooled connection: {version:?}");
+    let (_, version) = backend_tls_of(&mut conn, false).await;
+    assert!(version.starts_with("TLSv1."), "the replica leg reused a plain pooled connection: {version:?}");
 }

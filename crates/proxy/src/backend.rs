@@ -89,6 +89,9 @@ pub struct LoginKey {
     pub collation: u16,
     /// Client capabilities passed on (they change packet formats, e.g. DEPRECATE_EOF).
     pub capabilities: u32,
+    /// The connection was made over TLS (`tls:` of the backend): after a reload that turns a backend's TLS
+    /// on, no plain pooled connection is handed out for it.
+    pub tls: bool,
 }
 
 /// A logged-in backend connection.

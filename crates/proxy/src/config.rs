@@ -371,6 +371,8 @@ pub struct Admin {
     pub user: String,
     /// Its password.
     pub password: Secret,
+    /// TLS with the `tls:` section's certificate, required of every admin client.
+    pub tls: bool,
 }
 
 /// Backend pool settings.
@@ -519,6 +521,7 @@ struct RawAdmin {
     user: String,
     password: Option<String>,
     password_env: Option<String>,
+    tls: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -661,8 +664,12 @@ impl Validator {
         });
         let admin = raw.admin.and_then(|a| {
             let listen = self.socket_addr("admin.listen", &a.listen);
+            let tls_wanted = a.tls.unwrap_or(false);
+            if tls_wanted && tls.is_none() {
+                self.problem("admin.tls", "needs a tls: section (its certificate is served)");
+            }
             let password = self.password("admin", a.password, a.password_env)?;
-            Some(Admin { listen: listen?, user: a.user, password })
+            Some(Admin { listen: listen?, user: a.user, password, tls: tls_wanted })
         });
         let raw_pool = raw.pool.unwrap_or(RawPool {
             max_idle: None,
@@ -1170,5 +1177,25 @@ mod tests {
         );
         let err = Config::parse(&not_a_key, "t").unwrap_err();
         assert!(err.problems.iter().any(|p| p.field == "master.public_key"), "{err}");
+    }
+
+    #[test]
+    fn backend_tls_problems_name_their_field() {
+        let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rsa_public_key.pem");
+        let master = GOOD.lines().find(|l| l.trim_start().starts_with("address:")).expect("an address line");
+        let with = |tls: &str| GOOD.replacen(master, &format!("{master}\n  tls:\n{tls}"), 1);
+        let fields = |yaml: &str| -> Vec<String> {
+            Config::parse(yaml, "t").unwrap_err().problems.into_iter().map(|p| p.field).collect()
+        };
+        assert_eq!(fields(&with("    ca: /nonexistent/ca.pem\n")), ["master.tls.ca"]);
+        assert_eq!(fields(&with(&format!("    ca: {pem}\n"))), ["master.tls.ca"], "a public key is no CA");
+        let cert_only = format!("    ca: /nonexistent/ca.pem\n    cert: {pem}\n");
+        assert!(fields(&with(&cert_only)).contains(&"master.tls.key".to_string()));
+        let bad_name = "    ca: /nonexistent/ca.pem\n    server_name: 'not a name'\n";
+        assert!(fields(&with(bad_name)).contains(&"master.tls.server_name".to_string()));
+        let unknown = "    ca: /nonexistent/ca.pem\n    verify: false\n";
+        assert!(Config::parse(&with(unknown), "t").is_err(), "unknown keys are errors");
+        let admin_tls = GOOD.replacen("  password: adminpw\n", "  password: adminpw\n  tls: true\n", 1);
+        assert_eq!(fields(&admin_tls), ["admin.tls"]);
     }
 }

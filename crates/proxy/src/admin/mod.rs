@@ -34,6 +34,11 @@
 //! things opensrv does differently from a MySQL server: it refuses a login with error 1698 (the relay sends
 //! 1045) and acknowledges protocol commands it does not know with an OK (the relay answers them itself with
 //! an error, before they reach opensrv).
+//!
+//! TLS (`admin.tls: true`, with the `tls:` section's certificate) is terminated by the relay, so opensrv
+//! never sees it: the relay adds `CLIENT_SSL` to opensrv's greeting, answers the client's SSLRequest with
+//! the TLS handshake, and renumbers the login packets around the SSLRequest it kept from opensrv. Every admin
+//! client must then use TLS; a plain one gets error 3159.
 
 use std::future::Future;
 use std::io;
@@ -56,6 +61,7 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::stream::Stream;
 use crate::Shared;
 
 mod command;
@@ -113,6 +119,11 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     async move {
         let _ = stream.set_nodelay(true);
         let denial = Arc::new(Mutex::new(None));
+        let tls = {
+            let config = shared.config.load();
+            let wanted = config.admin.as_ref().is_some_and(|a| a.tls);
+            config.tls.as_ref().filter(|_| wanted).map(|t| t.acceptor.clone())
+        };
         let (near, far) = tokio::io::duplex(PIPE_BUFFER);
         let (far_read, far_write) = tokio::io::split(far);
         let admission = Arc::clone(&shared.admission);
@@ -120,7 +131,7 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         // Each side ends when the other does: a finished future drops its end of the pipe.
         let (served, relayed) = tokio::join!(
             AsyncMysqlIntermediary::run_on(shim, far_read, far_write),
-            relay(stream, near, &denial, &admission)
+            relay(stream, near, &denial, &admission, tls)
         );
         // A refused login was logged when it was checked.
         match (served, relayed) {
@@ -171,6 +182,8 @@ struct Gate {
     logged_in: bool,
     /// The frames that follow belong to a refused command of 16 MiB or more.
     skipping: bool,
+    /// The relay terminated TLS: the handshake response's `CLIENT_SSL` is not opensrv's business.
+    tls: bool,
 }
 
 impl Gate {
@@ -187,7 +200,11 @@ impl Gate {
             return frame;
         }
         let mut payload = payload.to_vec();
-        payload[..4].copy_from_slice(&(caps | CapabilityFlags::CLIENT_SESSION_TRACK.bits()).to_le_bytes());
+        let mut caps = caps | CapabilityFlags::CLIENT_SESSION_TRACK.bits();
+        if self.tls {
+            caps &= !CapabilityFlags::CLIENT_SSL.bits();
+        }
+        payload[..4].copy_from_slice(&caps.to_le_bytes());
         Frame::new(frame.seq(), &payload)
     }
 
@@ -265,13 +282,30 @@ async fn relay(
     pipe: DuplexStream,
     denial: &Mutex<Option<String>>,
     admission: &crate::admission::Admission,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> io::Result<()> {
     let peer_ip = client.peer_addr().ok().map(|a| a.ip());
-    let (client_read, mut client_write) = client.into_split();
     let (pipe_read, mut pipe_write) = tokio::io::split(pipe);
-    let (mut from_client, mut from_server) = (FrameReader::new(client_read), FrameReader::new(pipe_read));
-    let mut gate = Gate::default();
+    let mut from_server = FrameReader::new(pipe_read);
     let login_deadline = tokio::time::Instant::now() + LOGIN_TIMEOUT;
+    // With TLS, the login packets after the SSLRequest are one sequence number ahead of opensrv's.
+    let (client, shift) = match tls {
+        None => (Stream::Plain(client), 0),
+        Some(acceptor) => {
+            let started = tokio::time::timeout_at(login_deadline, start_tls(client, &mut from_server, acceptor));
+            match started.await {
+                Ok(Ok(Some(stream))) => (stream, 1),
+                Ok(Ok(None)) => return Ok(()),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake within the login timeout"))
+                }
+            }
+        }
+    };
+    let (client_read, mut client_write) = tokio::io::split(client);
+    let mut from_client = FrameReader::new(client_read);
+    let mut gate = Gate { tls: shift == 1, ..Gate::default() };
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(login_deadline), if !gate.logged_in => {
@@ -280,6 +314,7 @@ async fn relay(
             frame = from_client.next((!gate.logged_in).then_some(crate::session::MAX_LOGIN_PACKET)) => {
                 let Some(frame) = frame? else { return Ok(()) };
                 let frame = gate.handshake_response(frame);
+                let frame = if gate.logged_in || shift == 0 { frame } else { renumber(frame, 0u8.wrapping_sub(shift)) };
                 match gate.client_frame(&frame) {
                     Action::Forward => pipe_write.write_all(frame.as_bytes()).await?,
                     Action::Swallow => {}
@@ -298,10 +333,60 @@ async fn relay(
                         tokio::time::sleep(admission.login_failed(ip)).await;
                     }
                 }
+                let frame = if gate.logged_in || shift == 0 { frame } else { renumber(frame, shift) };
                 client_write.write_all(gate.server_frame(frame, denial).as_bytes()).await?;
             }
         }
     }
+}
+
+/// `frame` with its sequence id moved by `by` (wrapping).
+fn renumber(frame: Frame, by: u8) -> Frame {
+    Frame::new(frame.seq().wrapping_add(by), frame.payload())
+}
+
+/// Sets `CLIENT_SSL` in a server greeting (HandshakeV10: the lower capability bytes follow the version
+/// string, the connection id, 8 bytes of nonce and a filler byte). None when the greeting is not one.
+fn offer_tls(greeting: &[u8]) -> Option<Vec<u8>> {
+    if greeting.first() != Some(&10) {
+        return None;
+    }
+    let version_end = 1 + greeting.get(1..)?.iter().position(|b| *b == 0)?;
+    let at = version_end + 1 + 4 + 8 + 1;
+    let low = u16::from_le_bytes([*greeting.get(at)?, *greeting.get(at + 1)?]);
+    let mut out = greeting.to_vec();
+    out[at..at + 2].copy_from_slice(&(low | CapabilityFlags::CLIENT_SSL.bits() as u16).to_le_bytes());
+    Some(out)
+}
+
+/// The TLS start of an admin login: opensrv's greeting goes out offering TLS; the client's first packet must
+/// be an SSLRequest (kept from opensrv), answered with the TLS handshake. None when the client was refused
+/// (it did not ask for TLS: error 3159) or went away.
+async fn start_tls<R: AsyncRead + Unpin>(
+    mut client: TcpStream,
+    from_server: &mut FrameReader<R>,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> io::Result<Option<Stream>> {
+    let Some(greeting) = from_server.next(None).await? else { return Ok(None) };
+    let offered = offer_tls(greeting.payload())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "opensrv sent no HandshakeV10 greeting"))?;
+    client.write_all(Frame::new(greeting.seq(), &offered).as_bytes()).await?;
+    let (first, rest) = {
+        let mut reader = FrameReader::new(&mut client);
+        let first = reader.next(Some(crate::session::MAX_LOGIN_PACKET)).await?;
+        (first, reader.buf.split().freeze())
+    };
+    let Some(first) = first else { return Ok(None) };
+    let p = first.payload();
+    let caps = p.get(..4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).unwrap_or_default();
+    if p.len() != 32 || caps & CapabilityFlags::CLIENT_SSL.bits() == 0 {
+        let msg = "Connections using insecure transport are prohibited (rwsplit admin: admin.tls is on)";
+        let reply = Frame::new(first.seq().wrapping_add(1), &err_payload(3159, b"HY000", msg));
+        client.write_all(reply.as_bytes()).await?;
+        return Ok(None);
+    }
+    let tls = acceptor.accept(crate::stream::Rewind::new(rest, client)).await?;
+    Ok(Some(Stream::Tls(Box::new(tls))))
 }
 
 /// The opensrv output stream of one connection.
@@ -447,6 +532,18 @@ impl AsyncMysqlShim<Out> for Shim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_greeting_offers_tls_and_nothing_else_changes() {
+        let caps = rwsplit_wire::auth::supported_capabilities();
+        let plain = rwsplit_wire::auth::greeting("5.7.0-opensrv", 9, &new_scramble(), 33, caps).to_vec();
+        let offered = offer_tls(&plain).expect("a HandshakeV10");
+        let parsed = rwsplit_wire::auth::parse_greeting(&offered).expect("still a greeting");
+        assert_eq!(parsed.capabilities, caps | CapabilityFlags::CLIENT_SSL);
+        assert_eq!((parsed.version.as_str(), parsed.connection_id), ("5.7.0-opensrv", 9));
+        assert_eq!(plain.iter().zip(&offered).filter(|(a, b)| a != b).count(), 1, "one byte differs");
+        assert!(offer_tls(&[9, 0]).is_none() && offer_tls(&[10, b'x']).is_none() && offer_tls(&[]).is_none());
+    }
 
     #[test]
     fn relay_refuses_unknown_commands_and_rewrites_login_refusal() {

@@ -73,6 +73,7 @@ impl Login {
     /// current password (a rotated password takes effect for new backend connections at once).
     pub fn credentials(&self, addr: &Arc<str>, config: &Config) -> Credentials {
         let password = config.user(&self.user).map_or_else(|| self.password.clone(), |u| u.password.clone());
+        let tls = config.tls_of(addr);
         Credentials {
             key: LoginKey {
                 addr: Arc::clone(addr),
@@ -82,12 +83,13 @@ impl Login {
                 // Compression and TLS are the client leg's own (a backend's TLS is its `tls:`).
                 capabilities: (self.capabilities - CapabilityFlags::CLIENT_COMPRESS - CapabilityFlags::CLIENT_SSL)
                     .bits(),
+                tls: tls.is_some(),
             },
             password,
             attributes: Arc::clone(&self.attributes),
             op_timeout: config.backend_timeout,
             public_key: config.public_key_of(addr),
-            tls: config.tls_of(addr),
+            tls,
         }
     }
 }
