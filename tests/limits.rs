@@ -130,6 +130,81 @@ async fn backend_connections_are_capped_and_a_freed_one_is_reused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn under_a_cap_sessions_share_backend_connections_between_statements() {
+    use mysql_async::prelude::*;
+    let topo = Topology::shared();
+    const SESSIONS: usize = 50;
+    const READS: usize = 20;
+    let yaml = format!("{}pool:\n  max_backend_connections: 2\n", config_yaml(topo));
+    let proxy = Proxy::start_yaml(&yaml).await;
+    // Fifty sessions, all open at once (each logged in with a database, which the master checks), read in
+    // parallel through two connections per backend: each statement borrows one and gives it back.
+    let mut sessions = Vec::new();
+    for _ in 0..SESSIONS {
+        sessions.push(proxy.conn().await);
+    }
+    let tasks: Vec<_> = sessions
+        .into_iter()
+        .map(|mut conn| {
+            tokio::spawn(async move {
+                let mut served = Vec::new();
+                for i in 0..READS {
+                    let row: Option<(u32, usize)> = conn.query_first(format!("SELECT @@server_id, {i}")).await?;
+                    served.push(row.map(|(id, _)| id));
+                }
+                conn.disconnect().await?;
+                Ok::<_, mysql_async::Error>(served)
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.expect("the task ran").expect("every statement succeeds under the cap"));
+    }
+    assert_eq!(ids.len(), SESSIONS * READS);
+    assert!(ids.iter().all(|id| matches!(id, Some(2 | 3))), "plain reads on the replicas: {ids:?}");
+    let idle: usize = topo.servers().iter().map(|a| proxy.shared.pool.idle_count(&a.to_string())).sum();
+    assert!(idle <= 2 * 3, "{idle} idle connections under a cap of 2 per backend");
+
+    // A statement's warnings stay readable: the connection that has them stays with its session, while
+    // other sessions keep borrowing.
+    let mut warned = proxy.conn().await;
+    let mut busy = proxy.conn().await;
+    let _: Option<Option<u32>> = warned.query_first("SELECT 1/0").await.unwrap();
+    for _ in 0..4 {
+        let _: Option<u32> = busy.query_first("SELECT @@server_id").await.unwrap();
+    }
+    let warnings: Vec<(String, u32, String)> = warned.query("SHOW WARNINGS").await.unwrap();
+    let mut direct = mysql_async::Conn::new(topo.direct_opts(topo.replicas[0], "app", "apppw")).await.unwrap();
+    let _: Option<Option<u32>> = direct.query_first("SELECT 1/0").await.unwrap();
+    let expected: Vec<(String, u32, String)> = direct.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(warnings, expected, "SHOW WARNINGS through a capped pool, as direct");
+    assert_eq!(warnings.len(), 1);
+    // Once the next statement leaves none, the connection is shared again; SHOW WARNINGS is still empty.
+    let _: Option<u32> = warned.query_first("SELECT 1").await.unwrap();
+    let warnings: Vec<(String, u32, String)> = warned.query("SHOW WARNINGS").await.unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    // SQL_CALC_FOUND_ROWS: the count stays readable by the next statement.
+    let _: Vec<u32> = warned.query("SELECT SQL_CALC_FOUND_ROWS @@server_id FROM mysql.user LIMIT 1").await.unwrap();
+    // Another session reads meanwhile, on both replicas: any connection given back is taken and used.
+    for _ in 0..4 {
+        let _: Option<u32> = busy.query_first("SELECT @@server_id").await.unwrap();
+    }
+    let found: Option<u64> = warned.query_first("SELECT FOUND_ROWS()").await.unwrap();
+    let _: Vec<u32> = direct.query("SELECT SQL_CALC_FOUND_ROWS @@server_id FROM mysql.user LIMIT 1").await.unwrap();
+    let expected: Option<u64> = direct.query_first("SELECT FOUND_ROWS()").await.unwrap();
+    assert_eq!(found, expected, "FOUND_ROWS() after SQL_CALC_FOUND_ROWS, as direct");
+    assert!(expected.unwrap_or(0) > 1, "the test needs more than one row: {expected:?}");
+    // Session state keeps a session's connections: its variable is there at every read.
+    warned.query_drop("SET @@session.sql_mode = 'ANSI_QUOTES'").await.unwrap();
+    for _ in 0..5 {
+        let _: Option<u32> = busy.query_first("SELECT @@server_id").await.unwrap();
+        let mode: Option<String> = warned.query_first("SELECT @@session.sql_mode").await.unwrap();
+        assert_eq!(mode.as_deref(), Some("ANSI_QUOTES"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn idle_pooled_connections_close_after_idle_timeout() {
     use mysql_async::prelude::*;
     let topo = Topology::shared();

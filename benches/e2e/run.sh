@@ -14,6 +14,10 @@
 #             connection
 #   idle      VmRSS of a fresh rwsplit before/after BENCH_IDLE_CONNS idle logged-in client connections
 #             (benches/idle.rs): bytes per connection
+#   load      BENCH_LOAD_CONNS (10000) client connections open at once, each querying (a point select, then
+#             a random pause of mean BENCH_LOAD_THINK_MS=1000 ms) for BENCH_LOAD_TIME (30) s through a fresh
+#             rwsplit with pool.max_backend_connections BENCH_LOAD_CAP (64) per backend (benches/load.rs):
+#             errors, QPS, p50/p99 latency, rwsplit's VmRSS (not in the default set: run it by name)
 #   consistency  sysbench oltp_read_write (in transactions, and autocommit) and the write-then-read client
 #             (benches/ryw.rs) against the master directly, rwsplit with consistency: eventual and rwsplit
 #             with consistency: session (the default), BENCH_CONSISTENCY_RUNS (3) rounds, medians: QPS, p95,
@@ -42,6 +46,8 @@ readonly TABLES="${BENCH_TABLES:-4}"
 readonly TABLE_SIZE="${BENCH_TABLE_SIZE:-10000}"
 readonly CHURN_WORKER_COUNT="${BENCH_CHURN_WORKERS:-4}"
 IDLE_CONNS="${BENCH_IDLE_CONNS:-10000}"
+LOAD_CONNS="${BENCH_LOAD_CONNS:-10000}"
+readonly LOAD_TIME="${BENCH_LOAD_TIME:-30}" LOAD_THINK_MS="${BENCH_LOAD_THINK_MS:-1000}" LOAD_CAP="${BENCH_LOAD_CAP:-64}"
 readonly BASE="${BENCH_PORT:-23306}"
 readonly SANDBOX_DIR="${BENCH_DIR:-/tmp/rwsplit-bench}"
 readonly PARTS=" ${BENCH_PARTS:-sysbench latency churn idle consistency} "
@@ -142,6 +148,7 @@ ensure_tools() {
 # each hold one descriptor per idle connection; HAProxy checks it can hold 2 per maxconn).
 raise_nofile() {
     local want=$((IDLE_CONNS + 1024)) hard
+    ((LOAD_CONNS + 1024 <= want)) || want=$((LOAD_CONNS + 1024))
     ((want >= 10000)) || want=10000
     hard="$(ulimit -Hn)"
     if [[ "$hard" != unlimited ]] && ((hard < want)); then
@@ -158,6 +165,10 @@ raise_nofile() {
         IDLE_CONNS=$((NOFILE - 1024))
         log "open-files limit is $NOFILE; idle test reduced to $IDLE_CONNS connections"
     fi
+    if ((NOFILE < LOAD_CONNS + 1024)); then
+        LOAD_CONNS=$((NOFILE - 1024))
+        log "open-files limit is $NOFILE; load test reduced to $LOAD_CONNS connections"
+    fi
 }
 
 # Prints the "executable" path cargo reports for target $1 in the JSON messages on stdin.
@@ -166,15 +177,17 @@ executable_of() {
 }
 
 build() {
-    log "building rwsplit (release) and the load clients (benches/churn.rs, benches/idle.rs, benches/ryw.rs)"
+    log "building rwsplit (release) and the load clients (benches/churn.rs, idle.rs, ryw.rs, load.rs)"
     local json
     json="$(cargo build --release -p rwsplit --bin rwsplit --message-format=json-render-diagnostics)"
     RWSPLIT_BIN="$(executable_of rwsplit <<<"$json")"
-    json="$(cargo bench --no-run --bench churn --bench idle --bench ryw --message-format=json-render-diagnostics)"
+    json="$(cargo bench --no-run --bench churn --bench idle --bench ryw --bench load \
+        --message-format=json-render-diagnostics)"
     CHURN_BIN="$(executable_of churn <<<"$json")"
     IDLE_BIN="$(executable_of idle <<<"$json")"
     RYW_BIN="$(executable_of ryw <<<"$json")"
-    [[ -x "$RWSPLIT_BIN" && -x "$CHURN_BIN" && -x "$IDLE_BIN" && -x "$RYW_BIN" ]] ||
+    LOAD_BIN="$(executable_of load <<<"$json")"
+    [[ -x "$RWSPLIT_BIN" && -x "$CHURN_BIN" && -x "$IDLE_BIN" && -x "$RYW_BIN" && -x "$LOAD_BIN" ]] ||
         die "build did not produce the binaries"
 }
 
@@ -581,6 +594,57 @@ part_idle() {
                     "IDLE_CYCLES=N runs more cycles)" }' <<<"$line"
 }
 
+part_load() {
+    local rows=1000 out="$WORK/load.log" line port=$((BASE + 13)) pid
+    sql_root "$MASTER_PORT" -e "CREATE TABLE IF NOT EXISTS app.load_rows (id INT PRIMARY KEY, v VARCHAR(32));
+        INSERT IGNORE INTO app.load_rows SELECT seq, CONCAT('row ', seq) FROM seq_1_to_$rows;"
+    # Until both replicas have the rows (reads go there).
+    local deadline=$((SECONDS + 30)) r
+    for r in "$R1_PORT" "$R2_PORT"; do
+        until [[ "$(sql_root "$r" -e "SELECT COUNT(*) FROM app.load_rows")" == "$rows" ]]; do
+            ((SECONDS < deadline)) || die "the load table did not reach replica $r"
+            sleep 0.1
+        done
+    done
+    write_rwsplit_config "$WORK/rwsplit-load.yaml" "$port" "max_client_connections: $((LOAD_CONNS + 100))
+connect_timeout: 5s
+pool:
+  max_backend_connections: $LOAD_CAP"
+    RUST_LOG="${BENCH_RWSPLIT_LOG:-warn}" "$RWSPLIT_BIN" --config "$WORK/rwsplit-load.yaml" \
+        >>"$WORK/rwsplit-load.log" 2>&1 &
+    pid=$!
+    wait_port "$port" "$pid" rwsplit-load
+    local ticks=$(cpu_ticks "$pid")
+    if ! LOAD_ADDR="127.0.0.1:$port" LOAD_PID="$pid" LOAD_CONNS="$LOAD_CONNS" LOAD_SECS="$LOAD_TIME" \
+        LOAD_THINK_MS="$LOAD_THINK_MS" LOAD_ROWS="$rows" run_child "$out" "$LOAD_BIN"; then
+        log "FAILED: load"
+        tail -n 15 "$out" >&2
+        FAILED=1
+    fi
+    ticks=$(($(cpu_ticks "$pid") - ticks))
+    local backends
+    backends="$(for p in "$MASTER_PORT" "$R1_PORT" "$R2_PORT"; do
+        sql_root "$p" -e "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'app'"
+    done | paste -sd/)"
+    stop_pid "$pid" rwsplit-load
+    line="$(grep '^load ' "$out" || true)"
+    [[ -n "$line" ]] || return 0
+    log "$line"
+    echo
+    echo "== load: $LOAD_CONNS client connections open at once, each querying for ${LOAD_TIME}s =="
+    awk -v cap="$LOAD_CAP" -v ticks="$ticks" -v tck="$CLK_TCK" -v backends="$backends" \
+        '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+        END { printf "%d connections opened in %.1f s; %d queries (%.0f/s), %d errors\n",
+                     v["conns"], v["open_secs"], v["queries"], v["qps"], v["errors"]
+              printf "latency p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
+                     v["p50_ms"], v["p99_ms"], v["p999_ms"], v["max_ms"]
+              printf "rwsplit VmRSS: %.1f MiB before, %.1f MiB with the connections open, %.1f MiB peak under load, %.1f MiB after\n",
+                     v["rss_before"] / 1048576, v["rss_open"] / 1048576, v["rss_peak"] / 1048576, v["rss_after"] / 1048576
+              if (v["queries"] > 0) printf "rwsplit CPU %.1f us per query (logins included)\n", ticks / tck * 1e6 / v["queries"]
+              printf "backend connections: at most %d per server (pool.max_backend_connections); app sessions seen on master/replica1/replica2 at the end: %s\n", cap, backends }' <<<"$line"
+    echo "(a direct connection per client would need $LOAD_CONNS server connections; the sandbox allows 1000)"
+}
+
 # Median of the numbers given (missing or failed values are left out), or "-".
 median() {
     printf '%s\n' "$@" | awk '/^[0-9.]+$/' | sort -g |
@@ -726,6 +790,11 @@ main() {
         t=$SECONDS
         part_idle
         log "idle part took $((SECONDS - t))s"
+    fi
+    if has_part load; then
+        t=$SECONDS
+        part_load
+        log "load part took $((SECONDS - t))s"
     fi
     log "done in $((SECONDS - STARTED_AT))s"
     ((FAILED == 0)) || die "some runs failed (marked FAIL or '-' above)"

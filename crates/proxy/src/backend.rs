@@ -131,10 +131,27 @@ pub struct BackendConn {
     /// The client changed the trackers on this connection: [`TRACKING_SETUP`] is run again before its next
     /// command.
     pub tracking_stale: bool,
+    /// The last client statement here ended in an error or with warnings: `SHOW WARNINGS` and the error
+    /// counts must run here, so the connection stays with its session.
+    pub diagnostics: bool,
     /// The server's greeting nonce (COM_CHANGE_USER scrambles with it).
     nonce: Vec<u8>,
     /// The server's default auth plugin (COM_CHANGE_USER uses it).
     plugin: String,
+}
+
+impl BackendConn {
+    /// Whether the connection has nothing a fresh one of the same login lacks: no session state, no
+    /// prepared statement, no diagnostics of a last statement, nothing unread. Such a connection goes back
+    /// to the pool as is, and another session may take it at once.
+    pub fn is_clean(&self) -> bool {
+        !self.touched
+            && self.applied == 0
+            && self.stmts.is_empty()
+            && !self.tracking_stale
+            && !self.mid_response
+            && !self.diagnostics
+    }
 }
 
 /// Everything needed to log in to a backend for a client.
@@ -238,6 +255,7 @@ impl BackendConn {
             touched: false,
             tracking: false,
             tracking_stale: false,
+            diagnostics: false,
             flavor: if greeting.version.contains("MariaDB") { Flavor::MariaDb } else { Flavor::MySql },
             reached: None,
             nonce: greeting.nonce.clone(),
@@ -367,6 +385,7 @@ impl BackendConn {
         self.stmts.clear();
         self.types_sent.clear();
         self.touched = false;
+        self.diagnostics = false;
         self.setup(false).await?;
         Ok(())
     }

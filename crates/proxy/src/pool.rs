@@ -15,13 +15,18 @@
 //! the whole pool). `max_backend_connections` caps the open connections (in use and idle) to each
 //! backend: a session that needs one more first closes an idle one of another login to that backend, else
 //! waits up to `connect_timeout` for one to be released, then gets error 1040 naming the backend, instead
-//! of running the server into its own `max_connections`.
+//! of running the server into its own `max_connections`. A connection released while sessions of the same
+//! login wait for that backend is handed to one of them (kept idle and the waiter woken), not closed.
+//!
+//! With a cap, sessions also give back legs that hold nothing between commands (see
+//! `Session::multiplex`): idle clients then hold no backend connection, and the idle limit per login is at
+//! least the cap, so connections taken and given back per statement are reused rather than reopened.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{BackendConn, Credentials, LoginKey};
 use crate::config::Pool as Limits;
@@ -47,6 +52,8 @@ struct State {
     /// Per backend with `max_backend_connections`: the open-connection permits, the cap they were made for,
     /// and how many sessions wait for one (a connection released meanwhile is closed for them, not pooled).
     caps: HashMap<Arc<str>, Cap>,
+    /// Sessions waiting under a cap, by login: woken when a connection of theirs becomes idle.
+    waiters: HashMap<LoginKey, (Arc<Notify>, usize)>,
 }
 
 #[derive(Debug)]
@@ -91,6 +98,15 @@ impl State {
         self.idle_total = self.idle_total.saturating_sub(1);
         true
     }
+}
+
+/// What a session waiting under `max_backend_connections` got.
+#[derive(Debug)]
+pub enum Got {
+    /// A place to open a new connection (None: the backend has no cap).
+    Permit(Option<OwnedSemaphorePermit>),
+    /// An idle connection of its login, released by another session while it waited.
+    Conn(Box<BackendConn>),
 }
 
 /// Why no connection could be had.
@@ -138,20 +154,17 @@ impl Pool {
         found
     }
 
-    /// A permit to open one more connection to `addr` under `max_backend_connections` (None without a cap):
-    /// closes an idle connection to it if that makes room, else waits up to `wait`.
-    pub async fn permit(
-        &self,
-        addr: &Arc<str>,
-        limits: &Limits,
-        wait: Duration,
-    ) -> Result<Option<OwnedSemaphorePermit>, Full> {
+    /// A way to a connection for `key` under `max_backend_connections`: a permit to open one more (None
+    /// without a cap), or, after waiting, an idle connection of the same login another session released.
+    /// Closes an idle connection of another login to the backend if that makes room; waits up to `wait`.
+    pub async fn permit_or_conn(&self, key: &LoginKey, limits: &Limits, wait: Duration) -> Result<Got, Full> {
         let cap = limits.max_backend_connections;
+        let addr = &key.addr;
         if cap == 0 {
-            return Ok(None);
+            return Ok(Got::Permit(None));
         }
         let fresh = || Cap { permits: Arc::new(Semaphore::new(cap)), size: cap, waiting: 0 };
-        let semaphore = {
+        let (semaphore, notify) = {
             let mut state = self.lock();
             let entry = state.caps.entry(Arc::clone(addr)).or_insert_with(fresh);
             if entry.size != cap {
@@ -160,21 +173,41 @@ impl Pool {
             }
             let semaphore = Arc::clone(&entry.permits);
             if let Ok(permit) = Arc::clone(&semaphore).try_acquire_owned() {
-                return Ok(Some(permit));
+                return Ok(Got::Permit(Some(permit)));
             }
             entry.waiting += 1;
+            let waiter = state.waiters.entry(key.clone()).or_insert_with(|| (Arc::new(Notify::new()), 0));
+            waiter.1 += 1;
+            let notify = Arc::clone(&waiter.0);
             state.close_oldest(Some(addr));
-            semaphore
+            (semaphore, notify)
         };
         let started = Instant::now();
-        let outcome = tokio::time::timeout(wait, semaphore.acquire_owned()).await;
-        if let Some(entry) = self.lock().caps.get_mut(addr) {
-            entry.waiting = entry.waiting.saturating_sub(1);
+        let deadline = tokio::time::Instant::now() + wait;
+        let got = loop {
+            tokio::select! {
+                permit = Arc::clone(&semaphore).acquire_owned() => break permit.ok().map(|p| Got::Permit(Some(p))),
+                _ = notify.notified() => {
+                    if let Some(conn) = self.take(key, limits) {
+                        break Some(Got::Conn(Box::new(conn)));
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => break None,
+            }
+        };
+        {
+            let mut state = self.lock();
+            if let Some(entry) = state.caps.get_mut(addr) {
+                entry.waiting = entry.waiting.saturating_sub(1);
+            }
+            if let Some(waiter) = state.waiters.get_mut(key) {
+                waiter.1 = waiter.1.saturating_sub(1);
+                if waiter.1 == 0 {
+                    state.waiters.remove(key);
+                }
+            }
         }
-        match outcome {
-            Ok(Ok(permit)) => Ok(Some(permit)),
-            _ => Err(Full { addr: Arc::clone(addr), cap, waited: started.elapsed() }),
-        }
+        got.ok_or_else(|| Full { addr: Arc::clone(addr), cap, waited: started.elapsed() })
     }
 
     /// Hands a connection back: reset in the background (unless it has nothing to undo), then kept within
@@ -184,10 +217,11 @@ impl Pool {
             return;
         }
         let limits = limits.clone();
-        if !conn.touched && conn.applied == 0 && conn.stmts.is_empty() && !conn.tracking_stale {
+        if conn.is_clean() {
             self.put(conn, &limits);
             return;
         }
+        // Diagnostics of a last statement are dropped by the reset too.
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             match conn.reset(&creds).await {
@@ -203,10 +237,20 @@ impl Pool {
         let now = Instant::now();
         let mut state = self.lock();
         state.sweep(limits, now);
-        if state.idle.get(&conn.key).is_some_and(|c| c.len() >= limits.max_idle) {
+        // A session of this login waits for a connection to this backend: this one is for it.
+        if let Some((notify, _)) = state.waiters.get(&conn.key) {
+            let notify = Arc::clone(notify);
+            state.idle.entry(conn.key.clone()).or_default().push((conn, now));
+            state.idle_total += 1;
+            notify.notify_one();
             return;
         }
-        // A session waits for a place on this backend: closing this connection gives it one.
+        // Under a cap, connections given back per statement are kept up to the cap (see the module doc).
+        let max_idle = limits.max_idle.max(limits.max_backend_connections);
+        if state.idle.get(&conn.key).is_some_and(|c| c.len() >= max_idle) {
+            return;
+        }
+        // A session of another login waits for a place on this backend: closing this connection gives it one.
         if state.caps.get(&conn.key.addr).is_some_and(|c| c.waiting > 0) {
             return;
         }

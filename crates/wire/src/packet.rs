@@ -100,6 +100,23 @@ pub fn terminal_status(payload: &[u8]) -> Option<StatusFlags> {
     }
 }
 
+/// Warning count of the packet that ends a response step (an OK packet or an EOF packet, as for
+/// [`terminal_status`]).
+pub fn terminal_warnings(payload: &[u8]) -> Option<u16> {
+    let at = match *payload.first()? {
+        EOF if payload.len() <= 5 => 1,
+        OK | EOF => {
+            let mut pos = 1;
+            pos += lenenc_int(payload.get(pos..)?)?.1; // affected rows
+            pos += lenenc_int(payload.get(pos..)?)?.1; // last insert id
+            pos + 2 // after the status flags
+        }
+        _ => return None,
+    };
+    let raw = payload.get(at..at + 2)?;
+    Some(u16::from_le_bytes([raw[0], raw[1]]))
+}
+
 /// A decoded ERR packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrPacket {

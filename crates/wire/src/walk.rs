@@ -116,6 +116,8 @@ pub struct Walker {
     in_continuation: bool,
     /// The last status flags the server sent in this response.
     status: Option<StatusFlags>,
+    /// A packet that ends a result or the response reported warnings.
+    warned: bool,
     /// What the last packet fed was.
     packet: Packet,
 }
@@ -131,7 +133,7 @@ impl Walker {
             Expect::Single => State::Single,
             Expect::AnyOne => State::AnyOne,
         };
-        Walker { state, deprecate_eof, in_continuation: false, status: None, packet: Packet::Data }
+        Walker { state, deprecate_eof, in_continuation: false, status: None, warned: false, packet: Packet::Data }
     }
 
     /// Whether the response is complete.
@@ -197,6 +199,12 @@ impl Walker {
         self.finished(error)
     }
 
+    /// Whether any packet that ended a result of this response reported warnings (so `SHOW WARNINGS` must
+    /// run on the connection that answered).
+    pub fn warned(&self) -> bool {
+        self.warned
+    }
+
     fn finished(&self, error: bool) -> Step {
         Step::Done { status: self.status, error }
     }
@@ -219,6 +227,7 @@ impl Walker {
     fn end_of_result(&mut self, p: &[u8]) -> Result<Step, WalkError> {
         let status = packet::terminal_status(p).ok_or(WalkError::Malformed("EOF/OK"))?;
         self.status = Some(status);
+        self.warned |= packet::terminal_warnings(p).is_some_and(|w| w > 0);
         if status.contains(StatusFlags::SERVER_MORE_RESULTS_EXISTS) {
             self.state = State::First;
             Ok(Step::More)
@@ -269,6 +278,7 @@ impl Walker {
         let status = packet::terminal_status(p).ok_or(WalkError::Malformed("EOF"))?;
         self.packet = Packet::Eof;
         self.status = Some(status);
+        self.warned |= packet::terminal_warnings(p).is_some_and(|w| w > 0);
         if status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
             Ok(self.done(false))
         } else {
@@ -349,6 +359,7 @@ impl Walker {
         } else if self.is_terminator(p, full_len) {
             self.packet = Self::terminator_kind(p);
             self.status = packet::terminal_status(p);
+            self.warned |= packet::terminal_warnings(p).is_some_and(|w| w > 0);
             self.done(false)
         } else {
             Step::More
@@ -362,11 +373,13 @@ impl Walker {
             Some(&OK) => {
                 self.packet = Packet::Ok;
                 self.status = packet::terminal_status(p);
+                self.warned |= packet::terminal_warnings(p).is_some_and(|w| w > 0);
                 Ok(self.done(false))
             }
             Some(&EOF) => {
                 self.packet = Self::terminator_kind(p);
                 self.status = packet::terminal_status(p);
+                self.warned |= packet::terminal_warnings(p).is_some_and(|w| w > 0);
                 Ok(self.done(false))
             }
             _ => Err(WalkError::Malformed("OK")),
@@ -405,6 +418,38 @@ mod tests {
 
     fn done(status: u16) -> Step {
         Step::Done { status: Some(StatusFlags::from_bits_retain(status)), error: false }
+    }
+
+    #[test]
+    fn warnings_anywhere_in_a_response_are_noted() {
+        let walk = |deprecate_eof: bool, frames: &[Vec<u8>]| {
+            let mut w = Walker::new(Expect::ResultSets, deprecate_eof);
+            for (i, p) in frames.iter().enumerate() {
+                w.feed(&Frame::new(i as u8 + 1, p)).unwrap();
+            }
+            w.warned()
+        };
+        let warned_eof = |status: u16| {
+            let s = status.to_le_bytes();
+            vec![EOF, 1, 0, s[0], s[1]]
+        };
+        let set = |end: Vec<u8>| vec![vec![1], b"c".to_vec(), eof(AC), b"\x01a".to_vec(), end];
+        assert!(!walk(false, &set(eof(AC))));
+        assert!(walk(false, &set(warned_eof(AC))));
+        // The first of two results warned, the second did not.
+        let mut two = set(warned_eof(AC | MORE));
+        two.extend(set(eof(AC)));
+        assert!(walk(false, &two));
+        // An OK packet's warnings (after affected rows, insert id and status), with and without DEPRECATE_EOF.
+        let mut warned_ok = ok(AC);
+        warned_ok[5] = 2;
+        assert!(walk(false, &[warned_ok.clone()]));
+        assert!(!walk(false, &[ok(AC)]));
+        let mut ended = ok_eof_header(AC);
+        ended[5] = 1;
+        assert!(walk(true, &[vec![1], b"c".to_vec(), b"\x01a".to_vec(), ended]));
+        assert_eq!(crate::packet::terminal_warnings(&warned_ok), Some(2));
+        assert_eq!(crate::packet::terminal_warnings(&[OK, 0xfc]), None);
     }
 
     #[test]

@@ -492,10 +492,15 @@ impl Session {
         if let Some(conn) = self.shared.pool.take(&creds.key, &config.pool) {
             return Ok(conn);
         }
-        let permit = self.shared.pool.permit(addr, &config.pool, config.connect_timeout).await.map_err(|full| {
-            tracing::warn!(%full, "backend connection cap reached");
-            BackendError::Full(full.to_string())
-        })?;
+        let got = self.shared.pool.permit_or_conn(&creds.key, &config.pool, config.connect_timeout).await;
+        let permit = match got {
+            Ok(crate::pool::Got::Conn(conn)) => return Ok(*conn),
+            Ok(crate::pool::Got::Permit(permit)) => permit,
+            Err(full) => {
+                tracing::warn!(%full, "backend connection cap reached");
+                return Err(BackendError::Full(full.to_string()));
+            }
+        };
         let Connected { mut conn, version, caps, defaults } =
             BackendConn::connect(&creds, config.connect_timeout).await.inspect_err(|_| {
                 self.shared.metrics.error(crate::metrics::ErrorKind::BackendConnect);

@@ -43,6 +43,8 @@ pub struct Outcome {
     pub report: Report,
     /// The final OK packet, held back (see [`RunOptions::hold_final_ok`]), as the backend sent it.
     pub held_ok: Option<Vec<u8>>,
+    /// The response reported warnings (`SHOW WARNINGS` must run where it ran).
+    pub warned: bool,
 }
 
 /// What to send to the chosen backend.
@@ -252,6 +254,11 @@ impl Session {
             let result = pump(conn, &mut self.client, &mut self.client_seq, send, options, watch()).await;
             match result {
                 Ok(outcome) => {
+                    // What the next statement may read back from this connection (SHOW WARNINGS). A count for
+                    // FOUND_ROWS() needs SQL_CALC_FOUND_ROWS, which the router sends to the master (touched).
+                    if let Some(conn) = self.legs.conn_mut(side) {
+                        conn.diagnostics = outcome.error || outcome.warned;
+                    }
                     let elapsed = started.elapsed().as_secs_f64();
                     let replica = side == Side::Replica;
                     self.shared.metrics.query(&mut self.counters, replica, &addr, reason.as_str(), elapsed);
@@ -350,8 +357,14 @@ pub async fn pump(
         conn.wire.send(0, payload).await.map_err(|e| Fail::Backend { error: e.into(), sent })?;
     }
     let mut walker = Walker::new(options.run.expect, conn.deprecate_eof());
-    let mut out =
-        Outcome { side: options.side, error: false, prepared: None, report: Report::default(), held_ok: None };
+    let mut out = Outcome {
+        side: options.side,
+        error: false,
+        prepared: None,
+        report: Report::default(),
+        held_ok: None,
+        warned: false,
+    };
     let mut scratch = BytesMut::new();
     // Bytes at the start of the read buffer that were walked and renumbered but not yet forwarded.
     let mut walked = 0;
@@ -428,6 +441,7 @@ pub async fn pump(
             Step::Done { status, error } => {
                 conn.mid_response = false;
                 out.error = error;
+                out.warned = walker.warned();
                 out.report.status = status;
                 return Ok(out);
             }

@@ -203,6 +203,8 @@ impl Session {
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
+            // Before waiting for the client: the login's master connection too.
+            self.multiplex();
             let limit = self.packet_limit();
             let watched = self.watched_legs();
             let payload = tokio::select! {
@@ -251,6 +253,28 @@ impl Session {
             if self.close_after {
                 return Ok(());
             }
+        }
+    }
+
+    /// With `pool.max_backend_connections` (backend connections are scarce), gives back between commands
+    /// every connection of the session that is clean and holds nothing ([`BackendConn::is_clean`]): the
+    /// next statement takes one from the pool (or the one another session just gave back), so idle clients
+    /// hold no backend connection and a capped pool serves many more clients than it has connections.
+    /// A session with session state (a SET, USE, prepared statements), an open transaction, locks or
+    /// temporary tables, or whose last statement left warnings or an error, keeps its legs as before.
+    fn multiplex(&mut self) {
+        if self.shared.config.load().pool.max_backend_connections == 0 {
+            return;
+        }
+        for side in [Side::Replica, Side::Master] {
+            if self.legs.conn(side).is_some_and(|c| c.is_clean()) {
+                self.release(side);
+            }
+        }
+        // Spares hold nothing of the session (diagnostics there are older than its last statement's): they
+        // all go back, reset first if they are not clean.
+        for conn in self.legs.drain_spares(|_| false) {
+            self.pool_release(conn);
         }
     }
 
