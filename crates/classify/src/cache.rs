@@ -104,6 +104,13 @@ pub fn shape(sql: &[u8], dialect: Dialect) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether [`classify_cached`] would share this statement's verdict with the other statements of its shape:
+/// it has a shape and every name in its verdict is spelled outside the shape's masks. Two statements of
+/// one shape must have the same verdict when either of them is shared (fuzzed in fuzz/fuzz_targets/classify.rs).
+pub fn shares_verdict(sql: &[u8], dialect: Dialect) -> bool {
+    shape(sql, dialect).is_some_and(|key| names_from_shape(&classify_with(sql, dialect), &key))
+}
+
 /// Names the classifier writes itself rather than taking from the text.
 const SYNTHESIZED: &[&str] =
     &["character_set_connection", "collation_connection", "tx_isolation", "tx_read_only", crate::SCHEMA_KEY, "*"];

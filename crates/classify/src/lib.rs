@@ -34,7 +34,7 @@ mod stmt;
 mod tables;
 mod tok;
 
-pub use cache::{classify_cached, shape};
+pub use cache::{classify_cached, shape, shares_verdict};
 pub use kill::{parse_kill, Kill, KillTarget};
 pub use lex::Dialect;
 pub use scan::{hints, Hints};
