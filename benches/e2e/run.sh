@@ -47,7 +47,7 @@ readonly TABLE_SIZE="${BENCH_TABLE_SIZE:-10000}"
 readonly CHURN_WORKER_COUNT="${BENCH_CHURN_WORKERS:-4}"
 IDLE_CONNS="${BENCH_IDLE_CONNS:-10000}"
 LOAD_CONNS="${BENCH_LOAD_CONNS:-10000}"
-readonly LOAD_TIME="${BENCH_LOAD_TIME:-30}" LOAD_THINK_MS="${BENCH_LOAD_THINK_MS:-1000}" LOAD_CAP="${BENCH_LOAD_CAP:-64}"
+LOAD_TIME="${BENCH_LOAD_TIME:-30}" LOAD_THINK_MS="${BENCH_LOAD_THINK_MS:-1000}" LOAD_CAP="${BENCH_LOAD_CAP:-64}"
 readonly BASE="${BENCH_PORT:-23306}"
 readonly SANDBOX_DIR="${BENCH_DIR:-/tmp/rwsplit-bench}"
 readonly PARTS=" ${BENCH_PARTS:-sysbench latency churn idle consistency} "
@@ -59,7 +59,7 @@ readonly CLK_TCK
 
 WORK="$(mktemp -d /tmp/rwsplit-bench-run.XXXXXX)"
 readonly WORK
-HAPROXY_PID="" RWSPLIT_PID="" EVENTUAL_PID="" CHILD_PID="" CHILD_NAME="" SANDBOX_STARTED=0 FAILED=0
+HAPROXY_PID="" RWSPLIT_PID="" EVENTUAL_PID="" LOAD_RWSPLIT_PID="" CHILD_PID="" CHILD_NAME="" SANDBOX_STARTED=0 FAILED=0
 STARTED_AT=$SECONDS
 
 log() { echo "[bench $((SECONDS - STARTED_AT))s] $*" >&2; }
@@ -93,6 +93,7 @@ cleanup() {
     stop_pid "$CHILD_PID" "$CHILD_NAME"
     stop_pid "$RWSPLIT_PID" rwsplit
     stop_pid "$EVENTUAL_PID" rwsplit-eventual
+    stop_pid "$LOAD_RWSPLIT_PID" rwsplit-load
     stop_pid "$HAPROXY_PID" haproxy
     if ((SANDBOX_STARTED)); then
         if [[ "${BENCH_KEEP_SANDBOX:-0}" == 1 ]]; then
@@ -595,9 +596,9 @@ part_idle() {
 }
 
 part_load() {
-    local rows=1000 out="$WORK/load.log" line port=$((BASE + 13)) pid
-    sql_root "$MASTER_PORT" -e "CREATE TABLE IF NOT EXISTS app.load_rows (id INT PRIMARY KEY, v VARCHAR(32));
-        INSERT IGNORE INTO app.load_rows SELECT seq, CONCAT('row ', seq) FROM seq_1_to_$rows;"
+    local rows=1000 out="$WORK/load.log" line port=$((BASE + 13)) pid ticks
+    sql_root "$MASTER_PORT" app -e "CREATE TABLE IF NOT EXISTS load_rows (id INT PRIMARY KEY, v VARCHAR(32));
+        INSERT IGNORE INTO load_rows SELECT seq, CONCAT('row ', seq) FROM seq_1_to_$rows;"
     # Until both replicas have the rows (reads go there).
     local deadline=$((SECONDS + 30)) r
     for r in "$R1_PORT" "$R2_PORT"; do
@@ -613,8 +614,9 @@ pool:
     RUST_LOG="${BENCH_RWSPLIT_LOG:-warn}" "$RWSPLIT_BIN" --config "$WORK/rwsplit-load.yaml" \
         >>"$WORK/rwsplit-load.log" 2>&1 &
     pid=$!
+    LOAD_RWSPLIT_PID=$pid
     wait_port "$port" "$pid" rwsplit-load
-    local ticks=$(cpu_ticks "$pid")
+    ticks=$(cpu_ticks "$pid")
     if ! LOAD_ADDR="127.0.0.1:$port" LOAD_PID="$pid" LOAD_CONNS="$LOAD_CONNS" LOAD_SECS="$LOAD_TIME" \
         LOAD_THINK_MS="$LOAD_THINK_MS" LOAD_ROWS="$rows" run_child "$out" "$LOAD_BIN"; then
         log "FAILED: load"
@@ -627,6 +629,7 @@ pool:
         sql_root "$p" -e "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'app'"
     done | paste -sd/)"
     stop_pid "$pid" rwsplit-load
+    LOAD_RWSPLIT_PID=""
     line="$(grep '^load ' "$out" || true)"
     [[ -n "$line" ]] || return 0
     log "$line"
