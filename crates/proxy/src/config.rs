@@ -78,8 +78,9 @@ pub struct Config {
     pub max_client_connections: usize,
     /// Open client connections from one peer address at most (0: no such cap).
     pub max_client_connections_per_peer: usize,
-    /// Threads running sessions: 1 is a single-threaded event loop (the default: cheapest per query, no
-    /// cross-thread wakeups), more is a work-stealing pool of that many threads. Needs a restart.
+    /// Event loops running sessions (`workers: N | auto`): each is a single-threaded runtime on a thread of
+    /// its own with its own listener (`SO_REUSEPORT`) and pool; a session never moves between loops. 1 (the
+    /// default) is one loop; `auto` is one per core this process may use. Needs a restart.
     pub workers: usize,
     /// What a read on a replica must see (per user overridable); see [`Consistency`].
     pub consistency: Consistency,
@@ -437,11 +438,19 @@ struct RawConfig {
     query_timeout: Option<String>,
     max_allowed_packet: Option<String>,
     shutdown_grace: Option<String>,
-    workers: Option<usize>,
+    workers: Option<RawWorkers>,
     max_client_connections: Option<usize>,
     max_client_connections_per_peer: Option<usize>,
     consistency: Option<String>,
     consistency_timeout: Option<String>,
+}
+
+/// `workers:` is a number or `auto`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawWorkers {
+    Count(usize),
+    Word(String),
 }
 
 #[derive(Deserialize)]
@@ -707,9 +716,18 @@ impl Validator {
         if max_client_connections == 0 {
             self.problem("max_client_connections", "must be at least 1");
         }
-        let workers = raw.workers.unwrap_or(1);
+        let workers = match raw.workers {
+            None => 1,
+            Some(RawWorkers::Count(n)) => n,
+            // The cores this process may run on (cgroup quota and CPU affinity included).
+            Some(RawWorkers::Word(w)) if w == "auto" => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(RawWorkers::Word(w)) => {
+                self.problem("workers", format!("'{w}' is neither a number nor auto"));
+                1
+            }
+        };
         if !(1..=1024).contains(&workers) {
-            self.problem("workers", "must be between 1 and 1024");
+            self.problem("workers", "must be between 1 and 1024 (or auto)");
         }
         Some(Config {
             source: None,
@@ -1197,5 +1215,17 @@ mod tests {
         assert!(Config::parse(&with(unknown), "t").is_err(), "unknown keys are errors");
         let admin_tls = GOOD.replacen("  password: adminpw\n", "  password: adminpw\n  tls: true\n", 1);
         assert_eq!(fields(&admin_tls), ["admin.tls"]);
+    }
+
+    #[test]
+    fn workers_is_a_count_or_auto() {
+        let with = |w: &str| format!("{GOOD}\nworkers: {w}\n");
+        assert_eq!(Config::parse(&with("3"), "t").unwrap().workers, 3);
+        let auto = Config::parse(&with("auto"), "t").unwrap().workers;
+        assert_eq!(auto, std::thread::available_parallelism().map_or(1, |n| n.get()));
+        for bad in ["many", "0", "2000"] {
+            let err = Config::parse(&with(bad), "t").unwrap_err();
+            assert!(err.problems.iter().any(|p| p.field == "workers"), "{bad}: {err}");
+        }
     }
 }

@@ -83,7 +83,12 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: Cancell
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => shared.pool.sweep(&shared.config.load().pool),
+                    _ = tick.tick() => {
+                        let limits = &shared.config.load().pool;
+                        for pool in &shared.pools {
+                            pool.sweep(limits);
+                        }
+                    }
                     _ = cancel.cancelled() => return,
                 }
             }
@@ -100,16 +105,26 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: Cancell
         tracing::info!(listen = %a.listen, "admin interface");
         tokio::spawn(admin::serve(Arc::clone(&shared), listener, shared.root().clone()));
     }
-    let tracker = TaskTracker::new();
     tracing::info!(listen = %listener.local_addr()?, "rwsplit accepting connections");
+    serve_loop(shared, listener, shutdown, 0).await;
+    Ok(())
+}
+
+/// One event loop's sessions (`workers`): accepts on `listener` until `shutdown`, runs each session on this
+/// loop with the loop's own pool (`Shared::pools[worker]`), then gives them `shutdown_grace`. [`serve`]
+/// runs loop 0 with the background tasks; `main.rs` runs the others, each on a thread of its own with a
+/// listener of its own on the same address (`SO_REUSEPORT`: the kernel spreads new connections).
+pub async fn serve_loop(shared: Arc<Shared>, listener: TcpListener, shutdown: CancellationToken, worker: usize) {
+    let tracker = TaskTracker::new();
+    let pool = Arc::clone(shared.pools.get(worker).unwrap_or(&shared.pool));
     listen::accept_loop(&listener, &shutdown, "client", |stream, peer| {
-        tracker.spawn(session::serve(stream, peer, Arc::clone(&shared), shutdown.clone()));
+        let session = session::serve(stream, peer, Arc::clone(&shared), Arc::clone(&pool), shutdown.clone());
+        tracker.spawn(session);
     })
     .await;
     tracker.close();
     let grace = shared.config.load().shutdown_grace;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!(sessions = tracker.len(), "shutdown grace period over; closing remaining sessions");
+        tracing::warn!(worker, sessions = tracker.len(), "shutdown grace period over; closing remaining sessions");
     }
-    Ok(())
 }

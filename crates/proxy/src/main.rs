@@ -72,22 +72,61 @@ fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
     }
-    // One thread by default: measured cheaper per query than a work-stealing pool (no futex wakeups between
-    // workers, more ready sockets per epoll_wait); see `workers` in proxy.yaml.
-    let runtime = match config.workers {
-        1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
-        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
-    };
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let shutdown = CancellationToken::new();
+    // Thread per core: `workers` single-threaded event loops, each with a listener of its own on the same
+    // address (SO_REUSEPORT, the kernel spreads new connections) and a pool of its own; a session stays on
+    // the loop that accepted it, so nothing on the data path crosses threads. Loop 0 runs on this thread with
+    // the background tasks (the health checker has a thread of its own).
+    let workers = config.workers.max(1);
+    let listen = config.listen;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let shared = rwsplit::Shared::new(config);
+    let shutdown = CancellationToken::new();
+    let mut threads = Vec::new();
+    for worker in 1..workers {
+        let (shared, shutdown) = (std::sync::Arc::clone(&shared), shutdown.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new().name(format!("rwsplit-loop-{worker}")).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => return ready_tx.send(Err(anyhow::Error::from(e))).unwrap_or(()),
+            };
+            runtime.block_on(async move {
+                match bind(listen, true) {
+                    Ok(listener) => {
+                        let _ = ready_tx.send(Ok(()));
+                        rwsplit::serve_loop(shared, listener, shutdown, worker).await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+        })?;
+        ready_rx.recv().context("an event loop thread died at start")??;
+        threads.push(thread);
+    }
+    let result = runtime.block_on(async move {
+        let listener = bind(listen, workers > 1)?;
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        let shared = rwsplit::Shared::new(config);
         tokio::spawn(reload_on_sighup(std::sync::Arc::clone(&shared)));
         rwsplit::serve(shared, listener, shutdown).await.context("proxy failed")
-    })
+    });
+    for thread in threads {
+        let _ = thread.join();
+    }
+    result
+}
+
+/// The client listener on `addr`; with `reuse_port`, one of several on the same address (one per loop).
+/// Must run inside a runtime.
+fn bind(addr: std::net::SocketAddr, reuse_port: bool) -> anyhow::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    socket.listen(1024).with_context(|| format!("cannot listen on {addr}"))
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

@@ -34,11 +34,14 @@ use crate::config::Pool as Limits;
 /// How often, at most, the whole pool is swept for expired idle connections.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Idle backend connections, shared by all sessions, and the per-backend connection caps.
+/// Idle backend connections of one event loop (`workers`: a connection stays on the loop whose reactor it
+/// is registered with), and the per-backend connection caps, which every loop's pool shares.
 #[derive(Debug, Default)]
 pub struct Pool {
     /// A plain mutex: held only to push, pop or sweep, never across an await.
     state: Mutex<State>,
+    /// `max_backend_connections` per backend, for the whole process (see [`Pool::sharing_caps`]).
+    caps: Arc<Mutex<HashMap<Arc<str>, Cap>>>,
 }
 
 #[derive(Debug, Default)]
@@ -49,13 +52,13 @@ struct State {
     idle_total: usize,
     /// When the pool was last swept.
     swept: Option<Instant>,
-    /// Per backend with `max_backend_connections`: the open-connection permits, the cap they were made for,
-    /// and how many sessions wait for one (a connection released meanwhile is closed for them, not pooled).
-    caps: HashMap<Arc<str>, Cap>,
-    /// Sessions waiting under a cap, by login: woken when a connection of theirs becomes idle.
+    /// Sessions of this loop waiting under a cap, by login: woken when a connection of theirs becomes idle.
     waiters: HashMap<LoginKey, (Arc<Notify>, usize)>,
 }
 
+/// Per backend with `max_backend_connections`: the open-connection permits, the cap they were made for, and
+/// how many sessions wait for one (a connection released meanwhile is closed for them, not pooled, unless a
+/// session of its own login and loop waits).
 #[derive(Debug)]
 struct Cap {
     permits: Arc<Semaphore>,
@@ -131,8 +134,17 @@ impl std::fmt::Display for Full {
 }
 
 impl Pool {
+    /// Another loop's pool, under the same caps as this one.
+    pub fn sharing_caps(&self) -> Pool {
+        Pool { state: Mutex::default(), caps: Arc::clone(&self.caps) }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_caps(&self) -> MutexGuard<'_, HashMap<Arc<str>, Cap>> {
+        self.caps.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes an idle connection for `key`, skipping ones the server has closed meanwhile and expired ones.
@@ -164,9 +176,9 @@ impl Pool {
             return Ok(Got::Permit(None));
         }
         let fresh = || Cap { permits: Arc::new(Semaphore::new(cap)), size: cap, waiting: 0 };
-        let (semaphore, notify) = {
-            let mut state = self.lock();
-            let entry = state.caps.entry(Arc::clone(addr)).or_insert_with(fresh);
+        let semaphore = {
+            let mut caps = self.lock_caps();
+            let entry = caps.entry(Arc::clone(addr)).or_insert_with(fresh);
             if entry.size != cap {
                 // The cap changed on reload: connections open under the old one keep their old permits.
                 *entry = fresh();
@@ -176,11 +188,15 @@ impl Pool {
                 return Ok(Got::Permit(Some(permit)));
             }
             entry.waiting += 1;
+            semaphore
+        };
+        let notify = {
+            let mut state = self.lock();
             let waiter = state.waiters.entry(key.clone()).or_insert_with(|| (Arc::new(Notify::new()), 0));
             waiter.1 += 1;
             let notify = Arc::clone(&waiter.0);
             state.close_oldest(Some(addr));
-            (semaphore, notify)
+            notify
         };
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + wait;
@@ -195,11 +211,11 @@ impl Pool {
                 _ = tokio::time::sleep_until(deadline) => break None,
             }
         };
+        if let Some(entry) = self.lock_caps().get_mut(addr) {
+            entry.waiting = entry.waiting.saturating_sub(1);
+        }
         {
             let mut state = self.lock();
-            if let Some(entry) = state.caps.get_mut(addr) {
-                entry.waiting = entry.waiting.saturating_sub(1);
-            }
             if let Some(waiter) = state.waiters.get_mut(key) {
                 waiter.1 = waiter.1.saturating_sub(1);
                 if waiter.1 == 0 {
@@ -250,8 +266,9 @@ impl Pool {
         if state.idle.get(&conn.key).is_some_and(|c| c.len() >= max_idle) {
             return;
         }
-        // A session of another login waits for a place on this backend: closing this connection gives it one.
-        if state.caps.get(&conn.key.addr).is_some_and(|c| c.waiting > 0) {
+        // A session of another login (or loop) waits for a place on this backend: closing this connection
+        // gives it one.
+        if self.lock_caps().get(&conn.key.addr).is_some_and(|c| c.waiting > 0) {
             return;
         }
         if state.idle_total >= limits.max_idle_total && !state.close_oldest(None) {
@@ -280,6 +297,7 @@ impl Pool {
         let mut state = self.lock();
         state.idle.retain(|k, _| &*k.addr != addr);
         state.idle_total = state.idle.values().map(Vec::len).sum();
-        state.caps.remove(addr);
+        drop(state);
+        self.lock_caps().remove(addr);
     }
 }

@@ -109,7 +109,9 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> ReloadReport {
     shared.config.store(Arc::new(new));
     shared.topology.store(Arc::new(topology));
     for addr in &report.removed {
-        shared.pool.drop_backend(addr);
+        for pool in &shared.pools {
+            pool.drop_backend(addr);
+        }
     }
     crate::health::start(shared);
     shared.metrics.reload(true);

@@ -23,8 +23,10 @@ pub struct Shared {
     pub config: ArcSwap<Config>,
     /// The backends as built from that configuration.
     pub topology: ArcSwap<topology::Topology>,
-    /// Idle backend connections.
+    /// Idle backend connections of the first event loop (`pools[0]`).
     pub pool: Arc<pool::Pool>,
+    /// One pool per event loop (`workers`), under shared caps: a backend connection stays on its loop.
+    pub pools: Vec<Arc<pool::Pool>>,
     /// Live sessions, for KILL, the admin interface and connection counts.
     pub registry: Registry,
     /// Backend health as published by the checker.
@@ -148,10 +150,14 @@ pub struct BackendView {
 impl Shared {
     /// Shared state for a config.
     pub fn new(config: Config) -> Arc<Shared> {
+        let first = Arc::new(pool::Pool::default());
+        let mut pools = vec![Arc::clone(&first)];
+        pools.extend((1..config.workers.max(1)).map(|_| Arc::new(first.sharing_caps())));
         Arc::new(Shared {
             topology: ArcSwap::from_pointee(topology::Topology::new(&config)),
             config: ArcSwap::from_pointee(config),
-            pool: Arc::new(pool::Pool::default()),
+            pool: first,
+            pools,
             registry: Registry::default(),
             health: HealthHub::default(),
             servers: ServerInfo::default(),
@@ -204,7 +210,7 @@ impl Shared {
                     last_error: probed.and_then(|s| s.last_error.clone()),
                     last_change: probed.map(|s| s.changed_at),
                     in_use: self.registry.in_use_count(addr),
-                    idle: self.pool.idle_count(addr),
+                    idle: self.pools.iter().map(|p| p.idle_count(addr)).sum(),
                 }
             })
             .collect()

@@ -482,17 +482,17 @@ impl Session {
     pub(super) fn pool_release(&self, conn: BackendConn) {
         let config = self.shared.config.load();
         let creds = self.login.credentials(&conn.key.addr, &config);
-        self.shared.pool.release(conn, creds, &config.pool);
+        self.pool.release(conn, creds, &config.pool);
     }
 
     /// A connection for this session's login to `addr`: from the pool, or a new one.
     pub(super) async fn acquire(&mut self, addr: &Arc<str>) -> Result<BackendConn, BackendError> {
         let config = self.shared.config.load_full();
         let creds = self.login.credentials(addr, &config);
-        if let Some(conn) = self.shared.pool.take(&creds.key, &config.pool) {
+        if let Some(conn) = self.pool.take(&creds.key, &config.pool) {
             return Ok(conn);
         }
-        let got = self.shared.pool.permit_or_conn(&creds.key, &config.pool, config.connect_timeout).await;
+        let got = self.pool.permit_or_conn(&creds.key, &config.pool, config.connect_timeout).await;
         let permit = match got {
             Ok(crate::pool::Got::Conn(conn)) => return Ok(*conn),
             Ok(crate::pool::Got::Permit(permit)) => permit,

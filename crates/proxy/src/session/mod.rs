@@ -80,6 +80,8 @@ pub struct Session {
     client: Wire,
     /// Config, topology, pool and registry shared by all sessions.
     shared: Arc<Shared>,
+    /// The idle connections of this session's event loop.
+    pool: Arc<crate::pool::Pool>,
     /// Who logged in, with what options; the template for backend logins.
     login: login::Login,
     /// The backend connections and what each holds.
@@ -113,7 +115,13 @@ pub struct Session {
 }
 
 /// Runs one client connection to completion. Errors end only this session.
-pub async fn serve(stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    pool: Arc<crate::pool::Pool>,
+    shutdown: CancellationToken,
+) {
     let id = shared.registry.next_connection_id();
     let peer_ip = peer.ip();
     let peer = peer.to_string();
@@ -148,6 +156,7 @@ pub async fn serve(stream: TcpStream, peer: std::net::SocketAddr, shared: Arc<Sh
             tracking: track::ClientTracking::new(false, &crate::backend::ServerDefaults::default()),
             dialect: Dialect::default(),
             shared,
+            pool,
             login: hello.login,
             legs: legs::Legs::default(),
             history: history::History::default(),
