@@ -18,6 +18,9 @@
 #             a random pause of mean BENCH_LOAD_THINK_MS=1000 ms) for BENCH_LOAD_TIME (30) s through a fresh
 #             rwsplit with pool.max_backend_connections BENCH_LOAD_CAP (64) per backend (benches/load.rs):
 #             errors, QPS, p50/p99 latency, rwsplit's VmRSS (not in the default set: run it by name)
+#   workers   rwsplit with workers: 2 (two event loops, SO_REUSEPORT) against workers: 1, sysbench
+#             point_select and read_only (text, --skip_trx), BENCH_WORKERS_RUNS (3) interleaved rounds,
+#             medians: QPS and CPU µs per query, and their ratios (not in the default set: run it by name)
 #   consistency  sysbench oltp_read_write (in transactions, and autocommit) and the write-then-read client
 #             (benches/ryw.rs) against the master directly, rwsplit with consistency: eventual and rwsplit
 #             with consistency: session (the default), BENCH_CONSISTENCY_RUNS (3) rounds, medians: QPS, p95,
@@ -59,7 +62,7 @@ readonly CLK_TCK
 
 WORK="$(mktemp -d /tmp/rwsplit-bench-run.XXXXXX)"
 readonly WORK
-HAPROXY_PID="" RWSPLIT_PID="" EVENTUAL_PID="" LOAD_RWSPLIT_PID="" CHILD_PID="" CHILD_NAME="" SANDBOX_STARTED=0 FAILED=0
+HAPROXY_PID="" RWSPLIT_PID="" EVENTUAL_PID="" LOAD_RWSPLIT_PID="" WORKERS2_PID="" CHILD_PID="" CHILD_NAME="" SANDBOX_STARTED=0 FAILED=0
 STARTED_AT=$SECONDS
 
 log() { echo "[bench $((SECONDS - STARTED_AT))s] $*" >&2; }
@@ -94,6 +97,7 @@ cleanup() {
     stop_pid "$RWSPLIT_PID" rwsplit
     stop_pid "$EVENTUAL_PID" rwsplit-eventual
     stop_pid "$LOAD_RWSPLIT_PID" rwsplit-load
+    stop_pid "$WORKERS2_PID" rwsplit-workers2
     stop_pid "$HAPROXY_PID" haproxy
     if ((SANDBOX_STARTED)); then
         if [[ "${BENCH_KEEP_SANDBOX:-0}" == 1 ]]; then
@@ -342,6 +346,7 @@ port_of_target() {
         rwsplit | session) echo "$RWSPLIT_PORT" ;;
         master) echo "$MASTER_PORT" ;;
         eventual) echo "$EVENTUAL_PORT" ;;
+        workers2) echo "$((BASE + 14))" ;;
     esac
 }
 
@@ -351,6 +356,7 @@ pid_of_target() {
         haproxy) echo "$HAPROXY_PID" ;;
         rwsplit | session) echo "$RWSPLIT_PID" ;;
         eventual) echo "$EVENTUAL_PID" ;;
+        workers2) echo "$WORKERS2_PID" ;;
     esac
 }
 
@@ -648,6 +654,51 @@ pool:
     echo "(a direct connection per client would need $LOAD_CONNS server connections; the sandbox allows 1000)"
 }
 
+part_workers() {
+    local runs="${BENCH_WORKERS_RUNS:-3}" round w name test opt target label
+    BENCH_RWSPLIT_WORKERS=2 write_rwsplit_config "$WORK/rwsplit-workers2.yaml" "$((BASE + 14))"
+    RUST_LOG="${BENCH_RWSPLIT_LOG:-warn}" "$RWSPLIT_BIN" --config "$WORK/rwsplit-workers2.yaml" \
+        >>"$WORK/rwsplit-workers2.log" 2>&1 &
+    WORKERS2_PID=$!
+    wait_port "$((BASE + 14))" "$WORKERS2_PID" rwsplit-workers2
+    local -a names=()
+    for round in $(seq 1 "$runs"); do
+        for w in "point_select|oltp_point_select" "read_only|oltp_read_only"; do
+            IFS='|' read -r name test <<<"$w"
+            names+=("$name")
+            # Alternate which goes first per round, so drift does not favour one.
+            local order=(rwsplit workers2)
+            ((round % 2)) || order=(workers2 rwsplit)
+            for target in "${order[@]}"; do
+                sysbench_run "$target" "$name/r$round" "$test" --skip_trx=on --db-ps-mode=disable
+            done
+        done
+    done
+    stop_pid "$WORKERS2_PID" rwsplit-workers2
+    WORKERS2_PID=""
+    echo
+    echo "== workers: 2 event loops vs 1, $THREADS threads, ${DURATION}s per run, $runs interleaved rounds (medians) =="
+    printf '%-14s %12s %12s %12s %12s %12s %12s
+' workload "QPS w=1" "QPS w=2" "w2÷w1 QPS" "CPU/q w=1" \
+        "CPU/q w=2" "w2÷w1 CPU/q"
+    for name in point_select read_only; do
+        local q1=() q2=() c1=() c2=() rq=() rc=()
+        for round in $(seq 1 "$runs"); do
+            label="$name/r$round"
+            q1+=("${QPS[$label/rwsplit]:-}") q2+=("${QPS[$label/workers2]:-}")
+            c1+=("${CPU[$label/rwsplit]:-}") c2+=("${CPU[$label/workers2]:-}")
+            rq+=("$(ratio "${QPS[$label/workers2]:-}" "${QPS[$label/rwsplit]:-}")")
+            rc+=("$(ratio "${CPU[$label/workers2]:-}" "${CPU[$label/rwsplit]:-}")")
+        done
+        printf '%-14s %12s %12s %12s %12s %12s %12s
+' "$name" "$(median "${q1[@]}")" "$(median "${q2[@]}")" \
+            "$(median "${rq[@]}") [$(printf '%s\n' "${rq[@]}" | sort -g | head -1)-$(printf '%s\n' "${rq[@]}" | sort -g | tail -1)]" \
+            "$(median "${c1[@]}")" "$(median "${c2[@]}")" \
+            "$(median "${rc[@]}") [$(printf '%s\n' "${rc[@]}" | sort -g | head -1)-$(printf '%s\n' "${rc[@]}" | sort -g | tail -1)]"
+    done
+    echo "(ratios per round, then the median and [range]; sysbench, MariaDB and both proxies share $(nproc) cores)"
+}
+
 # Median of the numbers given (missing or failed values are left out), or "-".
 median() {
     printf '%s\n' "$@" | awk '/^[0-9.]+$/' | sort -g |
@@ -759,7 +810,7 @@ main() {
     raise_nofile
     build
     start_sandbox
-    if has_part sysbench || has_part latency; then
+    if has_part sysbench || has_part latency || has_part workers; then
         prepare_data
     fi
     start_haproxy
@@ -793,6 +844,11 @@ main() {
         t=$SECONDS
         part_idle
         log "idle part took $((SECONDS - t))s"
+    fi
+    if has_part workers; then
+        t=$SECONDS
+        part_workers
+        log "workers part took $((SECONDS - t))s"
     fi
     if has_part load; then
         t=$SECONDS
