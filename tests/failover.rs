@@ -19,16 +19,16 @@ async fn master_outage_gives_errors_then_recovers_and_replica_death_is_invisible
     topo.wait_replicated().await;
 
     // The master goes away: writes get a clear error, reads keep working, nothing crashes. A write sent on the
-    // dying connection gets 2013 and its session closes (it may have committed: as with a direct connection,
-    // the client must reconnect); one that finds the connection already closed is refused with 2003.
+    // dying connection gets 1927 and its session closes (it may have committed: as with a direct connection,
+    // the client must reconnect); one that finds the connection already closed is refused with 1053.
     topo.kill(topo.master);
     let err = c.query_drop("INSERT INTO failover.t VALUES (1)").await.unwrap_err();
-    assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 2013 || e.code == 2003), "{err:?}");
-    // A new session while the master is down: every write fails fast with 2003 and the session goes on.
+    assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 1927 || e.code == 1053), "{err:?}");
+    // A new session while the master is down: every write fails fast with 1053 and the session goes on.
     let mut c = proxy.conn().await;
     for _ in 0..2 {
         let err = c.query_drop("INSERT INTO failover.t VALUES (1)").await.unwrap_err();
-        assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 2003), "{err:?}");
+        assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 1053), "{err:?}");
     }
     let mut fresh = proxy.conn().await;
     let id: u32 = fresh.query_first("SELECT @@server_id").await.unwrap().unwrap();

@@ -54,7 +54,8 @@ fn record(log: &Log, kind: Kind) {
     log.lock().unwrap_or_else(|e| e.into_inner()).push(Event { at: Instant::now(), kind });
 }
 
-/// The MySQL error code a client saw (client-side failures as 2013, "lost connection").
+/// The MySQL error code a client saw (client-side failures as 2013, "lost connection", as the client library
+/// reports them).
 fn code_of(e: &mysql_async::Error) -> u16 {
     match e {
         mysql_async::Error::Server(e) => e.code,
@@ -64,7 +65,7 @@ fn code_of(e: &mysql_async::Error) -> u16 {
 
 /// Whether the connection must be replaced after this error.
 fn broken(e: &mysql_async::Error) -> bool {
-    !matches!(e, mysql_async::Error::Server(s) if s.code != 2013 && s.code != 2006)
+    !matches!(e, mysql_async::Error::Server(s) if s.code != 1927)
 }
 
 /// The client's connection, opened again if it was dropped; None (the failure logged as `failed`, after a

@@ -348,7 +348,7 @@ async fn long_data_that_cannot_be_delivered_fails_at_execute() {
     exec.extend_from_slice(&[0, 1, 0, 0, 0, 0, 1, 0xfd, 0]);
     let resp = raw.command(&exec, Expect::ResultSets).await;
     let err = error_of(&resp).expect("the execute reports the failed long data");
-    assert_eq!(err.code, 2003, "{err}");
+    assert_eq!(err.code, 1053, "{err}");
     let one = raw.command(&query("SELECT 1"), Expect::ResultSets).await;
     assert!(error_of(&one).is_none(), "the session goes on");
 }

@@ -322,12 +322,12 @@ async fn a_backend_certificate_from_another_ca_or_for_another_name_is_refused() 
     let other_ca = format!("      ca: {}\n", certs.path("other-ca.pem"));
     let proxy = Proxy::start_yaml(&backend_tls_yaml(topo, &other_ca)).await;
     let e = first_error(&proxy, "app", "apppw").await;
-    assert_eq!(e.code, 2026, "{e:?}");
+    assert_eq!(e.code, 1105, "{e:?}");
     assert!(e.message.contains("TLS to backend") && e.message.contains("UnknownIssuer"), "{}", e.message);
     let wrong_name = "      ca: {sandbox}/ca.pem\n      server_name: db.example.com\n";
     let proxy = Proxy::start_yaml(&backend_tls_yaml(topo, wrong_name)).await;
     let e = first_error(&proxy, "app", "apppw").await;
-    assert_eq!(e.code, 2026, "{e:?}");
+    assert_eq!(e.code, 1105, "{e:?}");
     assert!(e.message.contains("db.example.com"), "{}", e.message);
 }
 

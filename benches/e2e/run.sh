@@ -21,6 +21,11 @@
 #   workers   rwsplit with workers: 2 (two event loops, SO_REUSEPORT) against workers: 1, sysbench
 #             point_select and read_only (text, --skip_trx), BENCH_WORKERS_RUNS (3) interleaved rounds,
 #             medians: QPS and CPU µs per query, and their ratios (not in the default set: run it by name)
+#   fair      issue 13's comparison, BENCH_FAIR_RUNS (3) interleaved rounds, medians and [ranges]: reads
+#             (point_select, read_only --skip_trx; text and prepared) through rwsplit over ONE replica vs
+#             HAProxy to that replica (the same work), and over two vs HAProxy over two; oltp_read_write and
+#             oltp_write_only (with transactions, and --skip_trx) through rwsplit (session and eventual) vs
+#             HAProxy in front of the master vs the master direct; one ratio table (run it by name)
 #   consistency  sysbench oltp_read_write (in transactions, and autocommit) and the write-then-read client
 #             (benches/ryw.rs) against the master directly, rwsplit with consistency: eventual and rwsplit
 #             with consistency: session (the default), BENCH_CONSISTENCY_RUNS (3) rounds, medians: QPS, p95,
@@ -57,12 +62,13 @@ readonly PARTS=" ${BENCH_PARTS:-sysbench latency churn idle consistency} "
 readonly MASTER_PORT=$BASE R1_PORT=$((BASE + 1)) R2_PORT=$((BASE + 2))
 readonly HAPROXY_PORT=$((BASE + 10)) RWSPLIT_PORT=$((BASE + 11)) EVENTUAL_PORT=$((BASE + 12))
 readonly DIRECT_PORT=$R1_PORT
+readonly HAPROXY1_PORT=$((BASE + 15)) HAPROXYM_PORT=$((BASE + 16)) RWSPLIT1_PORT=$((BASE + 17))
 CLK_TCK="$(getconf CLK_TCK)"
 readonly CLK_TCK
 
 WORK="$(mktemp -d /tmp/rwsplit-bench-run.XXXXXX)"
 readonly WORK
-HAPROXY_PID="" RWSPLIT_PID="" EVENTUAL_PID="" LOAD_RWSPLIT_PID="" WORKERS2_PID="" CHILD_PID="" CHILD_NAME="" SANDBOX_STARTED=0 FAILED=0
+HAPROXY_PID="" RWSPLIT_PID="" EVENTUAL_PID="" LOAD_RWSPLIT_PID="" WORKERS2_PID="" RWSPLIT1_PID="" CHILD_PID="" CHILD_NAME="" SANDBOX_STARTED=0 FAILED=0
 STARTED_AT=$SECONDS
 
 log() { echo "[bench $((SECONDS - STARTED_AT))s] $*" >&2; }
@@ -98,6 +104,7 @@ cleanup() {
     stop_pid "$EVENTUAL_PID" rwsplit-eventual
     stop_pid "$LOAD_RWSPLIT_PID" rwsplit-load
     stop_pid "$WORKERS2_PID" rwsplit-workers2
+    stop_pid "$RWSPLIT1_PID" rwsplit-one-replica
     stop_pid "$HAPROXY_PID" haproxy
     if ((SANDBOX_STARTED)); then
         if [[ "${BENCH_KEEP_SANDBOX:-0}" == 1 ]]; then
@@ -271,6 +278,17 @@ backend replicas
     balance roundrobin
     server replica1 127.0.0.1:$R1_PORT
     server replica2 127.0.0.1:$R2_PORT
+# For the fair comparison (part fair): one replica alone, and the master alone.
+frontend mysql_one
+    bind 127.0.0.1:$HAPROXY1_PORT
+    default_backend replica1
+backend replica1
+    server replica1 127.0.0.1:$R1_PORT
+frontend mysql_master
+    bind 127.0.0.1:$HAPROXYM_PORT
+    default_backend master
+backend master
+    server master 127.0.0.1:$MASTER_PORT
 EOF
     haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
     HAPROXY_PID=$!
@@ -347,6 +365,9 @@ port_of_target() {
         master) echo "$MASTER_PORT" ;;
         eventual) echo "$EVENTUAL_PORT" ;;
         workers2) echo "$((BASE + 14))" ;;
+        haproxy1) echo "$HAPROXY1_PORT" ;;
+        haproxym) echo "$HAPROXYM_PORT" ;;
+        rwsplit1) echo "$RWSPLIT1_PORT" ;;
     esac
 }
 
@@ -357,6 +378,8 @@ pid_of_target() {
         rwsplit | session) echo "$RWSPLIT_PID" ;;
         eventual) echo "$EVENTUAL_PID" ;;
         workers2) echo "$WORKERS2_PID" ;;
+        haproxy1 | haproxym) echo "$HAPROXY_PID" ;;
+        rwsplit1) echo "$RWSPLIT1_PID" ;;
     esac
 }
 
@@ -699,6 +722,92 @@ part_workers() {
     echo "(ratios per round, then the median and [range]; sysbench, MariaDB and both proxies share $(nproc) cores)"
 }
 
+# "median [min-max]" of the numbers given, or "-".
+spread() {
+    local m lo hi
+    m="$(median "$@")"
+    if [[ "$m" == - ]]; then
+        echo -
+        return
+    fi
+    lo="$(printf '%s\n' "$@" | awk '/^[0-9.]+$/' | sort -g | head -1)"
+    hi="$(printf '%s\n' "$@" | awk '/^[0-9.]+$/' | sort -g | tail -1)"
+    echo "$m [$lo-$hi]"
+}
+
+part_fair() {
+    local runs="${BENCH_FAIR_RUNS:-3}" round w name test opt targets mode label target i ref k
+    write_rwsplit_config "$WORK/rwsplit-one.yaml" "$RWSPLIT1_PORT"
+    # Keep the first replica only.
+    sed -i "/^  - address: 127.0.0.1:$R2_PORT\$/d" "$WORK/rwsplit-one.yaml"
+    RUST_LOG="${BENCH_RWSPLIT_LOG:-warn}" "$RWSPLIT_BIN" --config "$WORK/rwsplit-one.yaml" \
+        >>"$WORK/rwsplit-one.log" 2>&1 &
+    RWSPLIT1_PID=$!
+    wait_port "$RWSPLIT1_PORT" "$RWSPLIT1_PID" rwsplit-one-replica
+    [[ -n "$EVENTUAL_PID" ]] || start_rwsplit_eventual
+    # workload | sysbench test | options | targets (the first is the reference of the ratios)
+    local -a rows=(
+        "point_select|oltp_point_select|--skip_trx=on|haproxy1 rwsplit1 haproxy rwsplit direct"
+        "read_only|oltp_read_only|--skip_trx=on|haproxy1 rwsplit1 haproxy rwsplit direct"
+        "read_write_trx|oltp_read_write|--skip_trx=off|haproxym rwsplit eventual master"
+        "read_write_autocommit|oltp_read_write|--skip_trx=on --mysql-ignore-errors=1062,1213|haproxym rwsplit eventual master"
+        "write_only_trx|oltp_write_only|--skip_trx=off|haproxym rwsplit eventual master"
+        "write_only_autocommit|oltp_write_only|--skip_trx=on --mysql-ignore-errors=1062,1213|haproxym rwsplit eventual master"
+    )
+    local -A targets_of=()
+    local -a labels=() modes order ts q rq rc rp
+    for round in $(seq 1 "$runs"); do
+        for w in "${rows[@]}"; do
+            IFS='|' read -r name test opt targets <<<"$w"
+            modes=(disable)
+            if [[ "$name" == point_select || "$name" == read_only ]]; then modes=(disable auto); fi
+            for mode in "${modes[@]}"; do
+                label="$name/$([[ $mode == disable ]] && echo text || echo ps)"
+                if ((round == 1)); then
+                    labels+=("$label")
+                    targets_of[$label]="$targets"
+                fi
+                # Rotate the order per round, so drift does not favour a target.
+                read -r -a order <<<"$targets"
+                for ((i = 0; i < round - 1; i++)); do order=("${order[@]:1}" "${order[0]}"); done
+                for target in "${order[@]}"; do
+                    # shellcheck disable=SC2086
+                    sysbench_run "$target" "$label/r$round" "$test" $opt --db-ps-mode="$mode"
+                done
+            done
+        done
+    done
+    stop_pid "$RWSPLIT1_PID" rwsplit-one-replica
+    RWSPLIT1_PID=""
+    echo
+    echo "== fair comparison: $THREADS threads, ${DURATION}s per run, $runs interleaved rounds: median [range] =="
+    printf '%-28s %-9s %24s %20s %20s %20s\n' workload target QPS "QPS ÷ ref" "CPU µs/q ÷ ref" "p95 ÷ ref"
+    for label in "${labels[@]}"; do
+        read -r -a ts <<<"${targets_of[$label]}"
+        ref="${ts[0]}"
+        for target in "${ts[@]}"; do
+            q=() rq=() rc=() rp=()
+            for round in $(seq 1 "$runs"); do
+                k="$label/r$round"
+                q+=("${QPS[$k/$target]:-}")
+                rq+=("$(ratio "${QPS[$k/$target]:-}" "${QPS[$k/$ref]:-}")")
+                rc+=("$(ratio "${CPU[$k/$target]:-}" "${CPU[$k/$ref]:-}")")
+                rp+=("$(ratio "${P95[$k/$target]:-}" "${P95[$k/$ref]:-}")")
+            done
+            printf '%-28s %-9s %24s %20s %20s %20s\n' "$label" "$target" "$(spread "${q[@]}")" \
+                "$(spread "${rq[@]}")" "$(spread "${rc[@]}")" "$(spread "${rp[@]}")"
+        done
+    done
+    cat <<EOF
+Reference (first row of each workload): haproxy1 = HAProxy to replica1 alone, to compare with rwsplit1 =
+rwsplit over replica1 alone (the same work); haproxy and rwsplit spread reads over both replicas; haproxym =
+HAProxy in front of the master alone (a proxy that does not split), to compare with rwsplit (consistency:
+session, the default) and eventual (consistency: eventual), which split reads over both replicas;
+direct/master = no proxy (no CPU figure). Autocommit runs ignore sysbench's duplicate-key and deadlock
+errors (1062, 1213), which its threads cause by colliding on inserted keys. Everything shares $(nproc) cores.
+EOF
+}
+
 # Median of the numbers given (missing or failed values are left out), or "-".
 median() {
     printf '%s\n' "$@" | awk '/^[0-9.]+$/' | sort -g |
@@ -810,7 +919,7 @@ main() {
     raise_nofile
     build
     start_sandbox
-    if has_part sysbench || has_part latency || has_part workers; then
+    if has_part sysbench || has_part latency || has_part workers || has_part fair; then
         prepare_data
     fi
     start_haproxy
@@ -844,6 +953,11 @@ main() {
         t=$SECONDS
         part_idle
         log "idle part took $((SECONDS - t))s"
+    fi
+    if has_part fair; then
+        t=$SECONDS
+        part_fair
+        log "fair part took $((SECONDS - t))s"
     fi
     if has_part workers; then
         t=$SECONDS

@@ -597,7 +597,8 @@ async fn authenticate(
                              unencrypted connection",
                             creds.key.addr
                         );
-                        return Err(BackendError::Login(ErrPacket { code: 2061, state: *b"HY000", message: msg }));
+                        let (code, state) = crate::error::code::BACKEND_LOGIN;
+                        return Err(BackendError::Login(ErrPacket { code, state: *state, message: msg }));
                     };
                     let encrypted = auth::sha2_rsa_password(password, &nonce, pem)
                         .ok_or(BackendError::Protocol("the pinned public key is not a usable RSA key"))?;
@@ -611,11 +612,12 @@ async fn authenticate(
     Err(BackendError::Protocol("authentication did not finish"))
 }
 
-/// A TLS failure on the way to a backend, as the client sees it (2026, the clients' "SSL connection error").
+/// A TLS failure on the way to a backend, as the client sees it (see [`crate::error::code::BACKEND_LOGIN`]).
 fn tls_error(addr: &str, why: &str) -> BackendError {
+    let (code, state) = crate::error::code::BACKEND_LOGIN;
     BackendError::Login(ErrPacket {
-        code: 2026,
-        state: *b"HY000",
+        code,
+        state: *state,
         message: format!("rwsplit: TLS to backend {addr} failed: {why}"),
     })
 }

@@ -77,3 +77,32 @@ pub enum BackendError {
     #[error("cannot restore the session's state on a new connection: {0}")]
     StateRefused(ErrPacket),
 }
+
+/// Codes of the errors rwsplit itself answers with (in ERR packets, next to a message naming the backend
+/// and the reason). MySQL reserves 2000–2999 for errors a *client library* raises; MariaDB Connector/C (the
+/// `mariadb` client, sysbench, Python mysqlclient, …) answers a server ERR packet carrying one of 2001–2998
+/// with its own 2027 "Received malformed packet", losing the message, so rwsplit only uses server codes.
+pub mod code {
+    /// A backend the command needs cannot be reached (the master while it is down, no backend at all at
+    /// connect, a KILL that cannot reach the server): nothing ran; MariaDB's "Server shutdown in progress"
+    /// (SQLSTATE 08S01), what a server answers when it cannot take the work. The session goes on.
+    pub const UNAVAILABLE: (u16, &[u8; 5]) = (1053, b"08S01");
+    /// The backend connection died under a command, or a connection that held the session's state is gone:
+    /// MariaDB's "Connection was killed" (SQLSTATE 70100); the session ends after it, as a direct
+    /// connection would.
+    pub const LOST: (u16, &[u8; 5]) = (1927, b"70100");
+    /// A backend login rwsplit cannot make as configured (TLS to it failed, no key for caching_sha2
+    /// full authentication): ER_UNKNOWN_ERROR with the reason.
+    pub const BACKEND_LOGIN: (u16, &[u8; 5]) = (1105, b"HY000");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rwsplit_never_answers_with_a_client_library_code() {
+        for (code, state) in [super::code::UNAVAILABLE, super::code::LOST, super::code::BACKEND_LOGIN] {
+            assert!(!(2000..3000).contains(&code), "{code} is in the client range");
+            assert!(state.iter().all(u8::is_ascii_alphanumeric));
+        }
+    }
+}

@@ -180,7 +180,7 @@ async fn without_a_pinned_key_full_authentication_is_refused_and_no_key_is_reque
     let (result, got) = login(Script::FullAuthUnpinned).await;
     match result {
         Err(rwsplit::error::BackendError::Login(e)) => {
-            assert_eq!(e.code, 2061);
+            assert_eq!(e.code, 1105);
             assert!(e.message.contains("public_key"), "{}", e.message);
         }
         other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
@@ -359,7 +359,7 @@ async fn login_tls(script: TlsScript, ca: &str, server_name: Option<&str>) -> (L
 fn expect_tls_refusal(result: Login, needle: &str) {
     match result {
         Err(rwsplit::error::BackendError::Login(e)) => {
-            assert_eq!(e.code, 2026, "{}", e.message);
+            assert_eq!(e.code, 1105, "{}", e.message);
             assert!(e.message.contains(needle), "{}", e.message);
         }
         other => panic!("expected a TLS refusal, got {:?}", other.map(|_| ())),

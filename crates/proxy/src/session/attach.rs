@@ -10,7 +10,7 @@
 //! - A master that refuses the session's state on a new connection, or a replica that fails or refuses it
 //!   while holding what only it had, ends the session after an error: its state cannot be rebuilt.
 //! - A connection that sat idle is checked before it is used: one the server closed meanwhile (`wait_timeout`,
-//!   KILL, restart) is replaced by a new one if it held nothing, and ends the session (error 2006, as a
+//!   KILL, restart) is replaced by a new one if it held nothing, and ends the session (error 1927, as a
 //!   direct connection would see) if it held state.
 //! - Every connection is brought up to date with the session's history before it runs anything.
 
@@ -99,7 +99,7 @@ pub(super) struct LostLeg {
     pub addr: Arc<str>,
     /// What it held.
     pub held: Held,
-    /// The server closed it while it was idle (2006 "gone away"), rather than failing under a command.
+    /// The server closed it while it was idle ("gone away"), rather than failing under a command.
     pub idle: Option<Option<ErrPacket>>,
     /// What failed.
     pub error: BackendError,
@@ -108,6 +108,13 @@ pub(super) struct LostLeg {
 /// An error packet of the proxy's own.
 pub(super) fn err(code: u16, message: String) -> ErrPacket {
     ErrPacket { code, state: *b"HY000", message }
+}
+
+/// The error for a command that could not run because a backend is unreachable
+/// ([`crate::error::code::UNAVAILABLE`]).
+pub(super) fn unavailable(message: String) -> ErrPacket {
+    let (code, state) = crate::error::code::UNAVAILABLE;
+    ErrPacket { code, state: *state, message }
 }
 
 impl Session {
@@ -135,7 +142,8 @@ impl Session {
                     "MySQL server has gone away (rwsplit: backend {addr} closed the session's connection{said}; \
                      lost with it: {what})"
                 );
-                self.send_err(2006, b"HY000", &msg).await?;
+                let (code, state) = crate::error::code::LOST;
+                self.send_err(code, state, &msg).await?;
                 Err(SessionError::Backend { addr, source: lost.error })
             }
             None => self.lost_connection(&addr, &lost.held, lost.error).await.map(|_| ()),
@@ -184,7 +192,7 @@ impl Session {
             if !health.reachable(&writer) {
                 let why = health.servers.get(&writer).and_then(|s| s.last_error.as_deref()).unwrap_or("no answer");
                 let msg = format!("rwsplit: master {writer} is unreachable (health check: {why})");
-                return Attach::Refused(err(2003, msg));
+                return Attach::Refused(unavailable(msg));
             }
             writer
         };
@@ -203,7 +211,7 @@ impl Session {
                     return Attach::Refused(err(1040, format!("Too many connections (rwsplit: {why})")))
                 }
                 Err(e) => {
-                    // Connecting is the retry: a master that cannot be reached gets error 2003 now.
+                    // Connecting is the retry: a master that cannot be reached gets error 1053 now.
                     let failure = Failure {
                         side: Side::Master,
                         phase: Phase::NotSent,
@@ -213,7 +221,7 @@ impl Session {
                     };
                     debug_assert_eq!(policy::on_failure(failure), Policy::ErrorContinue);
                     tracing::warn!(backend = %writer, error = %e, "master unavailable");
-                    return Attach::Refused(err(2003, format!("rwsplit: master {writer} is unavailable: {e}")));
+                    return Attach::Refused(unavailable(format!("rwsplit: master {writer} is unavailable: {e}")));
                 }
             }
         }
@@ -233,7 +241,7 @@ impl Session {
                 if !held.is_empty() {
                     return Attach::Lost(Box::new(LostLeg { addr: writer, held, idle: None, error }));
                 }
-                Attach::Refused(err(2003, format!("rwsplit: master {writer} is unavailable: {error}")))
+                Attach::Refused(unavailable(format!("rwsplit: master {writer} is unavailable: {error}")))
             }
         }
     }

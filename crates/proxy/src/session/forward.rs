@@ -316,19 +316,21 @@ impl Session {
             Policy::Close => Err(SessionError::Backend { addr, source: error }),
             Policy::ErrorContinue => {
                 let msg = format!("rwsplit: backend {addr} is unavailable: {error}");
-                self.send_err(2003, b"HY000", &msg).await?;
+                let (code, state) = crate::error::code::UNAVAILABLE;
+                self.send_err(code, state, &msg).await?;
                 Ok(false)
             }
             Policy::ErrorClose => self.lost_connection(&addr, &lost, error).await.map(|_| false),
         }
     }
 
-    /// Answers a command whose backend connection died after the command was sent: error 2013, then the
+    /// Answers a command whose backend connection died after the command was sent: error 1927 ([`crate::error::code::LOST`]), then the
     /// session ends (the command may have run; a direct connection would be gone too).
     pub(super) async fn lost_connection(&mut self, addr: &str, lost: &super::legs::Held, error: BackendError) -> Ran {
         let what = if lost.is_empty() { String::new() } else { format!("; lost with it: {}", lost.describe()) };
         let msg = format!("Lost connection to server during query (rwsplit: backend {addr}: {error}{what})");
-        self.send_err(2013, b"HY000", &msg).await?;
+        let (code, state) = crate::error::code::LOST;
+        self.send_err(code, state, &msg).await?;
         Err(SessionError::Backend { addr: addr.to_string(), source: error })
     }
 }

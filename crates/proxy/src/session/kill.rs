@@ -64,7 +64,8 @@ impl Session {
                 Ok(Err(err)) => return Ok(self.send_err(err.code, &err.state, &err.message).await?),
                 Err(e) => {
                     let msg = format!("rwsplit: cannot reach backend {addr} to run KILL: {e}");
-                    return Ok(self.send_err(2013, b"HY000", &msg).await?);
+                    let (code, state) = crate::error::code::UNAVAILABLE;
+                    return Ok(self.send_err(code, state, &msg).await?);
                 }
             }
         }

@@ -133,7 +133,8 @@ async fn handshake_inner(client: &mut Wire, shared: &Shared, id: u32) -> Result<
     let Some((version, backend_caps)) = shared.backend_info().await else {
         // Nothing to forward to: say so at once, as a server that cannot take connections does.
         let msg = "rwsplit: no backend is reachable; cannot accept connections now";
-        client.send(0, &packet::err_payload(2003, b"HY000", msg)).await?;
+        let (code, state) = crate::error::code::UNAVAILABLE;
+        client.send(0, &packet::err_payload(code, state, msg)).await?;
         return Err(ClientError::Protocol("no backend reachable"));
     };
     let tls = shared.config.load().tls.clone();
@@ -328,7 +329,7 @@ impl Session {
             Attach::Refused(e) => e,
             Attach::Lost(lost) => return self.end_lost(lost).await.map(|_| false),
         };
-        if refused.code == 2003 {
+        if refused.code == crate::error::code::UNAVAILABLE.0 {
             if let Attach::Ready(_) = self.attach_side(Side::Replica, &ReadNeed::default()).await {
                 return Ok(true);
             }

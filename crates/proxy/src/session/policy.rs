@@ -9,7 +9,7 @@
 //!   this command, then its connection closes, as a direct connection would; nothing after it runs;
 //! - the command never reached the server (the connection was found closed before sending, or could not be
 //!   opened): on a replica it goes elsewhere; on the master, a reconnect that works runs it, otherwise the
-//!   client gets error 2003 and the session goes on (writes recover by themselves);
+//!   client gets error 1053 (`code::UNAVAILABLE`) and the session goes on (writes recover by themselves);
 //! - the command reached the server and the connection died before any answer: a plain autocommit read is
 //!   retried once elsewhere; anything else may have run, so the client gets an error and the connection
 //!   closes, as with a direct connection.
@@ -94,7 +94,7 @@ mod tests {
             (Master,  NotSent,   false, false, false, Retry),
             (Replica, NotSent,   true,  false, false, Retry),
             (Replica, NotSent,   true,  true,  false, Retry),     // the next candidate, or the master
-            (Master,  NotSent,   false, true,  false, ErrorContinue), // the master is down: 2003, go on
+            (Master,  NotSent,   false, true,  false, ErrorContinue), // the master is down: 1053, go on
             // Sent, nothing lost: only a plain read may run twice.
             (Replica, Sent,      true,  false, false, Retry),
             (Master,  Sent,      true,  false, false, Retry),

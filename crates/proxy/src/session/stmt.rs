@@ -21,7 +21,7 @@ use rwsplit_wire::packet::{self, com, ErrPacket, PrepareOk};
 use rwsplit_wire::walk::Expect;
 use rwsplit_wire::StatusFlags;
 
-use super::attach::{err, Attach};
+use super::attach::{err, unavailable, Attach};
 use super::consistency::ReadNeed;
 use super::forward::{Command, RunOptions};
 use super::legs::Side;
@@ -241,7 +241,7 @@ impl Session {
                         Err(e) => {
                             tracing::warn!(error = %e, "master failed while receiving long data");
                             self.lose_quietly(Side::Master)?;
-                            Some(err(2013, format!("Lost connection to server during query (rwsplit: {e})")))
+                            Some(unavailable(format!("rwsplit: the master failed while receiving long data: {e}")))
                         }
                     },
                     None => None,
@@ -249,7 +249,7 @@ impl Session {
                 Err(PayloadError::Refused(e)) => Some(e),
                 Err(PayloadError::Backend(e)) => {
                     self.lose_quietly(Side::Master)?;
-                    Some(err(2013, format!("Lost connection to server during query (rwsplit: {e})")))
+                    Some(unavailable(format!("rwsplit: the master failed while receiving long data: {e}")))
                 }
             },
             Attach::Refused(e) => Some(e),
