@@ -383,6 +383,24 @@ pid_of_target() {
     esac
 }
 
+# utime + stime of the three servers together, in clock ticks.
+server_ticks() {
+    local n t=0
+    for n in master replica1 replica2; do
+        t=$((t + $(cpu_ticks "$(cat "$SANDBOX_DIR/$n/mariadbd.pid" 2>/dev/null)")))
+    done
+    echo "$t"
+}
+
+# Statements the three servers executed so far (Questions: client statements, the proxies' included).
+server_questions() {
+    local p t=0
+    for p in "$MASTER_PORT" "$R1_PORT" "$R2_PORT"; do
+        t=$((t + $(sql_root "$p" -e "SHOW GLOBAL STATUS LIKE 'Questions'" | awk '{print $2}')))
+    done
+    echo "$t"
+}
+
 # Questions answered by master, replica1, replica2 (to show where a run's queries went).
 questions() {
     local p
@@ -400,17 +418,19 @@ shares() {
         printf "%d/%d/%d", 100 * d[1] / t + 0.5, 100 * d[2] / t + 0.5, 100 * d[3] / t + 0.5 }'
 }
 
-declare -A QPS P95 CPU WHERE
+declare -A QPS P95 CPU WHERE SCPU SQ
 
 # One sysbench run: target, label, sysbench test, extra options.
 sysbench_run() {
     local target=$1 label=$2 test=$3
     shift 3
-    local port pid out t0 t1 q0 q1 queries
+    local port pid out t0 t1 q0 q1 queries s0 s1 n0 n1
     port="$(port_of_target "$target")"
     pid="$(pid_of_target "$target")"
     out="$WORK/sysbench-${label//\//-}-$target.log"
     q0="$(questions)"
+    n0="$(server_questions)"
+    s0="$(server_ticks)"
     t0="$(cpu_ticks "$pid")"
     # shellcheck disable=SC2046
     if ! run_child "$out" sysbench "$test" $(sysbench_common) --mysql-port="$port" --threads="$THREADS" \
@@ -422,11 +442,16 @@ sysbench_run() {
         return 0
     fi
     t1="$(cpu_ticks "$pid")"
+    s1="$(server_ticks)"
+    n1="$(server_questions)"
     q1="$(questions)"
     queries="$(sed -n 's/^ *queries: *\([0-9]*\) .*/\1/p' "$out")"
     QPS[$label/$target]="$(sed -n 's/^ *queries: *[0-9]* *(\([0-9.]*\) per sec.*/\1/p' "$out")"
     P95[$label/$target]="$(sed -n 's/^ *95th percentile: *\([0-9.]*\).*/\1/p' "$out")"
     WHERE[$label/$target]="$(shares "$q0" "$q1")"
+    # What the servers did per client query: CPU (all three mariadbd) and statements executed.
+    SCPU[$label/$target]="$(awk -v d=$((s1 - s0)) -v hz="$CLK_TCK" -v q="$queries" 'BEGIN { printf "%.1f", d * 1e6 / hz / q }')"
+    SQ[$label/$target]="$(awk -v d=$((n1 - n0)) -v q="$queries" 'BEGIN { printf "%.3f", d / q }')"
     if [[ -n "$pid" ]]; then
         CPU[$label/$target]="$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v q="$queries" \
             'BEGIN { printf "%.1f", d * 1e6 / hz / q }')"
@@ -781,21 +806,25 @@ part_fair() {
     RWSPLIT1_PID=""
     echo
     echo "== fair comparison: $THREADS threads, ${DURATION}s per run, $runs interleaved rounds: median [range] =="
-    printf '%-28s %-9s %24s %20s %20s %20s\n' workload target QPS "QPS ÷ ref" "CPU µs/q ÷ ref" "p95 ÷ ref"
+    printf '%-24s %-9s %24s %18s %18s %18s %18s %8s\n' workload target QPS "QPS ÷ ref" "CPU µs/q ÷ ref" \
+        "p95 ÷ ref" "server CPU/q ÷ ref" "stmts/q"
     for label in "${labels[@]}"; do
         read -r -a ts <<<"${targets_of[$label]}"
         ref="${ts[0]}"
         for target in "${ts[@]}"; do
-            q=() rq=() rc=() rp=()
+            q=() rq=() rc=() rp=() rs=() sq=()
             for round in $(seq 1 "$runs"); do
                 k="$label/r$round"
                 q+=("${QPS[$k/$target]:-}")
                 rq+=("$(ratio "${QPS[$k/$target]:-}" "${QPS[$k/$ref]:-}")")
                 rc+=("$(ratio "${CPU[$k/$target]:-}" "${CPU[$k/$ref]:-}")")
                 rp+=("$(ratio "${P95[$k/$target]:-}" "${P95[$k/$ref]:-}")")
+                rs+=("$(ratio "${SCPU[$k/$target]:-}" "${SCPU[$k/$ref]:-}")")
+                sq+=("${SQ[$k/$target]:-}")
             done
-            printf '%-28s %-9s %24s %20s %20s %20s\n' "$label" "$target" "$(spread "${q[@]}")" \
-                "$(spread "${rq[@]}")" "$(spread "${rc[@]}")" "$(spread "${rp[@]}")"
+            printf '%-24s %-9s %24s %18s %18s %18s %18s %8s\n' "$label" "$target" "$(spread "${q[@]}")" \
+                "$(spread "${rq[@]}")" "$(spread "${rc[@]}")" "$(spread "${rp[@]}")" "$(spread "${rs[@]}")" \
+                "$(median "${sq[@]}")"
         done
     done
     cat <<EOF
@@ -803,7 +832,9 @@ Reference (first row of each workload): haproxy1 = HAProxy to replica1 alone, to
 rwsplit over replica1 alone (the same work); haproxy and rwsplit spread reads over both replicas; haproxym =
 HAProxy in front of the master alone (a proxy that does not split), to compare with rwsplit (consistency:
 session, the default) and eventual (consistency: eventual), which split reads over both replicas;
-direct/master = no proxy (no CPU figure). Autocommit runs ignore sysbench's duplicate-key and deadlock
+direct/master = no proxy (no CPU figure). "server CPU/q" is the three mariadbd processes' CPU per client
+query (what the proxy makes the servers do), "stmts/q" the statements the servers executed per client query
+(1.0 = nothing added; health probes of the running proxies add a little to every row). Autocommit runs ignore sysbench's duplicate-key and deadlock
 errors (1062, 1213), which its threads cause by colliding on inserted keys. Everything shares $(nproc) cores.
 EOF
 }
