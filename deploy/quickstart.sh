@@ -2,10 +2,23 @@
 # Starts a local replicated MariaDB sandbox (master 13306, replicas 13307 and 13308; installs MariaDB with
 # apt-get if missing), builds rwsplit, and runs it in the foreground with the shipped proxy.yaml.
 # Stop with Ctrl-C; stop the sandbox with `deploy/sandbox.sh down`.
+#
+#   deploy/quickstart.sh [--replication gtid|pos|semisync]   (default gtid; see deploy/sandbox.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bash deploy/sandbox.sh up
+mode=gtid
+if [[ "${1:-}" == --replication ]]; then
+    [[ "${2:-}" =~ ^(gtid|pos|semisync)$ ]] || {
+        echo "usage: deploy/quickstart.sh [--replication gtid|pos|semisync]" >&2
+        exit 2
+    }
+    mode=$2
+elif [[ $# -gt 0 ]]; then
+    echo "usage: deploy/quickstart.sh [--replication gtid|pos|semisync]" >&2
+    exit 2
+fi
+bash deploy/sandbox.sh up --replication "$mode"
 cargo build --release --locked --bin rwsplit
 listen=$(sed -n 's/^listen: *//p' proxy.yaml)
 cat <<MSG

@@ -3,7 +3,8 @@
 # GTID replication. The Rust test harness (tests/common/mod.rs) drives this script; it is the only
 # implementation of the topology.
 #
-#   deploy/sandbox.sh up     [--dir DIR] [--port BASE]  start master on BASE, replicas on BASE+1, BASE+2
+#   deploy/sandbox.sh up     [--dir DIR] [--port BASE] [--replication gtid|pos|semisync]
+#                                                       start master on BASE, replicas on BASE+1, BASE+2
 #                                                       (idempotent: a healthy topology in DIR is left running)
 #   deploy/sandbox.sh down   [--dir DIR] [--wipe]       stop every instance; --wipe also deletes DIR
 #   deploy/sandbox.sh status [--dir DIR]                one line per instance; exit 1 unless all are healthy
@@ -12,7 +13,12 @@
 #   deploy/sandbox.sh pause  NAME [--dir DIR]           SIGSTOP one instance (a hung server)
 #   deploy/sandbox.sh resume NAME [--dir DIR]           SIGCONT one instance
 #
-# NAME is master, replica1 or replica2. Defaults: DIR=<repo>/.sandbox, BASE=13306.
+# NAME is master, replica1 or replica2. Defaults: DIR=<repo>/.sandbox, BASE=13306, --replication gtid.
+# Replication modes: gtid (MASTER_USE_GTID=slave_pos); pos, as the classic guides teach: the replicas are
+# seeded from a `mariadb-dump --master-data` of the master (accounts included) and pointed at its binary log
+# by file and position (MASTER_USE_GTID=no; their gtid_slave_pos is set to the dump's point too, so GTID
+# waits still work); semisync: gtid plus MariaDB's built-in semi-synchronous replication (the master waits
+# up to 1 s for a replica's acknowledgement per commit, then falls back to asynchronous).
 # Exit codes: 0 ok, 1 failure, 2 usage error, 3 a port is already taken (a caller may retry elsewhere).
 #
 # Accounts (created on the master, replicated): root@127.0.0.1/rootpw (all privileges), app/apppw (ordinary,
@@ -43,6 +49,7 @@ DIR="$REPO_ROOT/.sandbox"
 BASE_PORT=13306
 PORT_GIVEN=0
 WIPE=0
+REPLICATION=gtid
 
 log() { echo "sandbox: $*" >&2; }
 die() {
@@ -50,7 +57,7 @@ die() {
     exit 1
 }
 usage() {
-    sed -n '6,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '6,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -213,6 +220,14 @@ write_cnf() {
         echo "ssl_ca=$DIR/tls/ca.pem"
         echo "ssl_cert=$DIR/tls/server.pem"
         echo "ssl_key=$DIR/tls/server.key"
+        if [[ "$REPLICATION" == semisync ]]; then
+            if [[ "$name" == master ]]; then
+                echo "rpl_semi_sync_master_enabled=ON"
+                echo "rpl_semi_sync_master_timeout=1000"
+            else
+                echo "rpl_semi_sync_slave_enabled=ON"
+            fi
+        fi
         echo "collation-server=utf8mb4_general_ci"
         echo
         echo "[client]"
@@ -379,10 +394,33 @@ SQL
 
 start_replication() {
     local name
+    if [[ "$REPLICATION" == pos ]]; then
+        seed_by_position
+        return
+    fi
     for name in replica1 replica2; do
         sql_sock "$name" -e "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$(port_of master),
             MASTER_USER='repl', MASTER_PASSWORD='replpw', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
             START SLAVE;" || die "CHANGE MASTER / START SLAVE failed on $name"
+    done
+}
+
+# The classic setup: a consistent dump of the master with its binary log coordinates (--master-data), loaded
+# into each replica without binary logging, then replication from those coordinates.
+seed_by_position() {
+    local name dump="$DIR/seed.sql" gtid
+    gtid="$(sql_sock master -e 'SELECT @@gtid_binlog_pos')" || die "reading the master's GTID position failed"
+    mariadb-dump --no-defaults -S "$(sock_of master)" -u"$OS_USER" --single-transaction --master-data=1 \
+        --system=users --insert-ignore --databases app rwsplit >"$dump" 2>"$DIR/seed.log" ||
+        die "mariadb-dump --master-data failed; see $DIR/seed.log"
+    grep -q "^CHANGE MASTER TO MASTER_LOG_FILE=" "$dump" || die "the dump has no CHANGE MASTER coordinates"
+    for name in replica1 replica2; do
+        sql_sock "$name" -e "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$(port_of master),
+            MASTER_USER='repl', MASTER_PASSWORD='replpw', MASTER_USE_GTID=no, MASTER_CONNECT_RETRY=1;" ||
+            die "CHANGE MASTER failed on $name"
+        { echo "SET SESSION sql_log_bin=0;"; cat "$dump"; } | sql_sock "$name" ||
+            die "loading the dump into $name failed"
+        sql_sock "$name" -e "SET GLOBAL gtid_slave_pos='$gtid'; START SLAVE;" || die "START SLAVE failed on $name"
     done
 }
 
@@ -419,11 +457,12 @@ MariaDB sandbox in $DIR
   master    127.0.0.1:$p0  (server_id 1)
   replica1  127.0.0.1:$p1  (server_id 2, read_only)
   replica2  127.0.0.1:$p2  (server_id 3, read_only)
+  replication $REPLICATION
   accounts  root/rootpw (all privileges)  app/apppw (ordinary)  monitor/monitorpw  repl/replpw  x509/x509pw
   tls       CA $DIR/tls/ca.pem, client certificate $DIR/tls/client.pem + client.key
   connect   mariadb --no-defaults -h127.0.0.1 -P$p0 -uapp -papppw app
   stop      $0 down --dir $DIR [--wipe]
-SANDBOX master=127.0.0.1:$p0 replicas=127.0.0.1:$p1,127.0.0.1:$p2 dir=$DIR
+SANDBOX master=127.0.0.1:$p0 replicas=127.0.0.1:$p1,127.0.0.1:$p2 dir=$DIR replication=$REPLICATION
 EOF
 }
 
@@ -452,8 +491,11 @@ cmd_up() {
         if [[ -n "$recorded" ]]; then
             local wanted=$BASE_PORT
             BASE_PORT=$recorded
-            # A sandbox from before TLS was added has no certificates: it is recreated.
-            if healthy && [[ -f "$DIR/tls/client.pem" ]]; then
+            # A sandbox from before TLS was added has no certificates, one in another mode the wrong setup:
+            # either is recreated.
+            local mode
+            mode="$(sed -n 's/^REPLICATION=//p' "$DIR/$MARKER")"
+            if healthy && [[ -f "$DIR/tls/client.pem" && "${mode:-gtid}" == "$REPLICATION" ]]; then
                 if ((PORT_GIVEN && wanted != recorded)); then
                     die "a healthy sandbox already runs in $DIR on base port $recorded (not $wanted); run down first"
                 fi
@@ -469,7 +511,7 @@ cmd_up() {
     wipe_contents
     local sock_len=${#DIR}
     ((sock_len + 25 <= 107)) || die "$DIR is too long for a unix socket path; use a shorter --dir"
-    echo "BASE_PORT=$BASE_PORT" >"$DIR/$MARKER"
+    printf 'BASE_PORT=%s\nREPLICATION=%s\n' "$BASE_PORT" "$REPLICATION" >"$DIR/$MARKER"
 
     for name in "${INSTANCES[@]}"; do
         if port_taken "$(port_of "$name")"; then
@@ -608,6 +650,11 @@ main() {
             --wipe)
                 WIPE=1
                 shift
+                ;;
+            --replication)
+                [[ $# -ge 2 && "$2" =~ ^(gtid|pos|semisync)$ ]] || usage
+                REPLICATION=$2
+                shift 2
                 ;;
             *)
                 log "unknown option '$1'"

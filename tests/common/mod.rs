@@ -68,7 +68,7 @@ impl Topology {
     /// a temp dir. A detached watchdog tears it down when the test process exits.
     pub fn shared() -> &'static Topology {
         static SHARED: OnceLock<Result<Topology, String>> = OnceLock::new();
-        match SHARED.get_or_init(|| Topology::start(false)) {
+        match SHARED.get_or_init(|| Topology::start(false, "gtid")) {
             Ok(topology) => topology,
             Err(e) => panic!("the shared MariaDB topology could not be started: {e}"),
         }
@@ -76,7 +76,13 @@ impl Topology {
 
     /// A topology of its own, for destructive tests (kill/pause a server); torn down on drop.
     pub fn private() -> Topology {
-        Topology::start(true).unwrap_or_else(|e| panic!("a private MariaDB topology could not be started: {e}"))
+        Topology::private_in("gtid")
+    }
+
+    /// A private topology replicating in `mode` (`deploy/sandbox.sh up --replication`: gtid, pos, semisync).
+    pub fn private_in(mode: &str) -> Topology {
+        Topology::start(true, mode)
+            .unwrap_or_else(|e| panic!("a private {mode} MariaDB topology could not be started: {e}"))
     }
 
     /// Every server: the master, then the replicas.
@@ -200,7 +206,7 @@ impl Topology {
     }
 
     /// Starts a topology in a fresh temp dir, retrying on other ports if one is taken meanwhile.
-    fn start(owned: bool) -> Result<Topology, String> {
+    fn start(owned: bool, mode: &str) -> Result<Topology, String> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "rwsplit-sandbox-{}-{}",
@@ -214,7 +220,7 @@ impl Topology {
         let mut failure = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let base = free_base_port().to_string();
-            let out = sandbox(&["up", "--dir", &dir_arg, "--port", &base]);
+            let out = sandbox(&["up", "--dir", &dir_arg, "--port", &base, "--replication", mode]);
             if out.status.success() {
                 let stdout = String::from_utf8_lossy(&out.stdout);
                 let mut topology = parse_sandbox_line(&stdout)?;
@@ -229,7 +235,7 @@ impl Topology {
                 return Ok(topology);
             }
             failure = format!(
-                "deploy/sandbox.sh up --dir {dir_arg} --port {base} failed ({}):\n{}",
+                "deploy/sandbox.sh up --dir {dir_arg} --port {base} --replication {mode} failed ({}):\n{}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             );

@@ -1,0 +1,133 @@
+//! The routing and lag-gating checks in the replication modes other than GTID (which every other test file
+//! uses): `pos` (replicas seeded from `mariadb-dump --master-data` and replicating by binary log file and
+//! position, `MASTER_USE_GTID=no`) and `semisync` (GTID plus MariaDB's semi-synchronous replication), each on
+//! a private topology started with `deploy/sandbox.sh up --replication MODE`. Per mode: writes on the master
+//! and plain reads on the replicas, a session reading its own write at once, a replica made to lag (by
+//! MASTER_DELAY) taken out and readmitted, a stopped SQL thread, and a hung replica (SIGSTOP).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::proxy::{config_with_health, Proxy};
+use common::Topology;
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+
+async fn root(topo: &Topology, addr: SocketAddr) -> Conn {
+    Conn::new(topo.direct_opts(addr, "root", "rootpw")).await.expect("root connection")
+}
+
+/// Writes on the master every 50 ms until the flag is set (lag shows only while events arrive).
+fn keep_writing(topo: &Topology, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    let opts = topo.direct_opts(topo.master, "root", "rootpw");
+    tokio::spawn(async move {
+        let mut c = Conn::new(opts).await.expect("root connection");
+        while !stop.load(Ordering::Relaxed) {
+            if c.query_drop("INSERT INTO app.mode_ticks (at) VALUES (NOW(6))").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+async fn routing_and_gating(mode: &str) {
+    let topo = Topology::private_in(mode);
+    let mut master = root(&topo, topo.master).await;
+    let using_gtid: String = root(&topo, topo.replicas[0])
+        .await
+        .query_first("SHOW SLAVE STATUS")
+        .await
+        .unwrap()
+        .map(|row: mysql_async::Row| row.get::<String, _>("Using_Gtid").unwrap_or_default())
+        .unwrap_or_default();
+    assert_eq!(using_gtid, if mode == "pos" { "No" } else { "Slave_Pos" }, "the sandbox replicates in {mode} mode");
+    if mode == "semisync" {
+        let on: Option<(String, String)> =
+            master.query_first("SHOW STATUS LIKE 'Rpl_semi_sync_master_status'").await.unwrap();
+        assert_eq!(on.map(|(_, v)| v).as_deref(), Some("ON"), "semi-sync is on");
+    }
+    master
+        .query_drop("CREATE TABLE IF NOT EXISTS app.mode_ticks (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))")
+        .await
+        .unwrap();
+
+    let proxy = Proxy::start_yaml(&config_with_health(&topo, "  max_replica_lag: 1s\n")).await;
+    let keys: Vec<String> = topo.replicas.iter().map(|r| r.to_string()).collect();
+    let all_serve = |h: &rwsplit::health::Snapshot| keys.iter().all(|k| h.serves_reads(k));
+    proxy.wait_health("both replicas serve", Duration::from_secs(15), all_serve).await;
+
+    // Writes on the master, plain reads on the replicas, and a session sees its own write at once.
+    let mut c = proxy.conn_db("app").await;
+    c.query_drop("CREATE TABLE IF NOT EXISTS ryw (id INT PRIMARY KEY)").await.unwrap();
+    for id in 0..50u32 {
+        c.query_drop(format!("INSERT INTO ryw VALUES ({id})")).await.unwrap();
+        let seen: Option<u32> = c.query_first(format!("SELECT id FROM ryw WHERE id = {id}")).await.unwrap();
+        assert_eq!(seen, Some(id), "{mode}: the session reads its own write");
+    }
+    let mut on_replicas = 0;
+    for _ in 0..40 {
+        let id: u32 = c.query_first("SELECT @@server_id").await.unwrap().unwrap();
+        on_replicas += u32::from(id == 2 || id == 3);
+    }
+    assert_eq!(on_replicas, 40, "{mode}: plain reads go to the replicas");
+    let id: u32 = c.query_first("SELECT @@server_id FOR UPDATE").await.unwrap().unwrap();
+    assert_eq!(id, 1, "{mode}: a locking read goes to the master");
+
+    // A lagging replica is taken out and readmitted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_writing(&topo, Arc::clone(&stop));
+    let lagging = topo.replicas[0];
+    let key = lagging.to_string();
+    let mut r = root(&topo, lagging).await;
+    r.query_drop("STOP SLAVE").await.unwrap();
+    r.query_drop("CHANGE MASTER TO MASTER_DELAY = 3").await.unwrap();
+    r.query_drop("START SLAVE").await.unwrap();
+    proxy.wait_health("the delayed replica is out", Duration::from_secs(20), |h| !h.serves_reads(&key)).await;
+    for _ in 0..20 {
+        let id: u32 = c.query_first("SELECT @@server_id").await.unwrap().unwrap();
+        assert_ne!(id, topo.server_id_of(lagging), "{mode}: no reads for the lagging replica");
+    }
+    r.query_drop("STOP SLAVE").await.unwrap();
+    r.query_drop("CHANGE MASTER TO MASTER_DELAY = 0").await.unwrap();
+    r.query_drop("START SLAVE").await.unwrap();
+    proxy.wait_health("the caught-up replica is back", Duration::from_secs(20), |h| h.serves_reads(&key)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    // A stopped SQL thread takes it out; starting it brings it back.
+    r.query_drop("STOP SLAVE SQL_THREAD").await.unwrap();
+    proxy
+        .wait_health("out with its SQL thread stopped", Duration::from_secs(10), |h| {
+            !h.servers[&*key].serves_reads && !h.servers[&*key].replicating
+        })
+        .await;
+    r.query_drop("START SLAVE SQL_THREAD").await.unwrap();
+    proxy.wait_health("back with its SQL thread running", Duration::from_secs(10), |h| h.serves_reads(&key)).await;
+
+    // A hung replica: reads go on elsewhere; it comes back when it resumes.
+    let hung = topo.replicas[1];
+    let hung_key = hung.to_string();
+    topo.pause(hung);
+    proxy.wait_health("the hung replica is out", Duration::from_secs(10), |h| !h.serves_reads(&hung_key)).await;
+    for _ in 0..20 {
+        let id: u32 = c.query_first("SELECT @@server_id").await.unwrap().unwrap();
+        assert_ne!(id, topo.server_id_of(hung), "{mode}: no reads for the hung replica");
+    }
+    topo.resume(hung);
+    proxy.wait_health("the resumed replica is back", Duration::from_secs(20), all_serve).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binlog_position_replication_routes_and_gates() {
+    routing_and_gating("pos").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn semisync_replication_routes_and_gates() {
+    routing_and_gating("semisync").await;
+}
