@@ -106,6 +106,8 @@ METRICS = {
     "rwsplit_config_reloads_total", "rwsplit_config_last_reload_success_timestamp_seconds",
     "rwsplit_errors_total", "rwsplit_consistent_reads_total", "rwsplit_consistency_wait_seconds",
     "rwsplit_login_failures_total", "rwsplit_client_connections_refused_total",
+    "rwsplit_replica_io_running", "rwsplit_replica_sql_running", "rwsplit_replica_binlog_behind_bytes",
+    "rwsplit_semisync_master_status", "rwsplit_semisync_master_clients",
 }
 HISTOGRAMS = {"rwsplit_query_duration_seconds", "rwsplit_consistency_wait_seconds"}
 SERIES = (METRICS - HISTOGRAMS) | {h + s for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
@@ -123,6 +125,11 @@ LABELS = {
     "rwsplit_errors_total": {"kind"},
     "rwsplit_login_failures_total": {"user"},
     "rwsplit_client_connections_refused_total": {"reason"},
+    "rwsplit_replica_io_running": {"backend"},
+    "rwsplit_replica_sql_running": {"backend"},
+    "rwsplit_replica_binlog_behind_bytes": {"backend"},
+    "rwsplit_semisync_master_status": {"backend"},
+    "rwsplit_semisync_master_clients": {"backend"},
     "rwsplit_consistent_reads_total": {"outcome"},
     "rwsplit_consistency_wait_seconds_bucket": {"le"},
     "rwsplit_consistency_wait_seconds_sum": set(),

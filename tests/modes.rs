@@ -3,7 +3,9 @@
 //! position, `MASTER_USE_GTID=no`) and `semisync` (GTID plus MariaDB's semi-synchronous replication), each on
 //! a private topology started with `deploy/sandbox.sh up --replication MODE`. Per mode: writes on the master
 //! and plain reads on the replicas, a session reading its own write at once, a replica made to lag (by
-//! MASTER_DELAY) taken out and readmitted, a stopped SQL thread, and a hung replica (SIGSTOP).
+//! MASTER_DELAY) taken out and readmitted, a stopped SQL thread, and a hung replica (SIGSTOP); and what the
+//! replication view (admin `SHOW REPLICATION`, the replication metrics) shows: the mode, the threads, the
+//! distance in bytes, and in semisync mode the master falling back to asynchronous replication.
 
 mod common;
 
@@ -60,6 +62,35 @@ async fn routing_and_gating(mode: &str) {
     let keys: Vec<String> = topo.replicas.iter().map(|r| r.to_string()).collect();
     let all_serve = |h: &rwsplit::health::Snapshot| keys.iter().all(|k| h.serves_reads(k));
     proxy.wait_health("both replicas serve", Duration::from_secs(15), all_serve).await;
+
+    // The replication view: each replica's mode and threads, caught up to the byte, and semi-sync.
+    let want_mode = if mode == "pos" { "position" } else { "gtid" };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let views = proxy.shared.backend_views();
+        let replicas_ok = views.iter().filter(|v| !v.is_writer).all(|v| {
+            let r = v.replication.clone().unwrap_or_default();
+            r.mode == Some(want_mode)
+                && r.io_state.as_deref() == Some("Yes")
+                && r.sql_state.as_deref() == Some("Yes")
+                && r.source_server_id == Some(1)
+                && v.binlog_behind == Some(0)
+        });
+        let master = views.iter().find(|v| v.is_writer).and_then(|v| v.replication.clone()).unwrap_or_default();
+        let semisync_ok = if mode == "semisync" { master.semisync_master == Some((true, 2)) } else { true };
+        if replicas_ok && semisync_ok && master.binlog_end.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{mode}: replication view {views:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = rwsplit::metrics::render(&proxy.shared);
+    for r in &topo.replicas {
+        for name in ["rwsplit_replica_io_running", "rwsplit_replica_sql_running"] {
+            assert!(metrics.contains(&format!("{name}{{backend=\"{r}\"}} 1")), "{name} for {r}:\n{metrics}");
+        }
+        assert!(metrics.contains(&format!("rwsplit_replica_binlog_behind_bytes{{backend=\"{r}\"}} 0")), "{metrics}");
+    }
 
     // Writes on the master, plain reads on the replicas, and a session sees its own write at once.
     let mut c = proxy.conn_db("app").await;
@@ -120,6 +151,33 @@ async fn routing_and_gating(mode: &str) {
     }
     topo.resume(hung);
     proxy.wait_health("the resumed replica is back", Duration::from_secs(20), all_serve).await;
+
+    if mode == "semisync" {
+        // Without a replica to acknowledge, the master falls back to asynchronous replication after
+        // rpl_semi_sync_master_timeout (1 s in the sandbox) on the next commit; the view and the metric say so.
+        for r in &topo.replicas {
+            root(&topo, *r).await.query_drop("STOP SLAVE IO_THREAD").await.unwrap();
+        }
+        master.query_drop("INSERT INTO app.mode_ticks (at) VALUES (NOW(6))").await.unwrap();
+        let key = topo.master.to_string();
+        proxy
+            .wait_health("the master reports asynchronous replication", Duration::from_secs(10), |h| {
+                h.servers.get(&*key).is_some_and(|s| s.replication.semisync_master.is_some_and(|(on, _)| !on))
+            })
+            .await;
+        let metrics = rwsplit::metrics::render(&proxy.shared);
+        let off = format!("rwsplit_semisync_master_status{{backend=\"{}\"}} 0", topo.master);
+        assert!(metrics.contains(&off), "{metrics}");
+        for r in &topo.replicas {
+            root(&topo, *r).await.query_drop("START SLAVE IO_THREAD").await.unwrap();
+        }
+        master.query_drop("INSERT INTO app.mode_ticks (at) VALUES (NOW(6))").await.unwrap();
+        proxy
+            .wait_health("the master is semi-synchronous again", Duration::from_secs(15), |h| {
+                h.servers.get(&*key).is_some_and(|s| s.replication.semisync_master.is_some_and(|(on, _)| on))
+            })
+            .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,4 +188,50 @@ async fn binlog_position_replication_routes_and_gates() {
 #[tokio::test(flavor = "multi_thread")]
 async fn semisync_replication_routes_and_gates() {
     routing_and_gating("semisync").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_mistakes_are_named() {
+    let topo = Topology::private_in("gtid");
+    // A monitor account without the replication privileges: the probe error says which GRANT is missing.
+    let mut master = root(&topo, topo.master).await;
+    master.query_drop("CREATE USER IF NOT EXISTS 'nomon'@'%' IDENTIFIED BY 'nomonpw'").await.unwrap();
+    topo.wait_replicated().await;
+    let weak = config_with_health(&topo, "")
+        .replace("user: monitor\n  password: monitorpw", "user: nomon\n  password: nomonpw");
+    let proxy = Proxy::start_yaml(&weak).await;
+    let key = topo.replicas[0].to_string();
+    proxy
+        .wait_health("the probe names the missing grant", Duration::from_secs(10), |h| {
+            let error = h.servers.get(&*key).and_then(|s| s.last_error.as_deref());
+            error.is_some_and(|e| e.contains("GRANT SLAVE MONITOR, REPLICATION CLIENT"))
+        })
+        .await;
+    drop(proxy);
+
+    // A replica replicating from another replica, not from the configured master: out of the rotation, with
+    // both server ids named.
+    let proxy = Proxy::start_yaml(&config_with_health(&topo, "")).await;
+    let keys: Vec<String> = topo.replicas.iter().map(|r| r.to_string()).collect();
+    proxy.wait_health("both serve", Duration::from_secs(15), |h| keys.iter().all(|k| h.serves_reads(k))).await;
+    let chained = topo.replicas[1];
+    let mut r = root(&topo, chained).await;
+    r.query_drop("STOP SLAVE").await.unwrap();
+    r.query_drop(format!("CHANGE MASTER TO MASTER_PORT = {}", topo.replicas[0].port())).await.unwrap();
+    r.query_drop("START SLAVE").await.unwrap();
+    let chained_key = chained.to_string();
+    proxy
+        .wait_health("the chained replica is out, named", Duration::from_secs(15), |h| {
+            let s = &h.servers[&*chained_key];
+            !s.serves_reads
+                && s.last_error.as_deref().is_some_and(|e| e.contains("server_id 2") && e.contains("server_id 1"))
+        })
+        .await;
+    let views = proxy.shared.backend_views();
+    let view = views.iter().find(|v| *v.addr == *chained_key).and_then(|v| v.replication.clone()).unwrap();
+    assert_eq!(view.source_server_id, Some(2), "{view:?}");
+    r.query_drop("STOP SLAVE").await.unwrap();
+    r.query_drop(format!("CHANGE MASTER TO MASTER_PORT = {}", topo.master.port())).await.unwrap();
+    r.query_drop("START SLAVE").await.unwrap();
+    proxy.wait_health("back from the master", Duration::from_secs(15), |h| h.serves_reads(&chained_key)).await;
 }

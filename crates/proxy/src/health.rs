@@ -157,6 +157,8 @@ pub struct ServerHealth {
     pub probe_started: Option<Instant>,
     /// The replica passes the gate and gets reads.
     pub serves_reads: bool,
+    /// What an operator sees of its replication (admin `SHOW REPLICATION`, the replication metrics).
+    pub replication: ReplicationView,
     /// Why the last probe was bad (None after a good one).
     pub last_error: Option<String>,
     /// When `serves_reads` or `reachable` last changed.
@@ -185,6 +187,7 @@ impl Default for ServerHealth {
             binlog: None,
             probe_started: None,
             serves_reads: false,
+            replication: ReplicationView::default(),
             last_error: None,
             changed_at: SystemTime::now(),
             probed_at: UNIX_EPOCH,
@@ -249,9 +252,56 @@ impl Snapshot {
     }
 }
 
+/// A server's replication as an operator sees it, from its last good probe: how a replica replicates and
+/// where its threads stand, and the master's binary log end and semi-sync state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplicationView {
+    /// `@@server_id`.
+    pub server_id: Option<u32>,
+    /// A replica's mode: `gtid` (MariaDB `Using_Gtid` Slave_Pos or Current_Pos, MySQL `Auto_Position` 1)
+    /// or `position` (binary log file and position). None: not a replica.
+    pub mode: Option<&'static str>,
+    /// `Slave_IO_Running` / `Replica_IO_Running` as reported (Yes, No, Connecting).
+    pub io_state: Option<String>,
+    /// `Slave_SQL_Running` / `Replica_SQL_Running`.
+    pub sql_state: Option<String>,
+    /// `Last_IO_Error`, when not empty.
+    pub last_io_error: Option<String>,
+    /// `Last_SQL_Error`, when not empty.
+    pub last_sql_error: Option<String>,
+    /// The server_id of the server it replicates from (`Master_Server_Id` / `Source_Server_Id`).
+    pub source_server_id: Option<u32>,
+    /// The master's binary log end (`SHOW MASTER STATUS`).
+    pub binlog_end: Option<BinlogPos>,
+    /// The master's binary log files and their sizes (`SHOW BINARY LOGS`), to measure how far behind a
+    /// replica's executed position is in bytes.
+    pub binlog_files: Vec<(String, u64)>,
+    /// Master: semi-sync on (`Rpl_semi_sync_master_status`) and the semi-sync replicas connected.
+    pub semisync_master: Option<(bool, u32)>,
+    /// Replica: its semi-sync side is on (`Rpl_semi_sync_slave_status`).
+    pub semisync_replica: Option<bool>,
+}
+
+/// How many bytes of the master's binary log `exec` (a replica's executed position) is behind `end` (the
+/// master's end), given the master's binary log files and sizes; None when a file is not in the list.
+pub fn binlog_behind(exec: &BinlogPos, end: &BinlogPos, files: &[(String, u64)]) -> Option<u64> {
+    if exec.file == end.file {
+        return Some(end.pos.saturating_sub(exec.pos));
+    }
+    let from = files.iter().position(|(f, _)| *f == exec.file)?;
+    let to = files.iter().position(|(f, _)| *f == end.file)?;
+    if from > to {
+        return None;
+    }
+    let rest_of_first = files[from].1.saturating_sub(exec.pos);
+    let middle: u64 = files[from + 1..to].iter().map(|(_, size)| size).sum();
+    Some(rest_of_first + middle + end.pos)
+}
+
 /// What one probe saw.
 #[derive(Debug, Clone, Default)]
 struct Observation {
+    replication: ReplicationView,
     read_only: Option<bool>,
     io_running: bool,
     sql_running: bool,
@@ -438,13 +488,23 @@ impl Probe {
         let probe_replication = !self.is_master || self.health.detect_master;
         let binlog_wanted = self.health.positions == Positions::Binlog;
         let instance = self.instance.clone();
+        let (is_master, user) = (self.is_master, self.health.user.clone());
         let started = Instant::now();
         let conn = self.conn().await?;
-        let row: Option<(u8, String)> =
-            conn.query_first("SELECT @@read_only, @@version").await.map_err(|e| e.to_string())?;
-        let mariadb = row.as_ref().is_some_and(|(_, v)| v.contains("MariaDB"));
-        let mut obs =
-            Observation { read_only: row.map(|(ro, _)| ro != 0), started: Some(started), ..Observation::default() };
+        let row: Option<(u8, String, u32)> =
+            conn.query_first("SELECT @@read_only, @@version, @@server_id").await.map_err(|e| e.to_string())?;
+        let mariadb = row.as_ref().is_some_and(|(_, v, _)| v.contains("MariaDB"));
+        let mut obs = Observation {
+            read_only: row.as_ref().map(|(ro, _, _)| *ro != 0),
+            started: Some(started),
+            ..Observation::default()
+        };
+        obs.replication.server_id = row.map(|(_, _, id)| id);
+        semisync_status(conn, &mut obs.replication).await?;
+        if is_master {
+            obs.replication.binlog_end = master_binlog(conn).await?;
+            obs.replication.binlog_files = binary_logs(conn).await?;
+        }
         if !mariadb {
             let mode: Option<String> = conn.query_first("SELECT @@gtid_mode").await.map_err(|e| e.to_string())?;
             obs.no_gtids = !mode.is_some_and(|m| m.eq_ignore_ascii_case("ON"));
@@ -455,16 +515,25 @@ impl Probe {
         if !probe_replication {
             return Ok(obs);
         }
+        let no_privilege = |e: mysql_async::Error| match e {
+            mysql_async::Error::Server(e) if e.code == 1227 || e.code == 1044 || e.code == 1045 => format!(
+                "the monitor account cannot read the replication status: GRANT SLAVE MONITOR, REPLICATION CLIENT \
+                 ON *.* TO '{user}' (MySQL: REPLICATION CLIENT) (server said: {})",
+                e.message
+            ),
+            e => e.to_string(),
+        };
         let status: Option<Row> = match conn.query_first("SHOW SLAVE STATUS").await {
             Ok(r) => r,
             // MySQL 8.4 removed SHOW SLAVE STATUS.
             Err(mysql_async::Error::Server(e)) if e.code == 1064 => {
-                conn.query_first("SHOW REPLICA STATUS").await.map_err(|e| e.to_string())?
+                conn.query_first("SHOW REPLICA STATUS").await.map_err(no_privilege)?
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(no_privilege(e)),
         };
         if let Some(row) = status {
             let (io, sql, seconds) = replication_fields(&row);
+            replication_view(&row, &mut obs.replication);
             obs.is_replica = true;
             (obs.io_running, obs.sql_running) = (io, sql);
             obs.lag = seconds.map(|s| s as f64);
@@ -522,6 +591,7 @@ impl Probe {
         let master = Arc::clone(&shared.topology.load().master);
         let mut state = shared.health.working();
         let master_down = master_unreachable(&state, &master);
+        let master_server_id = state.servers.get(&master).and_then(|m| m.replication.server_id);
         let entry = state.servers.entry(Arc::clone(&self.addr)).or_default();
         let before = (entry.reachable, entry.serves_reads, entry.read_only, entry.frozen);
         let first = entry.probes == 0;
@@ -540,13 +610,36 @@ impl Probe {
                 entry.binlog = obs.binlog.clone();
                 entry.probe_started = obs.started;
                 entry.last_error = None;
+                let was_semisync = entry.replication.semisync_master.map(|(on, _)| on);
+                entry.replication = obs.replication.clone();
+                let now_semisync = entry.replication.semisync_master.map(|(on, _)| on);
+                if self.is_master && was_semisync == Some(true) && now_semisync == Some(false) {
+                    tracing::warn!(
+                        backend = %self.addr,
+                        "the master fell back from semi-synchronous to asynchronous replication: a write it \
+                         acknowledges may not be on any replica yet (rwsplit's read-your-writes still waits for \
+                         each session's own writes; a master lost now may lose acknowledged writes)"
+                    );
+                } else if self.is_master && was_semisync == Some(false) && now_semisync == Some(true) {
+                    tracing::info!(backend = %self.addr, "the master is back to semi-synchronous replication");
+                }
                 let verdict = gate.judge(&obs, entry.io_seen, master_down);
                 entry.lag = verdict.lag;
                 entry.frozen = verdict.frozen;
                 if obs.io_running && obs.lag.is_some() {
                     entry.io_seen = Some((gate.now, obs.lag));
                 }
-                match verdict.why_not {
+                // A replica replicating from another server than the configured master is not serving
+                // the master's data.
+                let master_id = master_server_id.filter(|_| !self.is_master);
+                let wrong_source = match (master_id, obs.replication.source_server_id) {
+                    (Some(m), Some(src)) if obs.is_replica && src != m && src != 0 => Some(format!(
+                        "replicates from the server with server_id {src}, not from the configured master \
+                         (server_id {m}): point it at the master with CHANGE MASTER TO"
+                    )),
+                    _ => None,
+                };
+                match verdict.why_not.or(wrong_source) {
                     None => {
                         entry.good_streak += 1;
                         entry.serves_reads = entry.serves_reads || first || entry.good_streak >= rise;
@@ -734,6 +827,59 @@ async fn master_binlog(conn: &mut Conn) -> Result<Option<BinlogPos>, String> {
     }))
 }
 
+/// The master's binary log files and sizes (`SHOW BINARY LOGS`; empty without binary logging).
+async fn binary_logs(conn: &mut Conn) -> Result<Vec<(String, u64)>, String> {
+    match conn.query::<Row, _>("SHOW BINARY LOGS").await {
+        Ok(rows) => Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let file = row.get_opt::<String, _>("Log_name").and_then(Result::ok)?;
+                let size = row.get_opt::<u64, _>("File_size").and_then(Result::ok)?;
+                Some((file, size))
+            })
+            .collect()),
+        // 1381: binary logging is off.
+        Err(mysql_async::Error::Server(e)) if e.code == 1381 => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Semi-sync state under MariaDB's and MySQL's names (absent when the feature is off or not installed).
+async fn semisync_status(conn: &mut Conn, view: &mut ReplicationView) -> Result<(), String> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', \
+             'Rpl_semi_sync_master_clients', 'Rpl_semi_sync_slave_status', 'Rpl_semi_sync_source_status', \
+             'Rpl_semi_sync_source_clients', 'Rpl_semi_sync_replica_status')",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let get = |names: [&str; 2]| rows.iter().find(|(n, _)| names.contains(&n.as_str())).map(|(_, v)| v.as_str());
+    let on = |v: &str| v.eq_ignore_ascii_case("ON");
+    let master = get(["Rpl_semi_sync_master_status", "Rpl_semi_sync_source_status"]).map(on);
+    let clients = get(["Rpl_semi_sync_master_clients", "Rpl_semi_sync_source_clients"]).and_then(|v| v.parse().ok());
+    view.semisync_master = master.map(|m| (m, clients.unwrap_or(0)));
+    view.semisync_replica = get(["Rpl_semi_sync_slave_status", "Rpl_semi_sync_replica_status"]).map(on);
+    Ok(())
+}
+
+/// The replication facts of a `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS` row.
+fn replication_view(row: &Row, view: &mut ReplicationView) {
+    let text = |names: &[&str]| -> Option<String> {
+        names.iter().find_map(|n| row.get_opt::<Option<String>, _>(*n).and_then(Result::ok)).flatten()
+    };
+    let gtid = match text(&["Using_Gtid"]) {
+        Some(using) => !using.eq_ignore_ascii_case("No"),
+        None => text(&["Auto_Position"]).is_some_and(|v| v == "1"),
+    };
+    view.mode = Some(if gtid { "gtid" } else { "position" });
+    view.io_state = text(&["Slave_IO_Running", "Replica_IO_Running"]);
+    view.sql_state = text(&["Slave_SQL_Running", "Replica_SQL_Running"]);
+    view.last_io_error = text(&["Last_IO_Error"]).filter(|e| !e.is_empty());
+    view.last_sql_error = text(&["Last_SQL_Error"]).filter(|e| !e.is_empty());
+    view.source_server_id = text(&["Master_Server_Id", "Source_Server_Id"]).and_then(|v| v.parse().ok());
+}
+
 /// How far a replica has executed its master's binary log: `Relay_Master_Log_File` and
 /// `Exec_Master_Log_Pos` (`…_Source_…` on MySQL 8).
 fn executed_binlog(row: &Row) -> Option<BinlogPos> {
@@ -768,6 +914,18 @@ mod tests {
 
     fn server(reachable: bool, read_only: Option<bool>) -> ServerHealth {
         ServerHealth { reachable, read_only, probes: 1, ..ServerHealth::default() }
+    }
+
+    #[test]
+    fn binlog_distance_across_files() {
+        let pos = |file: &str, pos: u64| BinlogPos { file: file.into(), pos };
+        let files = vec![("b.000001".to_string(), 1000), ("b.000002".to_string(), 500), ("b.000003".to_string(), 300)];
+        assert_eq!(binlog_behind(&pos("b.000003", 100), &pos("b.000003", 300), &files), Some(200));
+        assert_eq!(binlog_behind(&pos("b.000001", 900), &pos("b.000003", 40), &files), Some(100 + 500 + 40));
+        assert_eq!(binlog_behind(&pos("b.000002", 500), &pos("b.000003", 4), &files), Some(4));
+        assert_eq!(binlog_behind(&pos("b.000009", 1), &pos("b.000003", 4), &files), None, "unknown file");
+        assert_eq!(binlog_behind(&pos("b.000003", 1), &pos("b.000001", 4), &files), None, "ahead of the master");
+        assert_eq!(binlog_behind(&pos("b.000003", 400), &pos("b.000003", 300), &files), Some(0));
     }
 
     #[test]

@@ -83,6 +83,48 @@ pub struct Metrics {
     consistency_wait: Histogram,
     login_failures: IntCounterVec,
     refused: IntCounterVec,
+    /// Replication, per server (see admin `SHOW REPLICATION`).
+    replication: ReplicationGauges,
+}
+
+/// The replication gauges, refreshed at every scrape from the health checker's last probes.
+#[derive(Debug, Clone)]
+struct ReplicationGauges {
+    io_running: IntGaugeVec,
+    sql_running: IntGaugeVec,
+    behind_bytes: IntGaugeVec,
+    semisync_status: IntGaugeVec,
+    semisync_clients: IntGaugeVec,
+}
+
+impl ReplicationGauges {
+    fn new() -> ReplicationGauges {
+        let gauge =
+            |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["backend"]).expect("valid metric");
+        ReplicationGauges {
+            io_running: gauge(
+                "rwsplit_replica_io_running",
+                "1 when the replica's IO thread runs (Slave_IO_Running: Yes)",
+            ),
+            sql_running: gauge("rwsplit_replica_sql_running", "1 when the replica's SQL thread runs"),
+            behind_bytes: gauge(
+                "rwsplit_replica_binlog_behind_bytes",
+                "How far the replica's executed position is behind the master's binary log end, in bytes",
+            ),
+            semisync_status: gauge(
+                "rwsplit_semisync_master_status",
+                "1 while the master replicates semi-synchronously, 0 after it fell back to asynchronous",
+            ),
+            semisync_clients: gauge(
+                "rwsplit_semisync_master_clients",
+                "Semi-synchronous replicas connected to the master",
+            ),
+        }
+    }
+
+    fn all(&self) -> [&IntGaugeVec; 5] {
+        [&self.io_running, &self.sql_running, &self.behind_bytes, &self.semisync_status, &self.semisync_clients]
+    }
 }
 
 /// A session's cache of query counters by (route, backend, reason).
@@ -100,12 +142,29 @@ pub fn render(shared: &crate::Shared) -> String {
     m.backend_connections.reset();
     m.backend_up.reset();
     m.replica_lag.reset();
+    for g in m.replication.all() {
+        g.reset();
+    }
     for b in shared.backend_views() {
         let addr = &*b.addr;
         let role = if b.is_writer { "master" } else { "replica" };
         m.backend_up.with_label_values(&[addr, role]).set(i64::from(b.serving));
         if !b.is_writer {
             m.replica_lag.with_label_values(&[addr]).set(b.lag.unwrap_or(f64::NAN));
+        }
+        if let Some(r) = &b.replication {
+            let yes = |state: &Option<String>| i64::from(state.as_deref() == Some("Yes"));
+            if r.mode.is_some() {
+                m.replication.io_running.with_label_values(&[addr]).set(yes(&r.io_state));
+                m.replication.sql_running.with_label_values(&[addr]).set(yes(&r.sql_state));
+            }
+            if let Some((on, clients)) = r.semisync_master.filter(|_| b.is_writer) {
+                m.replication.semisync_status.with_label_values(&[addr]).set(i64::from(on));
+                m.replication.semisync_clients.with_label_values(&[addr]).set(i64::from(clients));
+            }
+        }
+        if let Some(behind) = b.binlog_behind {
+            m.replication.behind_bytes.with_label_values(&[addr]).set(behind as i64);
         }
         m.backend_connections.with_label_values(&[addr, "in_use"]).set(b.in_use as i64);
         m.backend_connections.with_label_values(&[addr, "idle"]).set(b.idle as i64);
@@ -220,6 +279,10 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
+        let replication = ReplicationGauges::new();
+        for g in replication.all() {
+            registry.register(Box::new(g.clone())).expect("metric registered once");
+        }
         for kind in
             [ErrorKind::ClientProtocol, ErrorKind::BackendConnect, ErrorKind::BackendQuery, ErrorKind::AuthFailure]
         {
@@ -248,6 +311,7 @@ impl Metrics {
             consistency_wait,
             login_failures,
             refused,
+            replication,
         };
         m.last_reload.set(unix_now());
         m

@@ -145,6 +145,10 @@ pub struct BackendView {
     pub in_use: usize,
     /// Idle pooled connections to it.
     pub idle: usize,
+    /// Its replication as last probed (None before the first good probe).
+    pub replication: Option<crate::health::ReplicationView>,
+    /// A replica's executed position behind the master's binary log end, in bytes (both as last probed).
+    pub binlog_behind: Option<u64>,
 }
 
 impl Shared {
@@ -185,6 +189,7 @@ impl Shared {
         let configured: Arc<str> = config.master.address.as_str().into();
         let writer = health.writer(&configured).ok().cloned();
         let replicas = config.replicas.iter().map(|r| (r.address.as_str(), Some(r.weight)));
+        let master_view = health.servers.get(config.master.address.as_str()).map(|m| &m.replication);
         std::iter::once((config.master.address.as_str(), None))
             .chain(replicas)
             .map(|(addr, weight)| {
@@ -211,6 +216,11 @@ impl Shared {
                     last_change: probed.map(|s| s.changed_at),
                     in_use: self.registry.in_use_count(addr),
                     idle: self.pools.iter().map(|p| p.idle_count(addr)).sum(),
+                    replication: probed.map(|s| s.replication.clone()),
+                    binlog_behind: probed.filter(|_| weight.is_some()).and_then(|s| {
+                        let (exec, master) = (s.binlog.as_ref()?, master_view?);
+                        crate::health::binlog_behind(exec, master.binlog_end.as_ref()?, &master.binlog_files)
+                    }),
                 }
             })
             .collect()

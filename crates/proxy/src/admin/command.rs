@@ -5,6 +5,8 @@
 pub enum Command {
     /// `SHOW BACKENDS`.
     ShowBackends,
+    /// `SHOW REPLICATION`.
+    ShowReplication,
     /// `SHOW POOLS`.
     ShowPools,
     /// `SHOW CLIENTS`.
@@ -54,6 +56,7 @@ pub fn parse(sql: &str) -> Result<Command, String> {
     let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
     match upper.as_slice() {
         ["SHOW", "BACKENDS"] => Ok(Command::ShowBackends),
+        ["SHOW", "REPLICATION"] => Ok(Command::ShowReplication),
         ["SHOW", "POOLS"] => Ok(Command::ShowPools),
         ["SHOW", "CLIENTS"] => Ok(Command::ShowClients),
         ["SHOW", "CONFIG"] => Ok(Command::ShowConfig),
@@ -144,6 +147,7 @@ mod tests {
     fn parses_commands() {
         let table: &[(&str, Command)] = &[
             ("SHOW BACKENDS", Command::ShowBackends),
+            ("show replication", Command::ShowReplication),
             ("  show   backends ;  ", Command::ShowBackends),
             ("/* from a script */ Show Pools;;", Command::ShowPools),
             ("SHOW CLIENTS /* trailing */", Command::ShowClients),

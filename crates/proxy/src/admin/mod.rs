@@ -12,6 +12,13 @@
 //!   replica's executed position in the master's binary log; the master's own when read-your-writes follows
 //!   binary log positions), `connections_in_use`, `connections_idle`, `last_error`, `last_change` (RFC 3339,
 //!   UTC).
+//! - `SHOW REPLICATION`: one row per configured server, the master first: `address`, `role`, `server_id`,
+//!   `mode` (a replica's: `gtid` or `position`), `io_running` and `sql_running` (as the server reports them:
+//!   Yes, No, Connecting), `lag_seconds`, `gtid`, `binlog_position` (the master's binary log end; a
+//!   replica's executed position in it), `behind_bytes` (how far that is behind the master's end, across
+//!   its binary log files), `semisync` (master: `ON (n replicas)` or `OFF (asynchronous)`; replica: ON/OFF;
+//!   NULL when semi-sync is not in use), `source_server_id` (the server a replica replicates from),
+//!   `last_io_error`, `last_sql_error`, `last_error` (why rwsplit does not use it), `last_change`.
 //! - `SHOW POOLS`: `backend`, `in_use`, `idle` per backend.
 //! - `SHOW CLIENTS`: one row per client session: `id`, `user`, `peer`, `started`, `master_thread`,
 //!   `replica`, `replica_thread`.
@@ -75,7 +82,7 @@ const VERSION: &str = concat!("5.7.0-rwsplit-admin-", env!("CARGO_PKG_VERSION"))
 /// `@@version_comment`, which the `mariadb` client prints after the version.
 const VERSION_COMMENT: &str = "rwsplit admin";
 /// What every unknown command's error lists.
-const USAGE: &str = "supported: SHOW BACKENDS, SHOW POOLS, SHOW CLIENTS, SHOW CONFIG, RELOAD, \
+const USAGE: &str = "supported: SHOW BACKENDS, SHOW REPLICATION, SHOW POOLS, SHOW CLIENTS, SHOW CONFIG, RELOAD, \
                      SET BACKEND 'host:port' OFFLINE|ONLINE";
 /// Open admin connections at most; more get error 1040 before the handshake.
 pub const MAX_ADMIN_CONNECTIONS: usize = 64;

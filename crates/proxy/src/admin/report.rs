@@ -143,6 +143,7 @@ async fn write_table<'t>(results: QueryResultWriter<'t, Out>, table: &'t Table) 
 pub(super) fn execute(shared: &Arc<Shared>, command: &Command) -> Result<Reply, Failure> {
     match command {
         Command::ShowBackends => Ok(Reply::Rows(show_backends(shared))),
+        Command::ShowReplication => Ok(Reply::Rows(show_replication(shared))),
         Command::ShowPools => Ok(Reply::Rows(show_pools(shared))),
         Command::ShowClients => Ok(Reply::Rows(show_clients(shared))),
         Command::ShowConfig => Ok(Reply::Rows(show_config(&shared.config.load()))),
@@ -186,6 +187,62 @@ fn show_backends(shared: &Shared) -> Table {
             Cell::opt_text(b.binlog.as_deref()),
             Cell::count(b.in_use),
             Cell::count(b.idle),
+            Cell::opt_text(b.last_error.as_deref()),
+            Cell::opt_text(b.last_change.map(rfc3339)),
+        ]);
+    }
+    table
+}
+
+/// `SHOW REPLICATION`: one row per server, the master first: role, mode, threads, lag, positions, semi-sync,
+/// the server it replicates from, the last replication errors (see the module doc).
+fn show_replication(shared: &Shared) -> Table {
+    let mut table = Table::new(&[
+        ("address", TEXT),
+        ("role", TEXT),
+        ("server_id", BIGINT),
+        ("mode", TEXT),
+        ("io_running", TEXT),
+        ("sql_running", TEXT),
+        ("lag_seconds", DOUBLE),
+        ("gtid", TEXT),
+        ("binlog_position", TEXT),
+        ("behind_bytes", BIGINT),
+        ("semisync", TEXT),
+        ("source_server_id", BIGINT),
+        ("last_io_error", TEXT),
+        ("last_sql_error", TEXT),
+        ("last_error", TEXT),
+        ("last_change", TEXT),
+    ]);
+    for b in shared.backend_views() {
+        let r = b.replication.clone().unwrap_or_default();
+        let semisync = match (r.semisync_master, r.semisync_replica) {
+            (Some((true, clients)), _) => Some(format!("ON ({clients} replicas)")),
+            (Some((false, _)), _) => Some("OFF (asynchronous)".to_string()),
+            (None, Some(on)) => Some(if on { "ON" } else { "OFF" }.to_string()),
+            (None, None) => None,
+        };
+        let binlog = if b.is_writer {
+            r.binlog_end.as_ref().map(|p| format!("{}:{}", p.file, p.pos)).or(b.binlog.clone())
+        } else {
+            b.binlog.clone()
+        };
+        table.rows.push(vec![
+            Cell::text(&b.addr),
+            Cell::text(if b.is_writer { "master" } else { "replica" }),
+            r.server_id.map_or(Cell::Null, |id| Cell::Int(id.into())),
+            Cell::opt_text(r.mode),
+            Cell::opt_text(r.io_state.as_deref()),
+            Cell::opt_text(r.sql_state.as_deref()),
+            b.lag.map_or(Cell::Null, |lag| Cell::Float((lag * 1000.0).round() / 1000.0)),
+            Cell::opt_text(b.gtid.as_deref()),
+            Cell::opt_text(binlog.as_deref()),
+            b.binlog_behind.map_or(Cell::Null, |n| Cell::Int(n as i64)),
+            Cell::opt_text(semisync.as_deref()),
+            r.source_server_id.map_or(Cell::Null, |id| Cell::Int(id.into())),
+            Cell::opt_text(r.last_io_error.as_deref()),
+            Cell::opt_text(r.last_sql_error.as_deref()),
             Cell::opt_text(b.last_error.as_deref()),
             Cell::opt_text(b.last_change.map(rfc3339)),
         ]);
