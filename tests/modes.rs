@@ -5,7 +5,9 @@
 //! and plain reads on the replicas, a session reading its own write at once, a replica made to lag (by
 //! MASTER_DELAY) taken out and readmitted, a stopped SQL thread, and a hung replica (SIGSTOP); and what the
 //! replication view (admin `SHOW REPLICATION`, the replication metrics) shows: the mode, the threads, the
-//! distance in bytes, and in semisync mode the master falling back to asynchronous replication.
+//! distance in bytes, and in semisync mode the master falling back to asynchronous replication; and the
+//! operator mistakes named: a monitor account without the grant, a replica replicating from another
+//! server, two servers sharing a server_id.
 
 mod common;
 
@@ -234,4 +236,17 @@ async fn operator_mistakes_are_named() {
     r.query_drop(format!("CHANGE MASTER TO MASTER_PORT = {}", topo.master.port())).await.unwrap();
     r.query_drop("START SLAVE").await.unwrap();
     proxy.wait_health("back from the master", Duration::from_secs(15), |h| h.serves_reads(&chained_key)).await;
+
+    // Two servers with one server_id: named, and the replica does not serve reads until it is fixed.
+    r.query_drop("SET GLOBAL server_id = 2").await.unwrap();
+    proxy
+        .wait_health("the duplicate server_id is named", Duration::from_secs(15), |h| {
+            h.servers.get(&*chained_key).is_some_and(|s| {
+                !s.serves_reads
+                    && s.last_error.as_deref().is_some_and(|e| e.contains("server_id 2") && e.contains("unique"))
+            })
+        })
+        .await;
+    r.query_drop("SET GLOBAL server_id = 3").await.unwrap();
+    proxy.wait_health("both back", Duration::from_secs(20), |h| keys.iter().all(|k| h.serves_reads(k))).await;
 }

@@ -492,7 +492,7 @@ impl Probe {
         let started = Instant::now();
         let conn = self.conn().await?;
         let row: Option<(u8, String, u32)> =
-            conn.query_first("SELECT @@read_only, @@version, @@server_id").await.map_err(|e| e.to_string())?;
+            conn.query_first("SELECT @@read_only, @@version, @@global.server_id").await.map_err(|e| e.to_string())?;
         let mariadb = row.as_ref().is_some_and(|(_, v, _)| v.contains("MariaDB"));
         let mut obs = Observation {
             read_only: row.as_ref().map(|(ro, _, _)| *ro != 0),
@@ -592,6 +592,14 @@ impl Probe {
         let mut state = shared.health.working();
         let master_down = master_unreachable(&state, &master);
         let master_server_id = state.servers.get(&master).and_then(|m| m.replication.server_id);
+        // Another configured server with this probe's server_id (replication between them breaks).
+        let same_id = outcome.as_ref().ok().and_then(|o| o.replication.server_id).and_then(|id| {
+            state
+                .servers
+                .iter()
+                .find(|(a, s)| **a != self.addr && s.reachable && s.replication.server_id == Some(id))
+                .map(|(a, _)| (id, Arc::clone(a)))
+        });
         let entry = state.servers.entry(Arc::clone(&self.addr)).or_default();
         let before = (entry.reachable, entry.serves_reads, entry.read_only, entry.frozen);
         let first = entry.probes == 0;
@@ -639,7 +647,18 @@ impl Probe {
                     )),
                     _ => None,
                 };
-                match verdict.why_not.or(wrong_source) {
+                let duplicate = same_id.as_ref().filter(|_| !self.is_master).map(|(id, other)| {
+                    format!(
+                        "has server_id {id}, as {other} does: give each server a unique server_id (replication \
+                         breaks between servers that share one)"
+                    )
+                });
+                if let Some(why) = &duplicate {
+                    if entry.last_error.is_none() && !first {
+                        tracing::error!(backend = %self.addr, "{why}");
+                    }
+                }
+                match verdict.why_not.or(wrong_source).or(duplicate) {
                     None => {
                         entry.good_streak += 1;
                         entry.serves_reads = entry.serves_reads || first || entry.good_streak >= rise;
