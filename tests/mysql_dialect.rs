@@ -1,0 +1,176 @@
+//! The health checker against MySQL 8.4's dialect, which real MySQL cannot be installed here to show: a
+//! scripted master and replica answer the probes the way MySQL 8.4 does — `SHOW SLAVE STATUS` and `SHOW
+//! MASTER STATUS` are gone (error 1064), `SHOW REPLICA STATUS` has `Replica_*`/`Source_*` columns and
+//! `Auto_Position`, positions are `@@gtid_executed` GTID sets, semi-sync reports `Rpl_semi_sync_source_*`.
+//! The checker must read them all: the replica serves reads, and the replication view shows its mode,
+//! threads, source server, distance in bytes and the master's semi-sync state.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::packets::{column_def, end_of_rows, eof, frames, lenenc_str};
+use common::proxy::Proxy;
+use common::raw::{read_frame, write_frame};
+use rwsplit_wire::auth;
+use rwsplit_wire::packet::{com, err_payload, ok_payload};
+use rwsplit_wire::{CapabilityFlags, StatusFlags};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+const UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+/// A text result set.
+fn result(columns: &[&str], rows: &[Vec<&str>], deprecate_eof: bool) -> Vec<u8> {
+    let mut payloads = vec![BytesMut::from(&[columns.len() as u8][..])];
+    payloads.extend(columns.iter().map(|c| column_def(c)));
+    if !deprecate_eof {
+        payloads.push(eof());
+    }
+    for row in rows {
+        let mut p = BytesMut::new();
+        for v in row {
+            lenenc_str(&mut p, v.as_bytes());
+        }
+        payloads.push(p);
+    }
+    payloads.push(end_of_rows(deprecate_eof));
+    frames(&payloads).iter().flat_map(|f| f.as_bytes().to_vec()).collect()
+}
+
+/// The value of a system variable as the scripted server has it.
+fn variable(name: &str, master: bool) -> &'static str {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "@@read_only" => {
+            if master {
+                "0"
+            } else {
+                "1"
+            }
+        }
+        "@@version" => "8.4.3",
+        "@@global.server_id" | "@@server_id" => {
+            if master {
+                "1"
+            } else {
+                "2"
+            }
+        }
+        "@@gtid_mode" => "ON",
+        "@@gtid_executed" => "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-30",
+        "@@max_allowed_packet" => "67108864",
+        "@@wait_timeout" => "28800",
+        _ => "0",
+    }
+}
+
+async fn connection(mut s: TcpStream, master: bool) {
+    let nonce = auth::new_scramble();
+    let greeting = auth::greeting("8.4.3", 11, &nonce, 45, auth::supported_capabilities());
+    if write_frame(&mut s, 0, &greeting).await.is_err() {
+        return;
+    }
+    let Ok(login) = read_frame(&mut s).await else { return };
+    let caps = auth::parse_client_login(login.payload(), auth::supported_capabilities()).unwrap().capabilities;
+    let deprecate_eof = caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+    let ok = ok_payload(0, 0, StatusFlags::SERVER_STATUS_AUTOCOMMIT, 0);
+    write_frame(&mut s, 2, &ok).await.unwrap();
+    while let Ok(command) = read_frame(&mut s).await {
+        let p = command.payload();
+        match p.first() {
+            Some(&com::QUIT) => return,
+            Some(&com::QUERY) => {}
+            _ => {
+                write_frame(&mut s, 1, &ok).await.unwrap();
+                continue;
+            }
+        }
+        let sql = String::from_utf8_lossy(&p[1..]).into_owned();
+        let upper = sql.to_ascii_uppercase();
+        let reply = if upper.starts_with("SHOW SLAVE STATUS") || upper.starts_with("SHOW MASTER STATUS") {
+            // Removed in MySQL 8.4.
+            let err = err_payload(1064, b"42000", "You have an error in your SQL syntax");
+            frames(&[err]).iter().flat_map(|f| f.as_bytes().to_vec()).collect()
+        } else if upper.starts_with("SHOW REPLICA STATUS") {
+            let columns = [
+                "Replica_IO_Running",
+                "Replica_SQL_Running",
+                "Seconds_Behind_Source",
+                "Relay_Source_Log_File",
+                "Exec_Source_Log_Pos",
+                "Auto_Position",
+                "Source_Server_Id",
+                "Last_IO_Error",
+                "Last_SQL_Error",
+            ];
+            let rows =
+                if master { vec![] } else { vec![vec!["Yes", "Yes", "0", "binlog.000003", "1234", "1", "1", "", ""]] };
+            result(&columns, &rows, deprecate_eof)
+        } else if upper.starts_with("SHOW BINARY LOG STATUS") {
+            result(&["File", "Position"], &[vec!["binlog.000003", "2234"]], deprecate_eof)
+        } else if upper.starts_with("SHOW BINARY LOGS") {
+            let rows = [vec!["binlog.000002", "900"], vec!["binlog.000003", "2234"]];
+            result(&["Log_name", "File_size"], &rows, deprecate_eof)
+        } else if upper.starts_with("SHOW GLOBAL STATUS") {
+            let rows = if master {
+                vec![vec!["Rpl_semi_sync_source_status", "ON"], vec!["Rpl_semi_sync_source_clients", "1"]]
+            } else {
+                vec![vec!["Rpl_semi_sync_replica_status", "ON"]]
+            };
+            result(&["Variable_name", "Value"], &rows, deprecate_eof)
+        } else if let Some(list) = upper.strip_prefix("SELECT ") {
+            let names: Vec<&str> = list.split(',').collect();
+            let values: Vec<&str> = names.iter().map(|n| variable(n, master)).collect();
+            result(&names, &[values], deprecate_eof)
+        } else {
+            frames(std::slice::from_ref(&ok)).iter().flat_map(|f| f.as_bytes().to_vec()).collect()
+        };
+        if s.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn scripted(master: bool) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(connection(s, master));
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checker_reads_mysql_84_replication_status() {
+    let (master, replica) = (scripted(true).await, scripted(false).await);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nusers:\n  - user: app\n    password: apppw\nmaster:\n  address: {master}\n\
+         replicas:\n  - address: {replica}\nhealth:\n  user: monitor\n  password: monitorpw\n  interval: 100ms\n\
+         connect_timeout: 1s\nshutdown_grace: 1s\n"
+    );
+    let proxy = Proxy::start_yaml(&yaml).await;
+    let (key, master_key) = (replica.to_string(), master.to_string());
+    let probed = |h: &rwsplit::health::Snapshot| {
+        h.checked
+            && h.servers.get(&*key).is_some_and(|s| s.probes > 0 && s.serves_reads)
+            && h.servers.get(&*master_key).is_some_and(|s| s.probes > 0 && s.reachable)
+    };
+    proxy.wait_health("the MySQL 8.4 replica serves reads", Duration::from_secs(10), probed).await;
+    let views = proxy.shared.backend_views();
+    let (m, r) = (&views[0], &views[1]);
+    let rv = r.replication.clone().unwrap_or_default();
+    assert_eq!(rv.mode, Some("gtid"), "Auto_Position = 1: {rv:?}");
+    assert_eq!((rv.io_state.as_deref(), rv.sql_state.as_deref()), (Some("Yes"), Some("Yes")));
+    assert_eq!((rv.source_server_id, rv.server_id), (Some(1), Some(2)));
+    assert_eq!(rv.semisync_replica, Some(true));
+    assert_eq!(r.gtid.as_deref(), Some(&*format!("{UUID}:1-30")), "the GTID set of @@gtid_executed");
+    assert_eq!(r.binlog.as_deref(), Some("binlog.000003:1234"), "Relay_Source_Log_File / Exec_Source_Log_Pos");
+    assert_eq!(r.binlog_behind, Some(1000), "SHOW BINARY LOG STATUS end 2234 - executed 1234");
+    let mv = m.replication.clone().unwrap_or_default();
+    assert_eq!(mv.semisync_master, Some((true, 1)), "Rpl_semi_sync_source_*: {mv:?}");
+    assert_eq!(mv.binlog_end.map(|b| (b.file, b.pos)), Some(("binlog.000003".to_string(), 2234)));
+    assert_eq!(r.lag, Some(0.0), "Seconds_Behind_Source");
+}
