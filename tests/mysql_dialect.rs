@@ -2,8 +2,9 @@
 //! scripted master and replica answer the probes the way MySQL 8.4 does — `SHOW SLAVE STATUS` and `SHOW
 //! MASTER STATUS` are gone (error 1064), `SHOW REPLICA STATUS` has `Replica_*`/`Source_*` columns and
 //! `Auto_Position`, positions are `@@gtid_executed` GTID sets, semi-sync reports `Rpl_semi_sync_source_*`.
-//! The checker must read them all: the replica serves reads, and the replication view shows its mode,
-//! threads, source server, distance in bytes and the master's semi-sync state.
+//! The monitor account logs in with caching_sha2_password, MySQL 8's default. The checker must read them
+//! all: the replica serves reads, and the replication view shows its mode, threads, source server,
+//! distance in bytes and the master's semi-sync state.
 
 mod common;
 
@@ -66,16 +67,30 @@ fn variable(name: &str, master: bool) -> &'static str {
 }
 
 async fn connection(mut s: TcpStream, master: bool) {
+    // MySQL 8's default: caching_sha2_password, answered with fast authentication (the password checked
+    // against the scramble, as a server with the account in its cache does).
     let nonce = auth::new_scramble();
-    let greeting = auth::greeting("8.4.3", 11, &nonce, 45, auth::supported_capabilities());
+    let mut greeting = auth::greeting("8.4.3", 11, &nonce, 45, auth::supported_capabilities()).to_vec();
+    let native = greeting.windows(21).position(|w| w == auth::NATIVE.as_bytes()).unwrap();
+    greeting.truncate(native);
+    greeting.extend_from_slice(auth::CACHING_SHA2.as_bytes());
+    greeting.push(0);
     if write_frame(&mut s, 0, &greeting).await.is_err() {
         return;
     }
     let Ok(login) = read_frame(&mut s).await else { return };
-    let caps = auth::parse_client_login(login.payload(), auth::supported_capabilities()).unwrap().capabilities;
-    let deprecate_eof = caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+    let parsed = auth::parse_client_login(login.payload(), auth::supported_capabilities()).unwrap();
+    let deprecate_eof = parsed.capabilities.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+    let password: &[u8] = if parsed.user == "monitor" { b"monitorpw" } else { b"apppw" };
+    if parsed.plugin != auth::CACHING_SHA2
+        || !auth::verify_scramble(auth::CACHING_SHA2, &nonce, password, &parsed.auth_response)
+    {
+        let _ = write_frame(&mut s, 2, &err_payload(1045, b"28000", "Access denied")).await;
+        return;
+    }
+    write_frame(&mut s, 2, &[0x01, auth::sha2_msg::FAST_AUTH_OK]).await.unwrap();
     let ok = ok_payload(0, 0, StatusFlags::SERVER_STATUS_AUTOCOMMIT, 0);
-    write_frame(&mut s, 2, &ok).await.unwrap();
+    write_frame(&mut s, 3, &ok).await.unwrap();
     while let Ok(command) = read_frame(&mut s).await {
         let p = command.payload();
         match p.first() {
