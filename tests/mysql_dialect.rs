@@ -59,6 +59,8 @@ fn variable(name: &str, master: bool) -> &'static str {
             }
         }
         "@@gtid_mode" => "ON",
+        // The replica forgot super_read_only: SUPER accounts could write to it.
+        "@@super_read_only" => "0",
         "@@gtid_executed" => "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-30",
         "@@max_allowed_packet" => "67108864",
         "@@wait_timeout" => "28800",
@@ -188,4 +190,5 @@ async fn the_checker_reads_mysql_84_replication_status() {
     assert_eq!(mv.semisync_master, Some((true, 1)), "Rpl_semi_sync_source_*: {mv:?}");
     assert_eq!(mv.binlog_end.map(|b| (b.file, b.pos)), Some(("binlog.000003".to_string(), 2234)));
     assert_eq!(r.lag, Some(0.0), "Seconds_Behind_Source");
+    assert_eq!((r.read_only, rv.super_read_only), (Some(true), Some(false)), "super_read_only is read");
 }

@@ -280,6 +280,8 @@ pub struct ReplicationView {
     pub semisync_master: Option<(bool, u32)>,
     /// Replica: its semi-sync side is on (`Rpl_semi_sync_slave_status`).
     pub semisync_replica: Option<bool>,
+    /// MySQL's `@@super_read_only` (MariaDB has none: its `read_only` stops every account but replication).
+    pub super_read_only: Option<bool>,
 }
 
 /// How many bytes of the master's binary log `exec` (a replica's executed position) is behind `end` (the
@@ -506,8 +508,10 @@ impl Probe {
             obs.replication.binlog_files = binary_logs(conn).await?;
         }
         if !mariadb {
-            let mode: Option<String> = conn.query_first("SELECT @@gtid_mode").await.map_err(|e| e.to_string())?;
-            obs.no_gtids = !mode.is_some_and(|m| m.eq_ignore_ascii_case("ON"));
+            let row: Option<(String, u8)> =
+                conn.query_first("SELECT @@gtid_mode, @@super_read_only").await.map_err(|e| e.to_string())?;
+            obs.no_gtids = !row.as_ref().is_some_and(|(m, _)| m.eq_ignore_ascii_case("ON"));
+            obs.replication.super_read_only = row.map(|(_, s)| s != 0);
         }
         if binlog_wanted || obs.no_gtids {
             obs.binlog = master_binlog(conn).await?;
@@ -618,9 +622,18 @@ impl Probe {
                 entry.binlog = obs.binlog.clone();
                 entry.probe_started = obs.started;
                 entry.last_error = None;
+                let was_super = entry.replication.super_read_only;
                 let was_semisync = entry.replication.semisync_master.map(|(on, _)| on);
                 entry.replication = obs.replication.clone();
                 let now_semisync = entry.replication.semisync_master.map(|(on, _)| on);
+                let soft = obs.read_only == Some(true) && entry.replication.super_read_only == Some(false);
+                if !self.is_master && soft && was_super != Some(false) {
+                    tracing::warn!(
+                        backend = %self.addr,
+                        "a configured replica has read_only=1 but super_read_only=0: accounts with SUPER or \
+                         CONNECTION_ADMIN can still write to it (SET GLOBAL super_read_only = ON)"
+                    );
+                }
                 if self.is_master && was_semisync == Some(true) && now_semisync == Some(false) {
                     tracing::warn!(
                         backend = %self.addr,

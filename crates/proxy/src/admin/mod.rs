@@ -17,7 +17,8 @@
 //!   Yes, No, Connecting), `lag_seconds`, `gtid`, `binlog_position` (the master's binary log end; a
 //!   replica's executed position in it), `behind_bytes` (how far that is behind the master's end, across
 //!   its binary log files), `semisync` (master: `ON (n replicas)` or `OFF (asynchronous)`; replica: ON/OFF;
-//!   NULL when semi-sync is not in use), `source_server_id` (the server a replica replicates from),
+//!   NULL when semi-sync is not in use), `super_read_only` (MySQL only), `source_server_id` (the server a
+//!   replica replicates from),
 //!   `last_io_error`, `last_sql_error`, `last_error` (why rwsplit does not use it), `last_change`.
 //! - `SHOW POOLS`: `backend`, `in_use`, `idle` per backend.
 //! - `SHOW CLIENTS`: one row per client session: `id`, `user`, `peer`, `started`, `master_thread`,
