@@ -3,7 +3,8 @@
 //! position, `MASTER_USE_GTID=no`) and `semisync` (GTID plus MariaDB's semi-synchronous replication), each on
 //! a private topology started with `deploy/sandbox.sh up --replication MODE`. Per mode: writes on the master
 //! and plain reads on the replicas, a session reading its own write at once, a replica made to lag (by
-//! MASTER_DELAY) taken out and readmitted, a stopped SQL thread, and a hung replica (SIGSTOP); and what the
+//! MASTER_DELAY) taken out and readmitted, a stopped SQL thread, a hung replica (SIGSTOP), heartbeat lag;
+//! and what the
 //! replication view (admin `SHOW REPLICATION`, the replication metrics) shows: the mode, the threads, the
 //! distance in bytes, and in semisync mode the master falling back to asynchronous replication; and the
 //! operator mistakes named: a monitor account without the grant, a replica replicating from another
@@ -153,6 +154,15 @@ async fn routing_and_gating(mode: &str) {
     }
     topo.resume(hung);
     proxy.wait_health("the resumed replica is back", Duration::from_secs(20), all_serve).await;
+
+    // Heartbeat lag (a row the checker writes on the master and reads on each replica) works in this mode too.
+    let heartbeat = Proxy::start_yaml(&config_with_health(&topo, "  lag_source: heartbeat\n")).await;
+    heartbeat
+        .wait_health("heartbeat lag measured on both replicas", Duration::from_secs(15), |h| {
+            keys.iter().all(|k| h.servers.get(k.as_str()).is_some_and(|s| s.lag.is_some_and(|l| l < 1.0)))
+        })
+        .await;
+    drop(heartbeat);
 
     if mode == "semisync" {
         // Without a replica to acknowledge, the master falls back to asynchronous replication after

@@ -723,7 +723,11 @@ impl Probe {
                     tracing::error!(backend = %self.addr, "the configured master reports read_only=1: writes will fail")
                 }
                 (false, Some(false)) => {
-                    tracing::warn!(backend = %self.addr, "a configured replica reports read_only=0 (writable)")
+                    tracing::warn!(
+                        backend = %self.addr,
+                        "a configured replica reports read_only=0 (writable): clients' writes could land on it; \
+                         SET GLOBAL read_only = ON there and set read_only=1 in its config"
+                    )
                 }
                 _ => {}
             }
