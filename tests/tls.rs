@@ -179,33 +179,42 @@ async fn a_renewed_certificate_is_served_after_a_reload_and_bad_files_are_reject
     assert!(err.problems.iter().any(|p| p.field == "tls.cert" && p.message.contains("cannot read")), "{err}");
 }
 
-/// Connector/Python (the venv tests/drivers/install.sh makes) over TLS, verifying the certificate and host.
-fn connector_python(proxy: &Proxy, ca: &str) -> Output {
+/// A Python driver of the venv tests/drivers/install.sh makes, connecting to `proxy` with `connect` (a
+/// Python expression using `PORT` and `CA`, verifying the certificate and host) and printing @@server_id.
+fn python_over_tls(proxy: &Proxy, ca: &str, import: &str, connect: &str) -> Output {
     let python = common::repo_root().join("target/drivers-venv/bin/python");
     assert!(python.exists(), "{} is missing: run tests/drivers/install.sh", python.display());
-    let script = "import os, mysql.connector\n\
-        c = mysql.connector.connect(host='127.0.0.1', port=int(os.environ['PORT']), user='app', password='apppw',\n\
-            use_pure=True, ssl_ca=os.environ['CA'], ssl_verify_cert=True, ssl_verify_identity=True)\n\
-        cur = c.cursor(); cur.execute('SELECT @@server_id'); print(cur.fetchone()[0])\n";
+    let script = format!(
+        "import os, {import}\nPORT, CA = int(os.environ['PORT']), os.environ['CA']\nc = {connect}\n\
+         cur = c.cursor(); cur.execute('SELECT @@server_id'); print(cur.fetchone()[0])\n"
+    );
     Command::new(python)
-        .args(["-c", script])
+        .args(["-c", &script])
         .env("PORT", proxy.addr.port().to_string())
         .env("CA", ca)
         .output()
         .expect("run python")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn connector_python_verifies_the_certificate() {
+/// The driver gets through `tls.require` with the proxy's CA (a server id comes back) and refuses the
+/// certificate when it trusts another CA.
+async fn python_driver_verifies_the_certificate(driver: &str, import: &str, connect: &str) {
     let topo = Topology::shared();
     let certs = Certs::new();
     let proxy = Proxy::start_yaml(&certs.tls_yaml(topo, "  require: true\n")).await;
-    let out = tokio::task::block_in_place(|| connector_python(&proxy, &certs.path("ca.pem")));
-    assert!(ok(&out), "{}", stderr(&out));
+    let out = tokio::task::block_in_place(|| python_over_tls(&proxy, &certs.path("ca.pem"), import, connect));
+    assert!(ok(&out), "{driver}: {}", stderr(&out));
     let id: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("a server id");
     assert!((1..=3).contains(&id));
-    let out = tokio::task::block_in_place(|| connector_python(&proxy, &certs.path("other-ca.pem")));
-    assert!(!ok(&out), "Connector/Python accepted a certificate of another CA");
+    let out = tokio::task::block_in_place(|| python_over_tls(&proxy, &certs.path("other-ca.pem"), import, connect));
+    assert!(!ok(&out), "{driver} accepted a certificate of another CA");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connector_python_verifies_the_certificate() {
+    let connect = "mysql.connector.connect(host='127.0.0.1', port=PORT, user='app', password='apppw', \
+                   use_pure=True, ssl_ca=CA, ssl_verify_cert=True, ssl_verify_identity=True)";
+    python_driver_verifies_the_certificate("Connector/Python", "mysql.connector", connect).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -407,34 +416,12 @@ async fn mysql_async_verifies_the_certificate() {
     assert!(matches!(plain, Err(mysql_async::Error::Server(ref e)) if e.code == 3159), "{plain:?}");
 }
 
-/// PyMySQL (pure Python, in the drivers venv) over TLS, verifying the certificate and the host name.
-fn pymysql(proxy: &Proxy, ca: &str) -> Output {
-    let python = common::repo_root().join("target/drivers-venv/bin/python");
-    assert!(python.exists(), "{} is missing: run tests/drivers/install.sh", python.display());
-    let script = "import os, pymysql\n\
-        c = pymysql.connect(host='127.0.0.1', port=int(os.environ['PORT']), user='app', password='apppw',\n\
-            ssl_ca=os.environ['CA'], ssl_verify_cert=True, ssl_verify_identity=True)\n\
-        cur = c.cursor(); cur.execute('SELECT @@server_id'); print(cur.fetchone()[0])\n";
-    Command::new(python)
-        .args(["-c", script])
-        .env("PORT", proxy.addr.port().to_string())
-        .env("CA", ca)
-        .output()
-        .expect("run python")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pymysql_verifies_the_certificate() {
-    let topo = Topology::shared();
-    let certs = Certs::new();
-    let proxy = Proxy::start_yaml(&certs.tls_yaml(topo, "  require: true\n")).await;
-    let out = tokio::task::block_in_place(|| pymysql(&proxy, &certs.path("ca.pem")));
-    assert!(ok(&out), "{}", stderr(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let id: u32 = stdout.trim().parse().expect("a server id");
-    assert!((1..=3).contains(&id));
-    let out = tokio::task::block_in_place(|| pymysql(&proxy, &certs.path("other-ca.pem")));
-    assert!(!ok(&out), "PyMySQL accepted a certificate of another CA");
+    // PyMySQL ignores an ssl= dict when any ssl_* argument is given: the arguments alone, as here.
+    let connect = "pymysql.connect(host='127.0.0.1', port=PORT, user='app', password='apppw', ssl_ca=CA, \
+                   ssl_verify_cert=True, ssl_verify_identity=True)";
+    python_driver_verifies_the_certificate("PyMySQL", "pymysql", connect).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
