@@ -108,25 +108,35 @@ async fn serve(listener: TcpListener, script: Script) -> Vec<Vec<u8>> {
 
 type Login = Result<Connected, rwsplit::error::BackendError>;
 
-async fn login(script: Script) -> (Login, Vec<Vec<u8>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
-    let server = tokio::spawn(serve(listener, script));
-    let creds = Credentials {
+/// The proxy's login as `app`/`secret` to the scripted server at `addr`.
+fn credentials(
+    addr: Arc<str>,
+    public_key: Option<Arc<Vec<u8>>>,
+    tls: Option<rwsplit::config::BackendTls>,
+) -> Credentials {
+    Credentials {
         key: LoginKey {
             addr,
             user: "app".into(),
             database: None,
             collation: 45,
             capabilities: auth::supported_capabilities().bits(),
-            tls: false,
+            tls: tls.is_some(),
         },
         password: Secret::new("secret"),
-        op_timeout: std::time::Duration::from_secs(5),
-        public_key: (!matches!(script, Script::FullAuthUnpinned)).then(|| Arc::new(PEM.to_vec())),
+        op_timeout: Duration::from_secs(5),
+        public_key,
         attributes: Arc::new(Vec::new()),
-        tls: None,
-    };
+        tls,
+    }
+}
+
+async fn login(script: Script) -> (Login, Vec<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+    let server = tokio::spawn(serve(listener, script));
+    let public_key = (!matches!(script, Script::FullAuthUnpinned)).then(|| Arc::new(PEM.to_vec()));
+    let creds = credentials(addr, public_key, None);
     let result = BackendConn::connect(&creds, Duration::from_secs(5)).await;
     (result, server.await.unwrap())
 }
@@ -337,21 +347,7 @@ async fn login_tls(script: TlsScript, ca: &str, server_name: Option<&str>) -> (L
     let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
     let tls = certs.backend_tls(&addr, ca, server_name);
     let server = tokio::spawn(serve_tls(listener, Arc::clone(&certs), script));
-    let creds = Credentials {
-        key: LoginKey {
-            addr,
-            user: "app".into(),
-            database: None,
-            collation: 45,
-            capabilities: auth::supported_capabilities().bits(),
-            tls: true,
-        },
-        password: Secret::new("secret"),
-        op_timeout: Duration::from_secs(5),
-        public_key: None,
-        attributes: Arc::new(Vec::new()),
-        tls: Some(tls),
-    };
+    let creds = credentials(addr, None, Some(tls));
     let result = BackendConn::connect(&creds, Duration::from_secs(5)).await;
     (result, server.await.unwrap())
 }
