@@ -610,6 +610,17 @@ impl Validator {
         self.problems.push(Problem { field: field.into(), message: message.into() });
     }
 
+    /// A file a field names (certificates, keys), read with the small-file bound; a problem if it cannot be.
+    fn file(&mut self, field: impl Into<String>, path: &str) -> Option<Vec<u8>> {
+        match read_small(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.problem(field, format!("cannot read '{path}': {e}"));
+                None
+            }
+        }
+    }
+
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let listen = self.socket_addr("listen", &raw.listen);
         let tls = raw.tls.and_then(|t| self.tls(t));
@@ -760,35 +771,25 @@ impl Validator {
     /// A backend's pinned RSA public key: the file's PEM, checked to be one.
     fn public_key(&mut self, field: &str, path: Option<&str>) -> Option<std::sync::Arc<Vec<u8>>> {
         let path = path?;
-        match read_small(path) {
-            Ok(pem) if pem.windows(10).any(|w| w == b"PUBLIC KEY") => Some(std::sync::Arc::new(pem)),
-            Ok(_) => {
-                self.problem(field, format!("'{path}' holds no PEM public key"));
-                None
-            }
-            Err(e) => {
-                self.problem(field, format!("cannot read '{path}': {e}"));
-                None
-            }
+        let pem = self.file(field, path)?;
+        if !pem.windows(10).any(|w| w == b"PUBLIC KEY") {
+            self.problem(field, format!("'{path}' holds no PEM public key"));
+            return None;
         }
+        Some(std::sync::Arc::new(pem))
     }
 
     /// A backend's `tls:`: its files read and the connector built; `address` gives the default server name.
     fn backend_tls(&mut self, field: &str, address: &str, raw: RawBackendTls) -> Option<BackendTls> {
-        let mut read = |name: &str, path: &str| match read_small(path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                self.problem(format!("{field}.{name}"), format!("cannot read '{path}': {e}"));
-                None
-            }
-        };
-        let ca = read("ca", &raw.ca);
+        let ca = self.file(format!("{field}.ca"), &raw.ca);
         let client = match (&raw.cert, &raw.key) {
             (None, None) => Some(None),
-            (Some(cert), Some(key)) => match (read("cert", cert), read("key", key)) {
-                (Some(c), Some(k)) => Some(Some((c, k))),
-                _ => None,
-            },
+            (Some(cert), Some(key)) => {
+                match (self.file(format!("{field}.cert"), cert), self.file(format!("{field}.key"), key)) {
+                    (Some(c), Some(k)) => Some(Some((c, k))),
+                    _ => None,
+                }
+            }
             (Some(_), None) => {
                 self.problem(format!("{field}.key"), "is needed with cert (the client certificate's key)");
                 None
@@ -837,17 +838,10 @@ impl Validator {
     }
 
     fn tls(&mut self, raw: RawTls) -> Option<Tls> {
-        let mut read = |field: &str, path: &str| match read_small(path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                self.problem(field, format!("cannot read '{path}': {e}"));
-                None
-            }
-        };
-        let cert = read("tls.cert", &raw.cert);
-        let key = read("tls.key", &raw.key);
+        let cert = self.file("tls.cert", &raw.cert);
+        let key = self.file("tls.key", &raw.key);
         let ca = match &raw.client_ca {
-            Some(path) => Some(read("tls.client_ca", path)?),
+            Some(path) => Some(self.file("tls.client_ca", path)?),
             None => None,
         };
         let (cert, key) = (cert?, key?);
