@@ -514,7 +514,8 @@ impl Probe {
             obs.replication.super_read_only = row.map(|(_, s)| s != 0);
         }
         if binlog_wanted || obs.no_gtids {
-            obs.binlog = master_binlog(conn).await?;
+            // The master's end was read above; a replica's own is overwritten by its executed position below.
+            obs.binlog = if is_master { obs.replication.binlog_end.clone() } else { master_binlog(conn).await? };
         }
         if !probe_replication {
             return Ok(obs);
