@@ -726,8 +726,7 @@ part_workers() {
     WORKERS2_PID=""
     echo
     echo "== workers: 2 event loops vs 1, $THREADS threads, ${DURATION}s per run, $runs interleaved rounds (medians) =="
-    printf '%-14s %12s %12s %12s %12s %12s %12s
-' workload "QPS w=1" "QPS w=2" "w2÷w1 QPS" "CPU/q w=1" \
+    printf '%-14s %12s %12s %12s %12s %12s %12s\n' workload "QPS w=1" "QPS w=2" "w2÷w1 QPS" "CPU/q w=1" \
         "CPU/q w=2" "w2÷w1 CPU/q"
     for name in point_select read_only; do
         local q1=() q2=() c1=() c2=() rq=() rc=()
@@ -738,11 +737,10 @@ part_workers() {
             rq+=("$(ratio "${QPS[$label/workers2]:-}" "${QPS[$label/rwsplit]:-}")")
             rc+=("$(ratio "${CPU[$label/workers2]:-}" "${CPU[$label/rwsplit]:-}")")
         done
-        printf '%-14s %12s %12s %12s %12s %12s %12s
-' "$name" "$(median "${q1[@]}")" "$(median "${q2[@]}")" \
-            "$(median "${rq[@]}") [$(printf '%s\n' "${rq[@]}" | sort -g | head -1)-$(printf '%s\n' "${rq[@]}" | sort -g | tail -1)]" \
+        printf '%-14s %12s %12s %12s %12s %12s %12s\n' "$name" "$(median "${q1[@]}")" "$(median "${q2[@]}")" \
+            "$(spread "${rq[@]}")" \
             "$(median "${c1[@]}")" "$(median "${c2[@]}")" \
-            "$(median "${rc[@]}") [$(printf '%s\n' "${rc[@]}" | sort -g | head -1)-$(printf '%s\n' "${rc[@]}" | sort -g | tail -1)]"
+            "$(spread "${rc[@]}")"
     done
     echo "(ratios per round, then the median and [range]; sysbench, MariaDB and both proxies share $(nproc) cores)"
 }
