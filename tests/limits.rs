@@ -271,3 +271,43 @@ async fn query_timeout_kills_a_long_statement_and_the_session_goes_on() {
     let v: Option<i64> = c.query_first("SELECT SLEEP(0.1) + 41").await.unwrap();
     assert_eq!(v, Some(41));
 }
+
+/// Prepares `n` statements on `raw`; returns the error of the first refused one, if any.
+async fn prepare_many(raw: &mut common::raw::Raw, n: usize) -> Option<(usize, ErrPacket)> {
+    for i in 0..n {
+        let resp = raw.command(format!("\x16SELECT {i}, ?").as_bytes(), rwsplit_wire::walk::Expect::Prepare).await;
+        if let Some(e) = common::raw::error_of(&resp) {
+            return Some((i, e));
+        }
+    }
+    None
+}
+
+/// A session holds at most 16,382 prepared statements, MariaDB's default `max_prepared_stmt_count`: the
+/// 16,383rd PREPARE gets error 1461 from the proxy, as it does direct from a server with that default,
+/// even when the servers would take more (the cap bounds what the proxy keeps per session).
+#[tokio::test(flavor = "multi_thread")]
+async fn prepared_statements_per_session_are_capped_as_a_server_caps_them() {
+    use mysql_async::prelude::*;
+    let topo = Topology::private();
+    let limit = 16_382;
+    // Direct, with the server's default.
+    let mut direct = common::raw::Raw::login(topo.master, "app", "apppw", None).await;
+    let (at, direct_err) = prepare_many(&mut direct, limit + 1).await.expect("the server refuses one");
+    assert_eq!(at, limit, "{direct_err:?}");
+    drop(direct);
+    // Through rwsplit, with servers that would take more.
+    for addr in topo.servers() {
+        let mut root = mysql_async::Conn::new(topo.direct_opts(addr, "root", "rootpw")).await.unwrap();
+        root.query_drop("SET GLOBAL max_prepared_stmt_count = 100000").await.unwrap();
+    }
+    let proxy = Proxy::start(&topo).await;
+    let mut through = common::raw::Raw::login(proxy.addr, "app", "apppw", None).await;
+    let (at, err) = prepare_many(&mut through, limit + 1).await.expect("rwsplit refuses one");
+    assert_eq!(at, limit, "{err:?}");
+    assert_eq!((err.code, err.state), (direct_err.code, direct_err.state), "{err:?} vs {direct_err:?}");
+    assert!(err.message.starts_with("Can't create more than max_prepared_stmt_count statements"), "{err:?}");
+    // The session goes on.
+    let ok = through.command(b"\x03SELECT 1", rwsplit_wire::walk::Expect::ResultSets).await;
+    assert!(common::raw::error_of(&ok).is_none());
+}
