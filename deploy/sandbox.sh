@@ -359,12 +359,29 @@ install_datadirs() {
     d="$(idir master)"
     mkdir -p "$d"
     log "initialising datadir"
-    if ! mariadb-install-db --no-defaults --user="$OS_USER" --datadir="$d/data" \
-        --auth-root-authentication-method=socket --skip-test-db --skip-name-resolve \
-        --innodb-buffer-pool-size=64M --innodb-log-file-size=32M >"$d/install.log" 2>&1; then
-        tail -n 25 "$d/install.log" >&2
-        die "mariadb-install-db failed; see $d/install.log"
-    fi
+    # One retry: a CI run once saw the bootstrap fail while other sandboxes were starting beside it, and the
+    # log's generic advice hid the cause. The server's own [ERROR] lines and the disk and memory state are
+    # printed first so that the next failure says why.
+    local attempt
+    for attempt in 1 2; do
+        if mariadb-install-db --no-defaults --user="$OS_USER" --datadir="$d/data" \
+            --auth-root-authentication-method=socket --skip-test-db --skip-name-resolve \
+            --innodb-buffer-pool-size=64M --innodb-log-file-size=32M >"$d/install.log" 2>&1; then
+            break
+        fi
+        {
+            echo "sandbox: mariadb-install-db failed (attempt $attempt); its errors:"
+            grep -E '\[ERROR\]|ERROR|rror:|Errcode|errno' "$d/install.log" | head -n 20
+            df -h "$d" | tail -n 1
+            grep -E '^(MemAvailable|Committed_AS):' /proc/meminfo
+        } >&2
+        if [[ "$attempt" == 2 ]]; then
+            tail -n 25 "$d/install.log" >&2
+            die "mariadb-install-db failed; see $d/install.log"
+        fi
+        mv "$d/install.log" "$d/install.1.log"
+        rm -rf "$d/data"
+    done
     # Replicas start from an identical copy, so replication has no system-table differences to trip on.
     for name in replica1 replica2; do
         mkdir -p "$(idir "$name")"
