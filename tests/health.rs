@@ -358,3 +358,75 @@ async fn detect_master_follows_the_writable_server_and_refuses_ambiguity() {
     let refused = matches!(err, mysql_async::Error::Server(ref e) if e.code == 1105 && e.message.contains("several servers are writable"));
     assert!(refused, "{err:?}");
 }
+
+/// A TCP relay to `upstream` that holds every chunk the server sends for `delay` (a slow network or an
+/// overloaded server: everything arrives, late). Returns the relay's address; it runs until the test ends.
+async fn slow_relay(upstream: SocketAddr, delay: Duration) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+    let addr = listener.local_addr().expect("relay address");
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { continue };
+            let (mut client_rx, mut client_tx) = client.into_split();
+            let (mut server_rx, mut server_tx) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut client_rx, &mut server_tx).await });
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = server_rx.read(&mut buf).await {
+                    if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                while let Some((due, chunk)) = rx.recv().await {
+                    tokio::time::sleep_until(due.into()).await;
+                    if client_tx.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_master_stays_reachable_and_takes_writes() {
+    // Every answer from the master arrives 80 ms late, so a probe (about five round trips once connected,
+    // three or four more to connect) takes longer than `timeout` every time but answers within
+    // `timeout + (fall-1) * interval`. A probe that is slow is counted as failed but not abandoned, so it
+    // keeps its connection and the master never becomes unreachable; cancelling it at the timeout would
+    // make every next probe reconnect through the slow link, time out as well and fail writes with 1053.
+    let topo = Topology::shared();
+    let relay = slow_relay(topo.master, Duration::from_millis(80)).await;
+    let replicas: String = topo.replicas.iter().map(|r| format!("  - address: {r}\n")).collect();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nusers:\n  - user: app\n    password: apppw\nmaster:\n  address: {relay}\n\
+         replicas:\n{replicas}connect_timeout: 3s\nhealth:\n  user: monitor\n  password: monitorpw\n  \
+         interval: 100ms\n  timeout: 200ms\n  fall: 8\n"
+    );
+    let proxy = Proxy::start_yaml(&yaml).await;
+    let master = relay.to_string();
+    let answered =
+        |h: &rwsplit::health::Snapshot| h.servers.get(master.as_str()).is_some_and(|s| s.probe_started.is_some());
+    proxy.wait_health("a first answer from the slow master", Duration::from_secs(10), answered).await;
+    let table = common::unique_name("slow_master");
+    let mut c = proxy.conn_db("app").await;
+    c.query_drop(format!("CREATE TABLE {table} (id INT PRIMARY KEY AUTO_INCREMENT)")).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    let (mut writes, mut slow_seen) = (0, 0);
+    while Instant::now() < until {
+        let snap = proxy.shared.health.load_full();
+        assert!(snap.reachable(&master), "the slow master was taken for unreachable: {snap:#?}");
+        let error = snap.servers.get(master.as_str()).and_then(|s| s.last_error.clone()).unwrap_or_default();
+        slow_seen += usize::from(error.contains("no answer within") || error.contains("answered only after"));
+        c.query_drop(format!("INSERT INTO {table} () VALUES ()")).await.expect("a write to the slow master failed");
+        writes += 1;
+    }
+    assert!(slow_seen > 0, "no probe was ever slower than the timeout: the test did not exercise slow probes");
+    assert!(writes > 0);
+    c.query_drop(format!("DROP TABLE {table}")).await.ok();
+}

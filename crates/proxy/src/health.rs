@@ -34,7 +34,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use mysql_async::prelude::Queryable;
@@ -396,6 +396,18 @@ pub fn set_offline(shared: &Shared, addr: &str, offline: bool) -> bool {
     true
 }
 
+/// When a probe outcome arrived.
+#[derive(Debug, Clone, Copy)]
+enum Timing {
+    /// Within `timeout`.
+    OnTime,
+    /// After the failures already recorded for this long: the server is reachable, but a replica does
+    /// not earn reads by it (it serves reads only while it answers within `timeout`).
+    Late(Duration),
+    /// Not yet: the failure recorded while the probe is still under way.
+    Pending,
+}
+
 /// One backend's probe loop.
 struct Probe {
     /// Where results are published.
@@ -423,16 +435,53 @@ impl Probe {
                 _ = ticker.tick() => {}
                 _ = cancel.cancelled() => return,
             }
-            let outcome = match tokio::time::timeout(self.health.timeout, self.probe()).await {
-                Ok(Ok(obs)) => Ok(obs),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(format!("no answer within {:?}", self.health.timeout)),
+            // A probe not answered within `timeout` counts as failed, and so does each further `interval` it
+            // goes unanswered, but it is not abandoned until `fall` failures in a row: under CPU overload a
+            // probe that is merely slow keeps its connection, where cancelling it would make the next probe
+            // connect and log in afresh (more round trips, slower still) and turn a busy server into an
+            // "unreachable" one. A hung server still becomes unreachable after `timeout + (fall-1)*interval`.
+            let spare = self.detached();
+            let (timeout, interval, fall) = (self.health.timeout, self.health.interval, self.health.fall);
+            let mut probing = Box::pin(async move {
+                let outcome = self.probe().await;
+                (self, outcome)
+            });
+            let mut wait = timeout;
+            let mut late = 0u32;
+            let answered = loop {
+                tokio::select! {
+                    done = &mut probing => break Some(done),
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {
+                        late += 1;
+                        let waited = timeout + interval * (late - 1);
+                        spare.record(Err(format!("no answer within {waited:?}")), Timing::Pending);
+                        if late >= fall {
+                            break None;
+                        }
+                        wait = interval;
+                    }
+                }
             };
-            if outcome.is_err() {
-                // A broken or hung connection is not reused; the next probe connects afresh.
-                self.conn = None;
-            }
-            let writer_is_me = self.record(outcome);
+            let writer_is_me = match answered {
+                Some((probe, outcome)) => {
+                    self = probe;
+                    if outcome.is_err() {
+                        // A broken connection is not reused; the next probe connects afresh.
+                        self.conn = None;
+                    }
+                    let timing = match late {
+                        0 => Timing::OnTime,
+                        n => Timing::Late(timeout + interval * (n - 1)),
+                    };
+                    self.record(outcome, timing)
+                }
+                None => {
+                    // Abandoned with its connection (a hung server); the next probe connects afresh.
+                    self = spare;
+                    false
+                }
+            };
             if writer_is_me {
                 if let LagSource::Heartbeat { table } = &self.health.lag_source {
                     let table = table.clone();
@@ -443,6 +492,20 @@ impl Probe {
                     }
                 }
             }
+        }
+    }
+
+    /// This probe without its connection, to record outcomes while a probe is under way and to carry on
+    /// if it is abandoned.
+    fn detached(&self) -> Probe {
+        Probe {
+            shared: Arc::clone(&self.shared),
+            addr: Arc::clone(&self.addr),
+            is_master: self.is_master,
+            health: self.health.clone(),
+            instance: self.instance.clone(),
+            conn: None,
+            table_ready: self.table_ready,
         }
     }
 
@@ -585,7 +648,7 @@ impl Probe {
 
     /// Applies a probe outcome to the shared state and publishes a new snapshot. Returns whether this
     /// backend is the writer (and so writes the heartbeat).
-    fn record(&self, outcome: Result<Observation, String>) -> bool {
+    fn record(&self, outcome: Result<Observation, String>, timing: Timing) -> bool {
         let gate = Gate {
             max_lag: self.health.max_replica_lag.as_secs_f64(),
             gated: !self.is_master || self.health.detect_master,
@@ -672,7 +735,11 @@ impl Probe {
                         tracing::error!(backend = %self.addr, "{why}");
                     }
                 }
-                match verdict.why_not.or(wrong_source).or(duplicate) {
+                let slow = match timing {
+                    Timing::Late(waited) => Some(format!("answered only after more than {waited:?}")),
+                    Timing::OnTime | Timing::Pending => None,
+                };
+                match verdict.why_not.or(wrong_source).or(duplicate).or(slow) {
                     None => {
                         entry.good_streak += 1;
                         entry.serves_reads = entry.serves_reads || first || entry.good_streak >= rise;
@@ -687,7 +754,10 @@ impl Probe {
             Err(e) => {
                 // One failure stops new reads; only `fall` in a row make the backend unreachable.
                 entry.fail_streak += 1;
-                entry.reachable = entry.reachable && entry.fail_streak < fall;
+                // A server that never answered is unreachable from its first failure, unless that failure
+                // is a probe still under way (its connection may yet answer).
+                let pending_first = first && matches!(timing, Timing::Pending);
+                entry.reachable = (entry.reachable || pending_first) && entry.fail_streak < fall;
                 entry.serves_reads = false;
                 entry.replicating = false;
                 entry.frozen = false;
