@@ -25,7 +25,8 @@
 #             (point_select, read_only --skip_trx; text and prepared) through rwsplit over ONE replica vs
 #             HAProxy to that replica (the same work), and over two vs HAProxy over two; oltp_read_write and
 #             oltp_write_only (with transactions, and --skip_trx) through rwsplit (session and eventual) vs
-#             HAProxy in front of the master vs the master direct; one ratio table (run it by name)
+#             HAProxy in front of the master vs the master direct; one ratio table (run it by name);
+#             BENCH_FAIR_ONLY="point_select read_only" keeps only the workloads named
 #   consistency  sysbench oltp_read_write (in transactions, and autocommit) and the write-then-read client
 #             (benches/ryw.rs) against the master directly, rwsplit with consistency: eventual and rwsplit
 #             with consistency: session (the default), BENCH_CONSISTENCY_RUNS (3) rounds, medians: QPS, p95,
@@ -782,6 +783,7 @@ part_fair() {
     for round in $(seq 1 "$runs"); do
         for w in "${rows[@]}"; do
             IFS='|' read -r name test opt targets <<<"$w"
+            if [[ -n "${BENCH_FAIR_ONLY:-}" && " $BENCH_FAIR_ONLY " != *" $name "* ]]; then continue; fi
             modes=(disable)
             if [[ "$name" == point_select || "$name" == read_only ]]; then modes=(disable auto); fi
             for mode in "${modes[@]}"; do
