@@ -804,6 +804,7 @@ part_fair() {
     done
     stop_pid "$RWSPLIT1_PID" rwsplit-one-replica
     RWSPLIT1_PID=""
+    health_flaps
     echo
     echo "== fair comparison: $THREADS threads, ${DURATION}s per run, $runs interleaved rounds: median [range] =="
     printf '%-24s %-9s %24s %18s %18s %18s %18s %8s\n' workload target QPS "QPS ÷ ref" "CPU µs/q ÷ ref" \
@@ -837,6 +838,19 @@ query (what the proxy makes the servers do), "stmts/q" the statements the server
 (1.0 = nothing added; health probes of the running proxies add a little to every row). Autocommit runs ignore sysbench's duplicate-key and deadlock
 errors (1062, 1213), which its threads cause by colliding on inserted keys. Everything shares $(nproc) cores.
 EOF
+}
+
+# Whether the proxies' health checkers took a loaded server for a dead one during the run (every such event
+# is logged at warn level): reads abandoned, writes refused with 1053.
+health_flaps() {
+    local f n_down n_abandoned
+    for f in "$WORK"/rwsplit*.log; do
+        [[ -f "$f" ]] || continue
+        n_down="$(sed 's/\x1b\[[0-9;]*m//g' "$f" | grep -c 'reachable=false' || true)"
+        n_abandoned="$(grep -c 'reports it unreachable' "$f" || true)"
+        log "health under load, $(basename "$f" .log): $n_down servers declared unreachable," \
+            "$n_abandoned commands abandoned for it"
+    done
 }
 
 # Median of the numbers given (missing or failed values are left out), or "-".

@@ -772,10 +772,18 @@ impl Probe {
         let after = (entry.reachable, entry.serves_reads, entry.read_only, entry.frozen);
         if before.0 != after.0 || before.1 != after.1 {
             entry.changed_at = SystemTime::now();
-            tracing::info!(
-                backend = %self.addr, reachable = after.0, serves_reads = after.1,
-                lag = ?entry.lag, error = ?entry.last_error, "backend state changed"
-            );
+            if before.0 && !after.0 {
+                // Reads on it are abandoned and writes to it refused: an operator wants to see this.
+                tracing::warn!(
+                    backend = %self.addr, reachable = after.0, serves_reads = after.1,
+                    lag = ?entry.lag, error = ?entry.last_error, "backend state changed"
+                );
+            } else {
+                tracing::info!(
+                    backend = %self.addr, reachable = after.0, serves_reads = after.1,
+                    lag = ?entry.lag, error = ?entry.last_error, "backend state changed"
+                );
+            }
         }
         if before.3 != after.3 {
             if after.3 {
