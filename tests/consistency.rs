@@ -527,4 +527,25 @@ async fn replicas_replicating_by_file_and_position_keep_reads_consistent() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    // A `min_gtid` token with binary log positions followed, across sessions with eventual reads: the token
+    // (the master's GTID, which MariaDB replicas record even replicating by file and position) makes a
+    // read on another connection wait on a replica for the write, which 1 s of MASTER_DELAY keeps from it.
+    delay_replicas(&topo, 1).await;
+    let extra = "  positions: binlog\nconsistency: eventual\nconsistency_timeout: 5s\n";
+    let proxy = Proxy::start_yaml(&config_with_health(&topo, extra)).await;
+    replicas_serving(&proxy, &topo).await;
+    let opts = OptsBuilder::from_opts(proxy.opts(APP_USER, APP_PASSWORD)).db_name(Some(db.as_str()));
+    let (mut writer, mut reader) = (Conn::new(opts.clone()).await.unwrap(), Conn::new(opts).await.unwrap());
+    writer.query_drop("UPDATE rw SET v = 424242 WHERE id = 1").await.unwrap();
+    let token: String = writer.query_first("SELECT @@last_gtid").await.unwrap().unwrap();
+    let read = "SELECT v, @@server_id FROM rw WHERE id = 1";
+    let plain: (i64, u32) = reader.query_first(read).await.unwrap().unwrap();
+    assert!(plain.0 != 424242 && plain.1 != MASTER, "without the token a delayed replica answers: {plain:?}");
+    let waited_before = consistent_reads(&proxy, "waited");
+    let hinted: (i64, u32) =
+        reader.query_first(format!("/* rwsplit:min_gtid={token} */ {read}")).await.unwrap().unwrap();
+    assert_eq!(hinted.0, 424242, "the token {token} makes the read see the write: {hinted:?}");
+    assert_ne!(hinted.1, MASTER, "a replica waited for the token (MASTER_GTID_WAIT) and answered");
+    assert_eq!(consistent_reads(&proxy, "waited"), waited_before + 1, "the read waited on the replica");
+    delay_replicas(&topo, 0).await;
 }

@@ -425,8 +425,9 @@ declare -A QPS P95 CPU WHERE SCPU SQ
 sysbench_run() {
     local target=$1 label=$2 test=$3
     shift 3
-    local port pid out t0 t1 q0 q1 queries s0 s1 n0 n1
+    local port pid out t0 t1 q0 q1 queries s0 s1 n0 n1 f0 f1
     port="$(port_of_target "$target")"
+    f0="$(unreachable_events)"
     pid="$(pid_of_target "$target")"
     out="$WORK/sysbench-${label//\//-}-$target.log"
     q0="$(questions)"
@@ -459,8 +460,14 @@ sysbench_run() {
     else
         CPU[$label/$target]="-"
     fi
+    f1="$(unreachable_events)"
     log "$label via $target: ${QPS[$label/$target]} qps, p95 ${P95[$label/$target]} ms," \
-        "cpu/query ${CPU[$label/$target]} µs"
+        "cpu/query ${CPU[$label/$target]} µs$( ((f1 > f0)) && echo "; $((f1 - f0)) servers declared unreachable")"
+}
+
+# How many times the running proxies' health checkers have declared a server unreachable so far.
+unreachable_events() {
+    cat "$WORK"/rwsplit*.log 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | grep -c 'reachable=false' || true
 }
 
 # a ÷ b with two decimals, or "-" if either is missing or failed.
@@ -850,6 +857,7 @@ health_flaps() {
         n_abandoned="$(grep -c 'reports it unreachable' "$f" || true)"
         log "health under load, $(basename "$f" .log): $n_down servers declared unreachable," \
             "$n_abandoned commands abandoned for it"
+        sed 's/\x1b\[[0-9;]*m//g' "$f" | grep 'reachable=false' | head -n 3 | cut -c1-300 >&2 || true
     done
 }
 
