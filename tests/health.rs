@@ -395,18 +395,19 @@ async fn slow_relay(upstream: SocketAddr, delay: Duration) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_master_stays_reachable_and_takes_writes() {
-    // Every answer from the master arrives 80 ms late, so a probe (about five round trips once connected,
-    // three or four more to connect) takes longer than `timeout` every time but answers within
-    // `timeout + (fall-1) * interval`. A probe that is slow is counted as failed but not abandoned, so it
-    // keeps its connection and the master never becomes unreachable; cancelling it at the timeout would
-    // make every next probe reconnect through the slow link, time out as well and fail writes with 1053.
+    // Every answer from the master arrives 250 ms late, longer than the probe `timeout` (200 ms): each probe
+    // (one round trip once the connection knows its server, several for the first, which connects) answers
+    // after it has been counted as failed, but within `timeout + (fall-1) * interval`. A probe that is slow
+    // is not abandoned, so it keeps its connection and the master never becomes unreachable; cancelling it
+    // at the timeout would make every next probe reconnect through the slow link, time out as well, and
+    // fail writes with 1053.
     let topo = Topology::shared();
-    let relay = slow_relay(topo.master, Duration::from_millis(80)).await;
+    let relay = slow_relay(topo.master, Duration::from_millis(250)).await;
     let replicas: String = topo.replicas.iter().map(|r| format!("  - address: {r}\n")).collect();
     let yaml = format!(
         "listen: 127.0.0.1:0\nusers:\n  - user: app\n    password: apppw\nmaster:\n  address: {relay}\n\
-         replicas:\n{replicas}connect_timeout: 3s\nhealth:\n  user: monitor\n  password: monitorpw\n  \
-         interval: 100ms\n  timeout: 200ms\n  fall: 8\n"
+         replicas:\n{replicas}connect_timeout: 5s\nhealth:\n  user: monitor\n  password: monitorpw\n  \
+         interval: 100ms\n  timeout: 200ms\n  fall: 40\n"
     );
     let proxy = Proxy::start_yaml(&yaml).await;
     let master = relay.to_string();

@@ -316,6 +316,8 @@ struct Observation {
     started: Option<Instant>,
     /// The server has a replication configuration (SHOW SLAVE STATUS returned a row).
     is_replica: bool,
+    /// The server is MariaDB.
+    mariadb: bool,
 }
 
 /// (Re)starts the checker for the current config and topology: cancels the previous probe tasks and starts
@@ -352,6 +354,7 @@ pub fn start(shared: &Arc<Shared>) {
             instance: shared.instance_id().to_string(),
             conn: None,
             table_ready: false,
+            batched: false,
         };
         probe_runtime().spawn(task.run(generation.clone()));
     }
@@ -424,6 +427,9 @@ struct Probe {
     conn: Option<Conn>,
     /// The heartbeat table was created (master only).
     table_ready: bool,
+    /// The server on `conn` is MariaDB, learned by the connection's first probe: later probes send all
+    /// their statements in one round trip (see [`Probe::probe_batched`]).
+    batched: bool,
 }
 
 impl Probe {
@@ -506,6 +512,7 @@ impl Probe {
             instance: self.instance.clone(),
             conn: None,
             table_ready: self.table_ready,
+            batched: false,
         }
     }
 
@@ -545,7 +552,22 @@ impl Probe {
         self.conn.as_mut().ok_or_else(|| "no connection".to_string())
     }
 
+    /// One probe: what the server reports of itself and its replication.
     async fn probe(&mut self) -> Result<Observation, String> {
+        if self.conn.is_none() {
+            self.batched = false;
+        }
+        if self.batched {
+            return self.probe_batched().await;
+        }
+        let obs = self.probe_sequential().await?;
+        self.batched = obs.mariadb;
+        Ok(obs)
+    }
+
+    /// A probe one statement at a time, learning the server's flavour (and, on MySQL, which statement names
+    /// it has) as it goes: the first probe on each connection, and every probe of a MySQL server.
+    async fn probe_sequential(&mut self) -> Result<Observation, String> {
         let heartbeat_table = match &self.health.lag_source {
             LagSource::Heartbeat { table } => Some(table.clone()),
             LagSource::Replication => None,
@@ -562,6 +584,7 @@ impl Probe {
         let mut obs = Observation {
             read_only: row.as_ref().map(|(ro, _, _)| *ro != 0),
             started: Some(started),
+            mariadb,
             ..Observation::default()
         };
         obs.replication.server_id = row.map(|(_, _, id)| id);
@@ -583,42 +606,110 @@ impl Probe {
         if !probe_replication {
             return Ok(obs);
         }
-        let no_privilege = |e: mysql_async::Error| match e {
-            mysql_async::Error::Server(e) if e.code == 1227 || e.code == 1044 || e.code == 1045 => format!(
-                "the monitor account cannot read the replication status: GRANT SLAVE MONITOR, REPLICATION CLIENT \
-                 ON *.* TO '{user}' (MySQL: REPLICATION CLIENT) (server said: {})",
-                e.message
-            ),
-            e => e.to_string(),
-        };
         let status: Option<Row> = match conn.query_first("SHOW SLAVE STATUS").await {
             Ok(r) => r,
             // MySQL 8.4 removed SHOW SLAVE STATUS.
             Err(mysql_async::Error::Server(e)) if e.code == 1064 => {
-                conn.query_first("SHOW REPLICA STATUS").await.map_err(no_privilege)?
+                conn.query_first("SHOW REPLICA STATUS").await.map_err(|e| no_privilege(e, &user))?
             }
-            Err(e) => return Err(no_privilege(e)),
+            Err(e) => return Err(no_privilege(e, &user)),
         };
-        if let Some(row) = status {
-            let (io, sql, seconds) = replication_fields(&row);
-            replication_view(&row, &mut obs.replication);
-            obs.is_replica = true;
-            (obs.io_running, obs.sql_running) = (io, sql);
-            obs.lag = seconds.map(|s| s as f64);
-            obs.binlog = executed_binlog(&row);
-        }
+        apply_replica_status(status, &mut obs);
         let gtid_var = if mariadb { "SELECT @@gtid_slave_pos" } else { "SELECT @@gtid_executed" };
-        obs.gtid = conn.query_first(gtid_var).await.map_err(|e| e.to_string())?;
-        let flavor = if mariadb { Flavor::MariaDb } else { Flavor::MySql };
-        obs.position = obs.gtid.as_deref().and_then(|g| Position::parse(flavor, g));
+        let gtid: Option<String> = conn.query_first(gtid_var).await.map_err(|e| e.to_string())?;
+        apply_gtid(gtid, &mut obs);
         if let (Some(table), true) = (heartbeat_table, obs.is_replica) {
             let sql = format!("SELECT ts FROM {table} WHERE id = '{instance}'");
-            obs.lag = match conn.query_first::<i64, _>(sql).await {
-                Ok(Some(ts)) => Some(((now_micros() - ts) as f64 / 1e6).max(0.0)),
-                // No heartbeat replicated yet (or the table is missing): lag unknown.
-                Ok(None) | Err(mysql_async::Error::Server(_)) => None,
-                Err(e) => return Err(e.to_string()),
-            };
+            apply_heartbeat(conn.query_first::<i64, _>(sql).await, &mut obs)?;
+        }
+        Ok(obs)
+    }
+
+    /// A probe of a MariaDB server in one round trip: the statements of [`Probe::probe_sequential`] sent as
+    /// one multi-statement query, their result sets read in order. Under CPU overload each round trip
+    /// waits for the server's connection thread and then the probe's to be scheduled; four of them made
+    /// probes miss `timeout + (fall-1) × interval` (1 s) and loaded servers look dead.
+    async fn probe_batched(&mut self) -> Result<Observation, String> {
+        let heartbeat = match &self.health.lag_source {
+            LagSource::Heartbeat { table } => Some(format!("SELECT ts FROM {table} WHERE id = '{}'", self.instance)),
+            LagSource::Replication => None,
+        };
+        let probe_replication = !self.is_master || self.health.detect_master;
+        let binlog_wanted = self.health.positions == Positions::Binlog;
+        let (is_master, user) = (self.is_master, self.health.user.clone());
+        let started = Instant::now();
+        // The statements in order; what each one's result set is.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Part {
+            Server,
+            Semisync,
+            MasterStatus,
+            SlaveStatus,
+            BinaryLogs,
+            Heartbeat,
+        }
+        let mut parts = vec![
+            (Part::Server, "SELECT @@read_only, @@version, @@global.server_id, @@gtid_slave_pos".to_string()),
+            (Part::Semisync, SEMISYNC_STATUS.to_string()),
+        ];
+        if is_master || binlog_wanted {
+            parts.push((Part::MasterStatus, "SHOW MASTER STATUS".into()));
+        }
+        if probe_replication {
+            parts.push((Part::SlaveStatus, "SHOW SLAVE STATUS".into()));
+        }
+        // Last: these may fail as a matter of course (no binary log, no heartbeat table yet), which ends a
+        // multi-statement query.
+        if is_master {
+            parts.push((Part::BinaryLogs, "SHOW BINARY LOGS".into()));
+        }
+        if let (Some(sql), true) = (heartbeat, probe_replication) {
+            parts.push((Part::Heartbeat, sql));
+        }
+        let sql = parts.iter().map(|(_, q)| q.as_str()).collect::<Vec<_>>().join("; ");
+        let conn = self.conn().await?;
+        let mut result = conn.query_iter(sql).await.map_err(|e| e.to_string())?;
+        let mut obs = Observation { started: Some(started), mariadb: true, ..Observation::default() };
+        let mut gtid = None;
+        let mut own_binlog = None;
+        for (part, _) in &parts {
+            let rows = result.collect::<Row>().await;
+            match (part, rows) {
+                (Part::Server, Ok(rows)) => {
+                    let row = rows.into_iter().next();
+                    let text = |i: usize| row.as_ref().and_then(|r| r.get_opt::<Option<String>, _>(i)?.ok()).flatten();
+                    obs.read_only = text(0).and_then(|v| v.parse::<u8>().ok()).map(|v| v != 0);
+                    obs.replication.server_id = text(2).and_then(|v| v.parse().ok());
+                    gtid = text(3);
+                }
+                (Part::Semisync, Ok(rows)) => {
+                    let pairs: Vec<(String, String)> =
+                        rows.into_iter().filter_map(|r| r.get_opt(0)?.ok().zip(r.get_opt(1)?.ok())).collect();
+                    semisync_from(&pairs, &mut obs.replication);
+                }
+                (Part::MasterStatus, Ok(rows)) => own_binlog = binlog_from(rows.into_iter().next()),
+                (Part::SlaveStatus, Ok(rows)) => apply_replica_status(rows.into_iter().next(), &mut obs),
+                (Part::SlaveStatus, Err(e)) => return Err(no_privilege(e, &user)),
+                (Part::BinaryLogs, rows) => obs.replication.binlog_files = binary_logs_from(rows)?,
+                (Part::Heartbeat, rows) => {
+                    let ts = rows.map(|rows| rows.into_iter().next().and_then(|r| r.get_opt::<i64, _>(0)?.ok()));
+                    if obs.is_replica {
+                        apply_heartbeat(ts, &mut obs)?;
+                    }
+                }
+                (_, Err(e)) => return Err(e.to_string()),
+            }
+        }
+        result.drop_result().await.map_err(|e| e.to_string())?;
+        if is_master {
+            obs.replication.binlog_end = own_binlog.clone();
+        }
+        if binlog_wanted && !obs.is_replica {
+            // A replica's position is the one it executed (SHOW SLAVE STATUS), not its own binary log's end.
+            obs.binlog = own_binlog;
+        }
+        if probe_replication {
+            apply_gtid(gtid, &mut obs);
         }
         Ok(obs)
     }
@@ -935,16 +1026,25 @@ async fn master_binlog(conn: &mut Conn) -> Result<Option<BinlogPos>, String> {
         }
         Err(e) => return Err(e.to_string()),
     };
-    Ok(row.and_then(|row| {
-        let file = row.get_opt::<String, _>("File").and_then(Result::ok)?;
-        let pos = row.get_opt::<u64, _>("Position").and_then(Result::ok)?;
-        Some(BinlogPos { file, pos })
-    }))
+    Ok(binlog_from(row))
+}
+
+/// The position in a `SHOW MASTER STATUS` row (none without binary logging).
+fn binlog_from(row: Option<Row>) -> Option<BinlogPos> {
+    let row = row?;
+    let file = row.get_opt::<String, _>("File").and_then(Result::ok)?;
+    let pos = row.get_opt::<u64, _>("Position").and_then(Result::ok)?;
+    Some(BinlogPos { file, pos })
 }
 
 /// The master's binary log files and sizes (`SHOW BINARY LOGS`; empty without binary logging).
 async fn binary_logs(conn: &mut Conn) -> Result<Vec<(String, u64)>, String> {
-    match conn.query::<Row, _>("SHOW BINARY LOGS").await {
+    binary_logs_from(conn.query::<Row, _>("SHOW BINARY LOGS").await)
+}
+
+/// The files and sizes of a `SHOW BINARY LOGS` result.
+fn binary_logs_from(rows: Result<Vec<Row>, mysql_async::Error>) -> Result<Vec<(String, u64)>, String> {
+    match rows {
         Ok(rows) => Ok(rows
             .into_iter()
             .filter_map(|row| {
@@ -961,20 +1061,65 @@ async fn binary_logs(conn: &mut Conn) -> Result<Vec<(String, u64)>, String> {
 
 /// Semi-sync state under MariaDB's and MySQL's names (absent when the feature is off or not installed).
 async fn semisync_status(conn: &mut Conn, view: &mut ReplicationView) -> Result<(), String> {
-    let rows: Vec<(String, String)> = conn
-        .query(
-            "SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', \
-             'Rpl_semi_sync_master_clients', 'Rpl_semi_sync_slave_status', 'Rpl_semi_sync_source_status', \
-             'Rpl_semi_sync_source_clients', 'Rpl_semi_sync_replica_status')",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let rows: Vec<(String, String)> = conn.query(SEMISYNC_STATUS).await.map_err(|e| e.to_string())?;
+    semisync_from(&rows, view);
+    Ok(())
+}
+
+/// The semi-sync status variables under MariaDB's and MySQL's names.
+const SEMISYNC_STATUS: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', \
+     'Rpl_semi_sync_master_clients', 'Rpl_semi_sync_slave_status', 'Rpl_semi_sync_source_status', \
+     'Rpl_semi_sync_source_clients', 'Rpl_semi_sync_replica_status')";
+
+/// Semi-sync state from the (name, value) rows of [`SEMISYNC_STATUS`].
+fn semisync_from(rows: &[(String, String)], view: &mut ReplicationView) {
     let get = |names: [&str; 2]| rows.iter().find(|(n, _)| names.contains(&n.as_str())).map(|(_, v)| v.as_str());
     let on = |v: &str| v.eq_ignore_ascii_case("ON");
     let master = get(["Rpl_semi_sync_master_status", "Rpl_semi_sync_source_status"]).map(on);
     let clients = get(["Rpl_semi_sync_master_clients", "Rpl_semi_sync_source_clients"]).and_then(|v| v.parse().ok());
     view.semisync_master = master.map(|m| (m, clients.unwrap_or(0)));
     view.semisync_replica = get(["Rpl_semi_sync_slave_status", "Rpl_semi_sync_replica_status"]).map(on);
+}
+
+/// Why the monitor account could not read the replication status.
+fn no_privilege(e: mysql_async::Error, user: &str) -> String {
+    match e {
+        mysql_async::Error::Server(e) if e.code == 1227 || e.code == 1044 || e.code == 1045 => format!(
+            "the monitor account cannot read the replication status: GRANT SLAVE MONITOR, REPLICATION CLIENT \
+             ON *.* TO '{user}' (MySQL: REPLICATION CLIENT) (server said: {})",
+            e.message
+        ),
+        e => e.to_string(),
+    }
+}
+
+/// What a `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS` row (none: not a replica) tells.
+fn apply_replica_status(status: Option<Row>, obs: &mut Observation) {
+    if let Some(row) = status {
+        let (io, sql, seconds) = replication_fields(&row);
+        replication_view(&row, &mut obs.replication);
+        obs.is_replica = true;
+        (obs.io_running, obs.sql_running) = (io, sql);
+        obs.lag = seconds.map(|s| s as f64);
+        obs.binlog = executed_binlog(&row);
+    }
+}
+
+/// The server's GTID position (`@@gtid_slave_pos` / `@@gtid_executed`).
+fn apply_gtid(gtid: Option<String>, obs: &mut Observation) {
+    let flavor = if obs.mariadb { Flavor::MariaDb } else { Flavor::MySql };
+    obs.position = gtid.as_deref().and_then(|g| Position::parse(flavor, g));
+    obs.gtid = gtid;
+}
+
+/// The lag from this process's heartbeat row as replicated (its timestamp in µs), when there is one.
+fn apply_heartbeat(ts: Result<Option<i64>, mysql_async::Error>, obs: &mut Observation) -> Result<(), String> {
+    obs.lag = match ts {
+        Ok(Some(ts)) => Some(((now_micros() - ts) as f64 / 1e6).max(0.0)),
+        // No heartbeat replicated yet (or the table is missing): lag unknown.
+        Ok(None) | Err(mysql_async::Error::Server(_)) => None,
+        Err(e) => return Err(e.to_string()),
+    };
     Ok(())
 }
 
