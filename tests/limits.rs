@@ -180,8 +180,16 @@ async fn under_a_cap_sessions_share_backend_connections_between_statements() {
     let expected: Vec<(String, u32, String)> = direct.query("SHOW WARNINGS").await.unwrap();
     assert_eq!(warnings, expected, "SHOW WARNINGS through a capped pool, as direct");
     assert_eq!(warnings.len(), 1);
-    // Once the next statement leaves none, the connection is shared again; SHOW WARNINGS is still empty.
+    // A statement that uses no table leaves them where they are (the server resets them only for
+    // statements that use a table): after `SELECT 1`, SHOW WARNINGS still shows them, as direct.
     let _: Option<u32> = warned.query_first("SELECT 1").await.unwrap();
+    let _: Option<u32> = direct.query_first("SELECT 1").await.unwrap();
+    let warnings: Vec<(String, u32, String)> = warned.query("SHOW WARNINGS").await.unwrap();
+    let expected: Vec<(String, u32, String)> = direct.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(warnings, expected, "SHOW WARNINGS after a statement without tables, as direct");
+    assert_eq!(warnings.len(), 1);
+    // Once a statement that uses a table leaves none, the connection is shared again; SHOW WARNINGS is empty.
+    let _: Option<u32> = warned.query_first("SELECT 1 FROM mysql.user LIMIT 1").await.unwrap();
     let warnings: Vec<(String, u32, String)> = warned.query("SHOW WARNINGS").await.unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     // SQL_CALC_FOUND_ROWS: the count stays readable by the next statement.

@@ -52,7 +52,7 @@ impl Session {
     pub(super) fn apply(&mut self, outcome: &Outcome, verdict: Option<&Verdict>, text: Option<&Bytes>) {
         let side = outcome.side;
         let report = &outcome.report;
-        self.state.observe(side, report.status);
+        self.state.observe(side, report.status, outcome.error || outcome.warned);
         if side == Side::Master {
             self.learn_writes(outcome, verdict);
         }

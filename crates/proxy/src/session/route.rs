@@ -133,18 +133,22 @@ pub struct State {
     pub pinned: bool,
     /// The backend that ran the previous statement (for SHOW WARNINGS and friends).
     pub last: Option<Side>,
+    /// The previous statement left warnings or an error in that backend's diagnostics area.
+    pub diagnostics: bool,
 }
 
 impl Default for State {
     fn default() -> Self {
-        State { autocommit: true, pinned: false, last: None }
+        State { autocommit: true, pinned: false, last: None, diagnostics: false }
     }
 }
 
 impl State {
-    /// Takes autocommit from the final status flags of a response (transaction state goes to the leg).
-    pub fn observe(&mut self, side: Side, status: Option<StatusFlags>) {
+    /// Takes autocommit from the final status flags of a response (transaction state goes to the leg), and
+    /// whether the statement left diagnostics (warnings or an error).
+    pub fn observe(&mut self, side: Side, status: Option<StatusFlags>, diagnostics: bool) {
         self.last = Some(side);
+        self.diagnostics = diagnostics;
         if let Some(status) = status {
             self.autocommit = status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT);
         }
@@ -171,6 +175,13 @@ pub fn route(state: &State, legs: &Legs, v: &Verdict) -> Decision {
         _ => {}
     }
     match v.kind {
+        // A statement that uses no table leaves the diagnostics area as it was (MariaDB and MySQL reset it
+        // only for statements that use a table): after warnings or an error, `SELECT 1` then SHOW WARNINGS
+        // show the earlier ones, so a tableless read runs where they are.
+        Kind::Read if v.tables.is_empty() && state.diagnostics => match state.last {
+            Some(Side::Replica) => Decision::Run(Route::read(RouteReason::Previous)),
+            _ => Decision::to(Side::Master, RouteReason::Previous),
+        },
         Kind::Read => Decision::Run(route_read(state, legs, &v.tables, v.reads_user_vars)),
         Kind::Begin { read_only: true } if !state.pinned && !legs.held(Side::Master).has_session_objects() => {
             Decision::to(Side::Replica, RouteReason::ReadOnlyTransaction)
@@ -254,6 +265,9 @@ mod tests {
         let st = State::default();
         let no_autocommit = State { autocommit: false, ..State::default() };
         let pinned = State { pinned: true, ..State::default() };
+        let warned_replica = State { last: Some(Side::Replica), diagnostics: true, ..State::default() };
+        let warned_master = State { last: Some(Side::Master), diagnostics: true, ..State::default() };
+        let clean_master = State { last: Some(Side::Master), ..State::default() };
         let read = |_side: Side| Decision::Run(Route::read(R::Classified(Reason::Read)));
         let to = Decision::to;
         #[rustfmt::skip]
@@ -305,6 +319,11 @@ mod tests {
             (&st, &vars, "SELECT 1", read(Side::Replica)),
             (&st, &vars, "START TRANSACTION READ ONLY", to(Side::Master, R::Transaction)),
             (&st, &replica_vars, "SELECT @v", to(Side::Replica, R::SessionState)),
+            // A tableless read keeps the previous statement's warnings: it runs where they are.
+            (&warned_replica, &fresh, "SELECT 1", Decision::Run(Route::read(R::Previous))),
+            (&warned_master, &fresh, "SELECT NOW()", to(Side::Master, R::Previous)),
+            (&warned_master, &fresh, "SELECT * FROM t", read(Side::Replica)),
+            (&clean_master, &fresh, "SELECT 1", read(Side::Replica)),
         ];
         for (state, legs, sql, want) in cases {
             let got = route(state, legs, &classify(sql));
@@ -315,11 +334,11 @@ mod tests {
     #[test]
     fn status_flags_drive_autocommit() {
         let mut s = State::default();
-        s.observe(Side::Master, Some(StatusFlags::SERVER_STATUS_IN_TRANS));
+        s.observe(Side::Master, Some(StatusFlags::SERVER_STATUS_IN_TRANS), false);
         assert!(!s.autocommit);
-        s.observe(Side::Master, Some(StatusFlags::SERVER_STATUS_AUTOCOMMIT));
+        s.observe(Side::Master, Some(StatusFlags::SERVER_STATUS_AUTOCOMMIT), false);
         assert!(s.autocommit);
-        s.observe(Side::Replica, None);
+        s.observe(Side::Replica, None, false);
         assert_eq!((s.autocommit, s.last), (true, Some(Side::Replica)));
     }
 }
