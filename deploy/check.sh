@@ -107,7 +107,7 @@ METRICS = {
     "rwsplit_errors_total", "rwsplit_consistent_reads_total", "rwsplit_consistency_wait_seconds",
     "rwsplit_login_failures_total", "rwsplit_client_connections_refused_total",
     "rwsplit_replica_io_running", "rwsplit_replica_sql_running", "rwsplit_replica_binlog_behind_bytes",
-    "rwsplit_semisync_master_status", "rwsplit_semisync_master_clients",
+    "rwsplit_semisync_master_status", "rwsplit_semisync_master_clients", "rwsplit_probe_duration_seconds",
 }
 HISTOGRAMS = {"rwsplit_query_duration_seconds", "rwsplit_consistency_wait_seconds"}
 SERIES = (METRICS - HISTOGRAMS) | {h + s for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
@@ -130,6 +130,7 @@ LABELS = {
     "rwsplit_replica_binlog_behind_bytes": {"backend"},
     "rwsplit_semisync_master_status": {"backend"},
     "rwsplit_semisync_master_clients": {"backend"},
+    "rwsplit_probe_duration_seconds": {"backend"},
     "rwsplit_consistent_reads_total": {"outcome"},
     "rwsplit_consistency_wait_seconds_bucket": {"le"},
     "rwsplit_consistency_wait_seconds_sum": set(),

@@ -428,6 +428,11 @@ async fn a_slow_master_stays_reachable_and_takes_writes() {
         writes += 1;
     }
     assert!(slow_seen > 0, "no probe was ever slower than the timeout: the test did not exercise slow probes");
+    // Operators see the slowness before it becomes an outage: the probe duration gauge is past the timeout.
+    let text = rwsplit::metrics::render(&proxy.shared);
+    let key = format!("rwsplit_probe_duration_seconds{{backend=\"{master}\"}} ");
+    let took: f64 = text.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
+    assert!(took >= 0.2, "the master's probe duration is {took} s, under the 200 ms timeout:\n{text}");
     assert!(writes > 0);
     c.query_drop(format!("DROP TABLE {table}")).await.ok();
 }

@@ -169,6 +169,8 @@ pub struct ServerHealth {
     pub good_streak: u32,
     /// Probes done so far.
     pub probes: u64,
+    /// How long the last probe took, or has been waiting when it is still under way.
+    pub probe_seconds: Option<f64>,
 }
 
 impl Default for ServerHealth {
@@ -193,6 +195,7 @@ impl Default for ServerHealth {
             probed_at: UNIX_EPOCH,
             good_streak: 0,
             probes: 0,
+            probe_seconds: None,
         }
     }
 }
@@ -448,6 +451,7 @@ impl Probe {
             // "unreachable" one. A hung server still becomes unreachable after `timeout + (fall-1)*interval`.
             let spare = self.detached();
             let (timeout, interval, fall) = (self.health.timeout, self.health.interval, self.health.fall);
+            let began = Instant::now();
             let mut probing = Box::pin(async move {
                 let outcome = self.probe().await;
                 (self, outcome)
@@ -461,7 +465,7 @@ impl Probe {
                     _ = tokio::time::sleep(wait) => {
                         late += 1;
                         let waited = timeout + interval * (late - 1);
-                        spare.record(Err(format!("no answer within {waited:?}")), Timing::Pending);
+                        spare.record(Err(format!("no answer within {waited:?}")), Timing::Pending, waited);
                         if late >= fall {
                             break None;
                         }
@@ -480,7 +484,7 @@ impl Probe {
                         0 => Timing::OnTime,
                         n => Timing::Late(timeout + interval * (n - 1)),
                     };
-                    self.record(outcome, timing)
+                    self.record(outcome, timing, began.elapsed())
                 }
                 None => {
                     // Abandoned with its connection (a hung server); the next probe connects afresh.
@@ -739,7 +743,7 @@ impl Probe {
 
     /// Applies a probe outcome to the shared state and publishes a new snapshot. Returns whether this
     /// backend is the writer (and so writes the heartbeat).
-    fn record(&self, outcome: Result<Observation, String>, timing: Timing) -> bool {
+    fn record(&self, outcome: Result<Observation, String>, timing: Timing, took: Duration) -> bool {
         let gate = Gate {
             max_lag: self.health.max_replica_lag.as_secs_f64(),
             gated: !self.is_master || self.health.detect_master,
@@ -765,6 +769,7 @@ impl Probe {
         let no_gtids = outcome.as_ref().is_ok_and(|o| o.no_gtids);
         entry.probes += 1;
         entry.probed_at = SystemTime::now();
+        entry.probe_seconds = Some(took.as_secs_f64());
         match outcome {
             Ok(obs) => {
                 entry.reachable = true;

@@ -75,6 +75,7 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     backend_connections: IntGaugeVec,
     replica_lag: GaugeVec,
+    probe_duration: GaugeVec,
     backend_up: IntGaugeVec,
     reloads: IntCounterVec,
     last_reload: Gauge,
@@ -142,6 +143,7 @@ pub fn render(shared: &crate::Shared) -> String {
     m.backend_connections.reset();
     m.backend_up.reset();
     m.replica_lag.reset();
+    m.probe_duration.reset();
     for g in m.replication.all() {
         g.reset();
     }
@@ -162,6 +164,9 @@ pub fn render(shared: &crate::Shared) -> String {
                 m.replication.semisync_status.with_label_values(&[addr]).set(i64::from(on));
                 m.replication.semisync_clients.with_label_values(&[addr]).set(i64::from(clients));
             }
+        }
+        if let Some(took) = b.probe_seconds {
+            m.probe_duration.with_label_values(&[addr]).set(took);
         }
         if let Some(behind) = b.binlog_behind {
             m.replication.behind_bytes.with_label_values(&[addr]).set(behind as i64);
@@ -210,6 +215,14 @@ impl Metrics {
         .expect("valid metric");
         let replica_lag = GaugeVec::new(
             Opts::new("rwsplit_replica_lag_seconds", "Replication lag as last probed (NaN when unknown)"),
+            &["backend"],
+        )
+        .expect("valid metric");
+        let probe_duration = GaugeVec::new(
+            Opts::new(
+                "rwsplit_probe_duration_seconds",
+                "How long the health checker's last probe of the backend took (or has waited, while one is under way)",
+            ),
             &["backend"],
         )
         .expect("valid metric");
@@ -270,6 +283,7 @@ impl Metrics {
             Box::new(client_connections.clone()),
             Box::new(backend_connections.clone()),
             Box::new(replica_lag.clone()),
+            Box::new(probe_duration.clone()),
             Box::new(backend_up.clone()),
             Box::new(reloads.clone()),
             Box::new(last_reload.clone()),
@@ -303,6 +317,7 @@ impl Metrics {
             client_connections,
             backend_connections,
             replica_lag,
+            probe_duration,
             backend_up,
             reloads,
             last_reload,

@@ -149,6 +149,8 @@ pub struct BackendView {
     pub replication: Option<crate::health::ReplicationView>,
     /// A replica's executed position behind the master's binary log end, in bytes (both as last probed).
     pub binlog_behind: Option<u64>,
+    /// How long its last probe took (or has waited, while one is under way), in seconds.
+    pub probe_seconds: Option<f64>,
 }
 
 impl Shared {
@@ -221,6 +223,7 @@ impl Shared {
                         let (exec, master) = (s.binlog.as_ref()?, master_view?);
                         crate::health::binlog_behind(exec, master.binlog_end.as_ref()?, &master.binlog_files)
                     }),
+                    probe_seconds: probed.and_then(|s| s.probe_seconds),
                 }
             })
             .collect()
