@@ -175,13 +175,6 @@ pub fn route(state: &State, legs: &Legs, v: &Verdict) -> Decision {
         _ => {}
     }
     match v.kind {
-        // A statement that uses no table leaves the diagnostics area as it was (MariaDB and MySQL reset it
-        // only for statements that use a table): after warnings or an error, `SELECT 1` then SHOW WARNINGS
-        // show the earlier ones, so a tableless read runs where they are.
-        Kind::Read if v.tables.is_empty() && state.diagnostics => match state.last {
-            Some(Side::Replica) => Decision::Run(Route::read(RouteReason::Previous)),
-            _ => Decision::to(Side::Master, RouteReason::Previous),
-        },
         Kind::Read => Decision::Run(route_read(state, legs, &v.tables, v.reads_user_vars)),
         Kind::Begin { read_only: true } if !state.pinned && !legs.held(Side::Master).has_session_objects() => {
             Decision::to(Side::Replica, RouteReason::ReadOnlyTransaction)
@@ -227,6 +220,15 @@ pub fn route_read(state: &State, legs: &Legs, tables: &[String], reads_user_vars
         if reads_user_vars && held.user_vars {
             return Route::to(side, RouteReason::SessionState);
         }
+    }
+    // A statement that uses no table leaves the diagnostics area as it was (MariaDB and MySQL reset it only
+    // for statements that use a table): after warnings or an error, `SELECT 1` then SHOW WARNINGS show the
+    // earlier ones, so a tableless read runs where they are, unless the state it reads is elsewhere (above).
+    if tables.is_empty() && state.diagnostics {
+        return match state.last {
+            Some(Side::Replica) => Route::read(RouteReason::Previous),
+            _ => Route::to(Side::Master, RouteReason::Previous),
+        };
     }
     Route::read(RouteReason::Classified(Reason::Read))
 }
@@ -324,6 +326,9 @@ mod tests {
             (&warned_master, &fresh, "SELECT NOW()", to(Side::Master, R::Previous)),
             (&warned_master, &fresh, "SELECT * FROM t", read(Side::Replica)),
             (&clean_master, &fresh, "SELECT 1", read(Side::Replica)),
+            // The state a read needs comes first: the master's user variables, a pinned session.
+            (&warned_replica, &vars, "SELECT @v", to(Side::Master, R::SessionState)),
+            (&State { pinned: true, ..warned_replica.clone() }, &fresh, "SELECT 1", to(Side::Master, R::SessionState)),
         ];
         for (state, legs, sql, want) in cases {
             let got = route(state, legs, &classify(sql));
