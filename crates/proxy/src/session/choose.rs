@@ -74,7 +74,13 @@ impl Rotation {
         } else {
             pool.iter().copied().filter(|&i| !self.known.contains(&candidates[i].addr)).collect()
         };
-        self.known = candidates.iter().map(|c| Arc::clone(&c.addr)).collect();
+        // Remembered only when the set changes: on the common path this costs no allocation and no
+        // reference-count traffic on the shared addresses.
+        let same_set = self.known.len() == candidates.len() && candidates.iter().all(|c| self.known.contains(&c.addr));
+        if !same_set {
+            self.known.clear();
+            self.known.extend(candidates.iter().map(|c| Arc::clone(&c.addr)));
+        }
         // Stay on the last replica for its run while it is as good: in the pool, and at most one request
         // above its share at the least loaded replica's rate (ii / wi <= il / wl + 1 / wi).
         if let Some((addr, run)) = &mut self.last {
