@@ -198,7 +198,7 @@ async fn pooled_backend_connections_are_reused_and_reset() {
     let master_thread: u64 = c.query_first("SELECT /* rwsplit:master */ @@pseudo_thread_id").await.unwrap().unwrap();
     c.disconnect().await.unwrap();
     let master = topo.master.to_string();
-    let pool = std::sync::Arc::clone(&proxy.shared.pool);
+    let pool = std::sync::Arc::clone(proxy.shared.pool());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while pool.idle_count(&master) == 0 {
         assert!(std::time::Instant::now() < deadline, "master connection never returned to the pool");
@@ -328,7 +328,7 @@ async fn connections_of_clients_sending_attributes_are_pooled_too() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let master = topo.master.to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while proxy.shared.pool.idle_count(&master) == 0 {
+    while proxy.shared.pool().idle_count(&master) == 0 {
         assert!(std::time::Instant::now() < deadline, "the CLI's master connection was not reset into the pool");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }

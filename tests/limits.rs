@@ -163,7 +163,7 @@ async fn under_a_cap_sessions_share_backend_connections_between_statements() {
     }
     assert_eq!(ids.len(), SESSIONS * READS);
     assert!(ids.iter().all(|id| matches!(id, Some(2 | 3))), "plain reads on the replicas: {ids:?}");
-    let idle: usize = topo.servers().iter().map(|a| proxy.shared.pool.idle_count(&a.to_string())).sum();
+    let idle: usize = topo.servers().iter().map(|a| proxy.shared.pool().idle_count(&a.to_string())).sum();
     assert!(idle <= 2 * 3, "{idle} idle connections under a cap of 2 per backend");
 
     // A statement's warnings stay readable: the connection that has them stays with its session, while
@@ -221,7 +221,7 @@ async fn idle_pooled_connections_close_after_idle_timeout() {
     let mut c = proxy.conn().await;
     let _: Option<u32> = c.query_first("SELECT @@server_id").await.unwrap();
     c.disconnect().await.unwrap();
-    let idle = || topo.replicas.iter().map(|r| proxy.shared.pool.idle_count(&r.to_string())).sum::<usize>();
+    let idle = || topo.replicas.iter().map(|r| proxy.shared.pool().idle_count(&r.to_string())).sum::<usize>();
     let deadline = Instant::now() + Duration::from_secs(5);
     while idle() == 0 {
         assert!(Instant::now() < deadline, "the session's replica connection never went back to the pool");

@@ -476,7 +476,7 @@ async fn after_a_reload_turns_backend_tls_on_no_plain_pooled_connection_is_reuse
     conn.disconnect().await.unwrap();
     // Both legs go back to the pool.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while proxy.shared.pool.idle_count(&topo.master.to_string()) == 0 {
+    while proxy.shared.pool().idle_count(&topo.master.to_string()) == 0 {
         assert!(std::time::Instant::now() < deadline, "the master connection was never pooled");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

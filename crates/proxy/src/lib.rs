@@ -116,7 +116,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: Cancell
 /// listener of its own on the same address (`SO_REUSEPORT`: the kernel spreads new connections).
 pub async fn serve_loop(shared: Arc<Shared>, listener: TcpListener, shutdown: CancellationToken, worker: usize) {
     let tracker = TaskTracker::new();
-    let pool = Arc::clone(shared.pools.get(worker).unwrap_or(&shared.pool));
+    let pool = Arc::clone(shared.pools.get(worker).unwrap_or(shared.pool()));
     listen::accept_loop(&listener, &shutdown, "client", |stream, peer| {
         let session = session::serve(stream, peer, Arc::clone(&shared), Arc::clone(&pool), shutdown.clone());
         tracker.spawn(session);

@@ -23,9 +23,8 @@ pub struct Shared {
     pub config: ArcSwap<Config>,
     /// The backends as built from that configuration.
     pub topology: ArcSwap<topology::Topology>,
-    /// Idle backend connections of the first event loop (`pools[0]`).
-    pub pool: Arc<pool::Pool>,
-    /// One pool per event loop (`workers`), under shared caps: a backend connection stays on its loop.
+    /// One pool per event loop (`workers`, at least one), under shared caps: a backend connection stays on
+    /// its loop.
     pub pools: Vec<Arc<pool::Pool>>,
     /// Live sessions, for KILL, the admin interface and connection counts.
     pub registry: Registry,
@@ -156,13 +155,12 @@ pub struct BackendView {
 impl Shared {
     /// Shared state for a config.
     pub fn new(config: Config) -> Arc<Shared> {
-        let first = Arc::new(pool::Pool::default());
-        let mut pools = vec![Arc::clone(&first)];
-        pools.extend((1..config.workers.max(1)).map(|_| Arc::new(first.sharing_caps())));
+        let first = pool::Pool::default();
+        let others: Vec<_> = (1..config.workers.max(1)).map(|_| Arc::new(first.sharing_caps())).collect();
+        let pools = std::iter::once(Arc::new(first)).chain(others).collect();
         Arc::new(Shared {
             topology: ArcSwap::from_pointee(topology::Topology::new(&config)),
             config: ArcSwap::from_pointee(config),
-            pool: first,
             pools,
             registry: Registry::default(),
             health: HealthHub::default(),
@@ -172,6 +170,11 @@ impl Shared {
             root: CancellationToken::new(),
             instance: format!("{:016x}", rand::random::<u64>()),
         })
+    }
+
+    /// The first event loop's pool (the only one with `workers: 1`).
+    pub fn pool(&self) -> &Arc<pool::Pool> {
+        &self.pools[0]
     }
 
     /// Cancelled at shutdown: the parent of every background task's token.

@@ -324,8 +324,9 @@ impl Session {
         }
     }
 
-    /// Answers a command whose backend connection died after the command was sent: error 1927 ([`crate::error::code::LOST`]), then the
-    /// session ends (the command may have run; a direct connection would be gone too).
+    /// Answers a command whose backend connection died after the command was sent: error 1927
+    /// ([`crate::error::code::LOST`]), then the session ends (the command may have run; a direct connection
+    /// would be gone too).
     pub(super) async fn lost_connection(&mut self, addr: &str, lost: &super::legs::Held, error: BackendError) -> Ran {
         let what = if lost.is_empty() { String::new() } else { format!("; lost with it: {}", lost.describe()) };
         let msg = format!("Lost connection to server during query (rwsplit: backend {addr}: {error}{what})");
