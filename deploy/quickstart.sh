@@ -7,17 +7,19 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-mode=gtid
-if [[ "${1:-}" == --replication ]]; then
-    [[ "${2:-}" =~ ^(gtid|pos|semisync)$ ]] || {
-        echo "usage: deploy/quickstart.sh [--replication gtid|pos|semisync]" >&2
-        exit 2
-    }
-    mode=$2
-elif [[ $# -gt 0 ]]; then
+usage() {
     echo "usage: deploy/quickstart.sh [--replication gtid|pos|semisync]" >&2
     exit 2
-fi
+}
+mode=gtid
+case "$#:${1:-}" in
+    0:) ;;
+    2:--replication)
+        [[ "$2" =~ ^(gtid|pos|semisync)$ ]] || usage
+        mode=$2
+        ;;
+    *) usage ;;
+esac
 bash deploy/sandbox.sh up --replication "$mode"
 cargo build --release --locked --bin rwsplit
 listen=$(sed -n 's/^listen: *//p' proxy.yaml)
