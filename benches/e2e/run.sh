@@ -465,9 +465,15 @@ sysbench_run() {
         "cpu/query ${CPU[$label/$target]} µs$( ((f1 > f0)) && echo "; $((f1 - f0)) servers declared unreachable")"
 }
 
+# The lines of the rwsplit logs given in which a health checker declared a server unreachable (colours
+# stripped).
+unreachable_lines() {
+    cat "$@" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | grep 'reachable=false' || true
+}
+
 # How many times the running proxies' health checkers have declared a server unreachable so far.
 unreachable_events() {
-    cat "$WORK"/rwsplit*.log 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | grep -c 'reachable=false' || true
+    unreachable_lines "$WORK"/rwsplit*.log | grep -c . || true
 }
 
 # a ÷ b with two decimals, or "-" if either is missing or failed.
@@ -853,11 +859,11 @@ health_flaps() {
     local f n_down n_abandoned
     for f in "$WORK"/rwsplit*.log; do
         [[ -f "$f" ]] || continue
-        n_down="$(sed 's/\x1b\[[0-9;]*m//g' "$f" | grep -c 'reachable=false' || true)"
+        n_down="$(unreachable_lines "$f" | grep -c . || true)"
         n_abandoned="$(grep -c 'reports it unreachable' "$f" || true)"
         log "health under load, $(basename "$f" .log): $n_down servers declared unreachable," \
             "$n_abandoned commands abandoned for it"
-        sed 's/\x1b\[[0-9;]*m//g' "$f" | grep 'reachable=false' | head -n 3 | cut -c1-300 >&2 || true
+        unreachable_lines "$f" | head -n 3 | cut -c1-300 >&2 || true
     done
 }
 
