@@ -30,6 +30,7 @@ use tokio_util::codec::Decoder;
 mod ratio;
 
 #[path = "../tests/common/packets.rs"]
+#[allow(dead_code)] // the scripted servers' helpers
 mod packets;
 use packets::{column_def, end_of_rows, eof, frames, lenenc_str};
 

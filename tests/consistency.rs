@@ -379,7 +379,7 @@ mod scripted {
     use tokio::io::AsyncWriteExt;
     use tokio::net::{TcpListener, TcpStream};
 
-    use super::common::packets::{column_def, end_of_rows, eof, frames, lenenc_str};
+    use super::common::packets::{lenenc_str, text_result};
     use super::common::raw::{read_frame, write_frame};
 
     /// The source uuid of the scripted master's GTIDs.
@@ -393,15 +393,7 @@ mod scripted {
 
     /// A one-column, one-row text result.
     fn one_value(value: &str, deprecate_eof: bool) -> Vec<u8> {
-        let mut payloads = vec![BytesMut::from(&[1u8][..]), column_def("c")];
-        if !deprecate_eof {
-            payloads.push(eof());
-        }
-        let mut row = BytesMut::new();
-        lenenc_str(&mut row, value.as_bytes());
-        payloads.push(row);
-        payloads.push(end_of_rows(deprecate_eof));
-        frames(&payloads).iter().flat_map(|f| f.as_bytes().to_vec()).collect()
+        text_result(&["c"], &[vec![value]], deprecate_eof)
     }
 
     /// An OK reporting the transaction's GTID as `session_track_gtids = OWN_GTID` does.

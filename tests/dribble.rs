@@ -10,7 +10,7 @@ mod common;
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use common::packets::{column_def, end_of_rows, eof, frames, lenenc_str};
+use common::packets::{column_def, end_of_rows, eof, lenenc_str, wire_bytes};
 use common::proxy::Proxy;
 use common::raw::{read_frame, write_frame, Raw};
 use rwsplit_wire::auth;
@@ -55,10 +55,6 @@ fn prepare_response(deprecate_eof: bool) -> Vec<u8> {
         payloads.push(eof());
     }
     wire_bytes(&payloads)
-}
-
-fn wire_bytes(payloads: &[BytesMut]) -> Vec<u8> {
-    frames(payloads).iter().flat_map(|f| f.as_bytes().to_vec()).collect()
 }
 
 /// Writes `bytes` in pieces of 1 to 97 bytes (a fixed pseudo-random sequence), yielding between pieces so the

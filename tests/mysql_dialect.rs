@@ -12,8 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::BytesMut;
-use common::packets::{column_def, end_of_rows, eof, frames, lenenc_str};
+use common::packets::{text_result, wire_bytes};
 use common::proxy::Proxy;
 use common::raw::{read_frame, write_frame};
 use rwsplit_wire::auth;
@@ -40,24 +39,6 @@ impl Dialect {
             Dialect::Mysql57 => "5.7.44-log",
         }
     }
-}
-
-/// A text result set.
-fn result(columns: &[&str], rows: &[Vec<&str>], deprecate_eof: bool) -> Vec<u8> {
-    let mut payloads = vec![BytesMut::from(&[columns.len() as u8][..])];
-    payloads.extend(columns.iter().map(|c| column_def(c)));
-    if !deprecate_eof {
-        payloads.push(eof());
-    }
-    for row in rows {
-        let mut p = BytesMut::new();
-        for v in row {
-            lenenc_str(&mut p, v.as_bytes());
-        }
-        payloads.push(p);
-    }
-    payloads.push(end_of_rows(deprecate_eof));
-    frames(&payloads).iter().flat_map(|f| f.as_bytes().to_vec()).collect()
 }
 
 /// The value of a system variable as the scripted server has it.
@@ -131,7 +112,7 @@ async fn connection(mut s: TcpStream, master: bool, dialect: Dialect) {
         let upper = sql.to_ascii_uppercase();
         let syntax_error = || {
             let err = err_payload(1064, b"42000", "You have an error in your SQL syntax");
-            frames(&[err]).iter().flat_map(|f| f.as_bytes().to_vec()).collect::<Vec<u8>>()
+            wire_bytes(&[err])
         };
         let old = dialect == Dialect::Mysql57;
         let reply = if upper.starts_with("SHOW SLAVE STATUS") && old {
@@ -151,9 +132,9 @@ async fn connection(mut s: TcpStream, master: bool, dialect: Dialect) {
             } else {
                 vec![vec!["Yes", "Yes", "1", "mysql-bin.000007", "4000", "1", "1", "", ""]]
             };
-            result(&columns, &rows, deprecate_eof)
+            text_result(&columns, &rows, deprecate_eof)
         } else if upper.starts_with("SHOW MASTER STATUS") && old {
-            result(&["File", "Position"], &[vec!["mysql-bin.000007", "4500"]], deprecate_eof)
+            text_result(&["File", "Position"], &[vec!["mysql-bin.000007", "4500"]], deprecate_eof)
         } else if upper.starts_with("SHOW SLAVE STATUS")
             || upper.starts_with("SHOW MASTER STATUS")
             || (old && (upper.starts_with("SHOW REPLICA STATUS") || upper.starts_with("SHOW BINARY LOG STATUS")))
@@ -174,15 +155,15 @@ async fn connection(mut s: TcpStream, master: bool, dialect: Dialect) {
             ];
             let rows =
                 if master { vec![] } else { vec![vec!["Yes", "Yes", "0", "binlog.000003", "1234", "1", "1", "", ""]] };
-            result(&columns, &rows, deprecate_eof)
+            text_result(&columns, &rows, deprecate_eof)
         } else if upper.starts_with("SHOW BINARY LOG STATUS") {
-            result(&["File", "Position"], &[vec!["binlog.000003", "2234"]], deprecate_eof)
+            text_result(&["File", "Position"], &[vec!["binlog.000003", "2234"]], deprecate_eof)
         } else if upper.starts_with("SHOW BINARY LOGS") && old {
             let rows = [vec!["mysql-bin.000006", "10000"], vec!["mysql-bin.000007", "4500"]];
-            result(&["Log_name", "File_size"], &rows, deprecate_eof)
+            text_result(&["Log_name", "File_size"], &rows, deprecate_eof)
         } else if upper.starts_with("SHOW BINARY LOGS") {
             let rows = [vec!["binlog.000002", "900"], vec!["binlog.000003", "2234"]];
-            result(&["Log_name", "File_size"], &rows, deprecate_eof)
+            text_result(&["Log_name", "File_size"], &rows, deprecate_eof)
         } else if upper.starts_with("SHOW GLOBAL STATUS") {
             let rows = match (master, old) {
                 (true, false) => {
@@ -195,13 +176,13 @@ async fn connection(mut s: TcpStream, master: bool, dialect: Dialect) {
                 }
                 (false, true) => vec![vec!["Rpl_semi_sync_slave_status", "OFF"]],
             };
-            result(&["Variable_name", "Value"], &rows, deprecate_eof)
+            text_result(&["Variable_name", "Value"], &rows, deprecate_eof)
         } else if let Some(list) = upper.strip_prefix("SELECT ") {
             let names: Vec<&str> = list.split(',').collect();
             let values: Vec<&str> = names.iter().map(|n| variable(n, master, dialect)).collect();
-            result(&names, &[values], deprecate_eof)
+            text_result(&names, &[values], deprecate_eof)
         } else {
-            frames(std::slice::from_ref(&ok)).iter().flat_map(|f| f.as_bytes().to_vec()).collect()
+            wire_bytes(std::slice::from_ref(&ok))
         };
         if s.write_all(&reply).await.is_err() {
             return;

@@ -1,5 +1,6 @@
-//! Server packets for scripted responses, shared by the tests' scripted backends (`tests/dribble.rs`) and the
-//! wire benchmark (`benches/wire.rs`, which includes this file by path).
+//! Server packets for scripted responses, shared by the tests' scripted backends (`tests/dribble.rs`,
+//! `tests/mysql_dialect.rs`, the scripted MySQL server of `tests/consistency.rs`) and the wire benchmark
+//! (`benches/wire.rs`, which includes this file by path).
 
 use bytes::{BufMut, BytesMut};
 use rwsplit_wire::packet::{ok_payload, put_lenenc_int};
@@ -50,4 +51,27 @@ pub fn end_of_rows(deprecate_eof: bool) -> BytesMut {
 /// The payloads as the frames of one response: sequence ids from 1, wrapping after 255.
 pub fn frames<P: AsRef<[u8]>>(payloads: &[P]) -> Vec<Frame> {
     payloads.iter().enumerate().map(|(i, p)| Frame::new((i + 1) as u8, p.as_ref())).collect()
+}
+
+/// The payloads as one response on the wire (the bytes of [`frames`]).
+pub fn wire_bytes<P: AsRef<[u8]>>(payloads: &[P]) -> Vec<u8> {
+    frames(payloads).iter().flat_map(|f| f.as_bytes().to_vec()).collect()
+}
+
+/// A text result set on the wire: string columns named `columns`, then `rows`.
+pub fn text_result(columns: &[&str], rows: &[Vec<&str>], deprecate_eof: bool) -> Vec<u8> {
+    let mut payloads = vec![BytesMut::from(&[columns.len() as u8][..])];
+    payloads.extend(columns.iter().map(|c| column_def(c)));
+    if !deprecate_eof {
+        payloads.push(eof());
+    }
+    for row in rows {
+        let mut p = BytesMut::new();
+        for v in row {
+            lenenc_str(&mut p, v.as_bytes());
+        }
+        payloads.push(p);
+    }
+    payloads.push(end_of_rows(deprecate_eof));
+    wire_bytes(&payloads)
 }
