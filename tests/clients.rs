@@ -284,7 +284,7 @@ async fn kill_uses_proxy_connection_ids() {
     // Poll until the victim's SLEEP is running on its replica, then kill it by the proxy's connection id.
     let mut direct: Vec<mysql_async::Conn> = Vec::new();
     for r in &topo.replicas {
-        direct.push(mysql_async::Conn::new(topo.direct_opts(*r, "root", "rootpw")).await.unwrap());
+        direct.push(topo.root(*r).await);
     }
     'wait: loop {
         for c in &mut direct {

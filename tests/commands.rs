@@ -150,7 +150,7 @@ async fn load_data_local_infile_streams_the_client_file_to_the_master() {
         mariadb_cli(proxy.addr, "app", "apppw", &["--local-infile=1", "--batch", "--skip-column-names"], Some(&script));
     std::fs::remove_file(&file).ok();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut direct = mysql_async::Conn::new(topo.direct_opts(topo.master, "root", "rootpw")).await.unwrap();
+    let mut direct = topo.root(topo.master).await;
     let n: u64 = direct.query_first(format!("SELECT COUNT(*) FROM {db}.t")).await.unwrap().unwrap();
     assert_eq!(n, 5000);
 }

@@ -45,14 +45,10 @@ impl Counts {
     }
 }
 
-async fn root(topo: &Topology) -> Conn {
-    Conn::new(topo.direct_opts(topo.master, ROOT_USER, ROOT_PASSWORD)).await.expect("root on the master")
-}
-
 /// A database with `rw (id INT PRIMARY KEY, v INT)` holding rows 0..rows (v = 0), replicated.
 async fn rows_table(topo: &Topology, rows: usize) -> String {
     let db = unique_name("c");
-    let mut c = root(topo).await;
+    let mut c = topo.root(topo.master).await;
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
     c.query_drop(format!("CREATE TABLE {db}.rw (id INT PRIMARY KEY, v INT NOT NULL)")).await.unwrap();
     let values: Vec<String> = (0..rows).map(|i| format!("({i}, 0)")).collect();
@@ -145,7 +141,7 @@ async fn replicas_serving(proxy: &Proxy, topo: &Topology) {
 /// Sets `MASTER_DELAY` on every replica.
 async fn delay_replicas(topo: &Topology, seconds: u32) {
     for &r in &topo.replicas {
-        let mut c = Conn::new(topo.direct_opts(r, ROOT_USER, ROOT_PASSWORD)).await.unwrap();
+        let mut c = topo.root(r).await;
         for sql in
             ["STOP SLAVE".to_string(), format!("CHANGE MASTER TO MASTER_DELAY = {seconds}"), "START SLAVE".into()]
         {
@@ -480,7 +476,7 @@ async fn replicas_replicating_by_file_and_position_keep_reads_consistent() {
     let topo = Topology::private();
     let db = rows_table(&topo, 8).await;
     for &r in &topo.replicas {
-        let mut c = Conn::new(topo.direct_opts(r, ROOT_USER, ROOT_PASSWORD)).await.unwrap();
+        let mut c = topo.root(r).await;
         for sql in ["STOP SLAVE", "CHANGE MASTER TO MASTER_USE_GTID = no", "START SLAVE"] {
             c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
         }

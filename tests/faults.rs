@@ -161,10 +161,6 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
-async fn root(topo: &Topology, addr: SocketAddr) -> mysql_async::Conn {
-    mysql_async::Conn::new(topo.direct_opts(addr, "root", "rootpw")).await.expect("direct root connection")
-}
-
 /// Polls (every 20 ms, at most 30 s) until `cond` holds; returns how long it took.
 async fn until(what: &str, cond: impl Fn() -> bool) -> Duration {
     let started = Instant::now();
@@ -327,7 +323,7 @@ async fn faults_under_load_lose_nothing_and_reads_survive_a_master_outage() {
 
     // A replica lags (replication delayed by 4 s) until it is taken out, and for 3 s more.
     let start = Instant::now();
-    let mut r1_root = root(&topo, r1).await;
+    let mut r1_root = topo.root(r1).await;
     r1_root.query_drop("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 4; START SLAVE").await.unwrap();
     until("the delayed replica taken out", || !proxy.serves_reads(r1)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -375,10 +371,10 @@ async fn faults_under_load_lose_nothing_and_reads_survive_a_master_outage() {
     topo.wait_replicated().await;
     let count_tokens = |rows: Vec<(u64, u64)>| rows.into_iter().collect::<HashMap<u64, u64>>();
     let sql = "SELECT token, COUNT(*) FROM faults.ledger WHERE writer < 99 GROUP BY token";
-    let on_master = count_tokens(root(&topo, topo.master).await.query(sql).await.unwrap());
+    let on_master = count_tokens(topo.root(topo.master).await.query(sql).await.unwrap());
     let mut on_replicas = Vec::new();
     for r in [r1, r2] {
-        on_replicas.push(count_tokens(root(&topo, r).await.query(sql).await.unwrap()));
+        on_replicas.push(count_tokens(topo.root(r).await.query(sql).await.unwrap()));
     }
 
     let writes = log.lock().unwrap().clone();

@@ -12,14 +12,9 @@ use std::time::{Duration, Instant};
 use common::proxy::{config_with_health, Proxy};
 use common::Topology;
 use mysql_async::prelude::*;
-use mysql_async::Conn;
 
 /// These tests change replication on their topologies and measure timings: run them one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn root(topo: &Topology, addr: SocketAddr) -> Conn {
-    Conn::new(topo.direct_opts(addr, "root", "rootpw")).await.expect("root connection")
-}
 
 async fn server_id(proxy: &Proxy) -> u32 {
     let mut c = proxy.conn().await;
@@ -40,7 +35,7 @@ impl Drop for Writer {
 }
 
 async fn keep_writing(topo: &Topology) -> Writer {
-    let mut c = root(topo, topo.master).await;
+    let mut c = topo.root(topo.master).await;
     c.query_drop("CREATE TABLE IF NOT EXISTS app.ticks (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))")
         .await
         .unwrap();
@@ -58,7 +53,7 @@ async fn keep_writing(topo: &Topology) -> Writer {
 }
 
 async fn set_delay(topo: &Topology, replica: SocketAddr, seconds: u32) {
-    let mut c = root(topo, replica).await;
+    let mut c = topo.root(replica).await;
     c.query_drop("STOP SLAVE").await.unwrap();
     c.query_drop(format!("CHANGE MASTER TO MASTER_DELAY = {seconds}")).await.unwrap();
     c.query_drop("START SLAVE").await.unwrap();
@@ -143,7 +138,7 @@ async fn stopped_sql_thread_and_no_usable_replica() {
         }
     };
 
-    root(&topo, r1).await.query_drop("STOP SLAVE SQL_THREAD").await.unwrap();
+    topo.root(r1).await.query_drop("STOP SLAVE SQL_THREAD").await.unwrap();
     proxy
         .wait_health("replica 1 out with its SQL thread stopped", Duration::from_secs(10), |h| {
             let s = &h.servers[&*k1];
@@ -154,7 +149,7 @@ async fn stopped_sql_thread_and_no_usable_replica() {
         assert_ne!(server_id(&proxy).await, topo.server_id_of(r1), "no reads for a replica with a stopped thread");
     }
 
-    root(&topo, r2).await.query_drop("STOP SLAVE SQL_THREAD").await.unwrap();
+    topo.root(r2).await.query_drop("STOP SLAVE SQL_THREAD").await.unwrap();
     for p in [&proxy, &strict] {
         p.wait_health("both replicas out", Duration::from_secs(10), |h| {
             !h.servers[&*k1].replicating && !h.servers[&*k2].replicating
@@ -172,7 +167,7 @@ async fn stopped_sql_thread_and_no_usable_replica() {
     assert_eq!(n, 1, "the session stays usable");
 
     for r in [r1, r2] {
-        root(&topo, r).await.query_drop("START SLAVE SQL_THREAD").await.unwrap();
+        topo.root(r).await.query_drop("START SLAVE SQL_THREAD").await.unwrap();
     }
     proxy.wait_health("replicas back", Duration::from_secs(10), |h| h.serves_reads(&k1) && h.serves_reads(&k2)).await;
 }
@@ -259,7 +254,7 @@ async fn heartbeat_lag_matches_the_true_replica_delay_within_a_quarter_second() 
 
     // Ground truth, independent of the checker: marker rows stamped with this process's clock every 20 ms on
     // the master; the replica's newest marker tells how far behind it is (to ~20 ms).
-    let mut m = root(&topo, topo.master).await;
+    let mut m = topo.root(topo.master).await;
     m.query_drop("CREATE TABLE app.markers (at BIGINT PRIMARY KEY)").await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -275,7 +270,7 @@ async fn heartbeat_lag_matches_the_true_replica_delay_within_a_quarter_second() 
     proxy
         .wait_health("the delay shows", Duration::from_secs(15), |h| h.servers[&*key].lag.is_some_and(|l| l > 0.9))
         .await;
-    let mut r = root(&topo, delayed).await;
+    let mut r = topo.root(delayed).await;
     let mut truth: Vec<(i64, f64)> = Vec::new();
     let mut measured: Vec<(i64, f64)> = Vec::new();
     let started = Instant::now();
@@ -333,8 +328,8 @@ async fn detect_master_follows_the_writable_server_and_refuses_ambiguity() {
     topo.wait_replicated().await;
     // An external tool "fails over": the master becomes read-only, replica 1 writable.
     let promoted = topo.replicas[0];
-    root(&topo, topo.master).await.query_drop("SET GLOBAL read_only = 1").await.unwrap();
-    root(&topo, promoted).await.query_drop("SET GLOBAL read_only = 0").await.unwrap();
+    topo.root(topo.master).await.query_drop("SET GLOBAL read_only = 1").await.unwrap();
+    topo.root(promoted).await.query_drop("SET GLOBAL read_only = 0").await.unwrap();
     let p = promoted.to_string();
     proxy
         .wait_health(
@@ -345,10 +340,10 @@ async fn detect_master_follows_the_writable_server_and_refuses_ambiguity() {
         .await;
     c.query_drop("INSERT INTO app.detect VALUES (2, @@server_id)").await.expect("write goes to the new writer");
     let server: u32 =
-        root(&topo, promoted).await.query_first("SELECT server FROM app.detect WHERE id = 2").await.unwrap().unwrap();
+        topo.root(promoted).await.query_first("SELECT server FROM app.detect WHERE id = 2").await.unwrap().unwrap();
     assert_eq!(server, topo.server_id_of(promoted));
     // Both writable: writes are refused, never sent to two masters.
-    root(&topo, topo.master).await.query_drop("SET GLOBAL read_only = 0").await.unwrap();
+    topo.root(topo.master).await.query_drop("SET GLOBAL read_only = 0").await.unwrap();
     proxy
         .wait_health("ambiguity detected", Duration::from_secs(10), |h| {
             matches!(h.writer, rwsplit::health::Writer::Ambiguous(_))

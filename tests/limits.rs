@@ -306,7 +306,7 @@ async fn prepared_statements_per_session_are_capped_as_a_server_caps_them() {
     drop(direct);
     // Through rwsplit, with servers that would take more.
     for addr in topo.servers() {
-        let mut root = mysql_async::Conn::new(topo.direct_opts(addr, "root", "rootpw")).await.unwrap();
+        let mut root = topo.root(addr).await;
         root.query_drop("SET GLOBAL max_prepared_stmt_count = 100000").await.unwrap();
     }
     let proxy = Proxy::start(&topo).await;

@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +20,6 @@ use common::proxy::{config_with_health, Proxy};
 use common::Topology;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
-
-async fn root(topo: &Topology, addr: SocketAddr) -> Conn {
-    Conn::new(topo.direct_opts(addr, "root", "rootpw")).await.expect("root connection")
-}
 
 /// Writes on the master every 50 ms until the flag is set (lag shows only while events arrive).
 fn keep_writing(topo: &Topology, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
@@ -42,8 +37,9 @@ fn keep_writing(topo: &Topology, stop: Arc<AtomicBool>) -> tokio::task::JoinHand
 
 async fn routing_and_gating(mode: &str) {
     let topo = Topology::private_in(mode);
-    let mut master = root(&topo, topo.master).await;
-    let using_gtid: String = root(&topo, topo.replicas[0])
+    let mut master = topo.root(topo.master).await;
+    let using_gtid: String = topo
+        .root(topo.replicas[0])
         .await
         .query_first("SHOW SLAVE STATUS")
         .await
@@ -117,7 +113,7 @@ async fn routing_and_gating(mode: &str) {
     let writer = keep_writing(&topo, Arc::clone(&stop));
     let lagging = topo.replicas[0];
     let key = lagging.to_string();
-    let mut r = root(&topo, lagging).await;
+    let mut r = topo.root(lagging).await;
     r.query_drop("STOP SLAVE").await.unwrap();
     r.query_drop("CHANGE MASTER TO MASTER_DELAY = 3").await.unwrap();
     r.query_drop("START SLAVE").await.unwrap();
@@ -168,7 +164,7 @@ async fn routing_and_gating(mode: &str) {
         // Without a replica to acknowledge, the master falls back to asynchronous replication after
         // rpl_semi_sync_master_timeout (1 s in the sandbox) on the next commit; the view and the metric say so.
         for r in &topo.replicas {
-            root(&topo, *r).await.query_drop("STOP SLAVE IO_THREAD").await.unwrap();
+            topo.root(*r).await.query_drop("STOP SLAVE IO_THREAD").await.unwrap();
         }
         master.query_drop("INSERT INTO app.mode_ticks (at) VALUES (NOW(6))").await.unwrap();
         let key = topo.master.to_string();
@@ -181,7 +177,7 @@ async fn routing_and_gating(mode: &str) {
         let off = format!("rwsplit_semisync_master_status{{backend=\"{}\"}} 0", topo.master);
         assert!(metrics.contains(&off), "{metrics}");
         for r in &topo.replicas {
-            root(&topo, *r).await.query_drop("START SLAVE IO_THREAD").await.unwrap();
+            topo.root(*r).await.query_drop("START SLAVE IO_THREAD").await.unwrap();
         }
         master.query_drop("INSERT INTO app.mode_ticks (at) VALUES (NOW(6))").await.unwrap();
         proxy
@@ -206,7 +202,7 @@ async fn semisync_replication_routes_and_gates() {
 async fn operator_mistakes_are_named() {
     let topo = Topology::private_in("gtid");
     // A monitor account without the replication privileges: the probe error says which GRANT is missing.
-    let mut master = root(&topo, topo.master).await;
+    let mut master = topo.root(topo.master).await;
     master.query_drop("CREATE USER IF NOT EXISTS 'nomon'@'%' IDENTIFIED BY 'nomonpw'").await.unwrap();
     topo.wait_replicated().await;
     let weak = config_with_health(&topo, "")
@@ -227,7 +223,7 @@ async fn operator_mistakes_are_named() {
     let keys: Vec<String> = topo.replicas.iter().map(|r| r.to_string()).collect();
     proxy.wait_health("both serve", Duration::from_secs(15), |h| keys.iter().all(|k| h.serves_reads(k))).await;
     let chained = topo.replicas[1];
-    let mut r = root(&topo, chained).await;
+    let mut r = topo.root(chained).await;
     r.query_drop("STOP SLAVE").await.unwrap();
     r.query_drop(format!("CHANGE MASTER TO MASTER_PORT = {}", topo.replicas[0].port())).await.unwrap();
     r.query_drop("START SLAVE").await.unwrap();

@@ -55,7 +55,7 @@ async fn users_restart_settings_and_kept_state() {
 async fn rotated_passwords_apply_to_new_backend_connections_of_open_sessions() {
     let topo = Topology::shared();
     let user = common::unique_name("rot");
-    let mut root = mysql_async::Conn::new(topo.direct_opts(topo.master, "root", "rootpw")).await.unwrap();
+    let mut root = topo.root(topo.master).await;
     root.query_drop(format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'first'")).await.unwrap();
     root.query_drop(format!("GRANT SELECT ON *.* TO '{user}'@'%'")).await.unwrap();
     topo.wait_replicated().await;

@@ -60,7 +60,7 @@ async fn writes_reach_the_master_and_last_insert_id_works() {
     let via_fn: u64 = c.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();
     assert_eq!(via_fn, id, "LAST_INSERT_ID() must run on the master connection that inserted");
     c.query_drop(format!("UPDATE {db}.t SET v = 'THREE' WHERE id = {id}")).await.unwrap();
-    let mut direct = Conn::new(topo.direct_opts(topo.master, "root", "rootpw")).await.unwrap();
+    let mut direct = topo.root(topo.master).await;
     let v: String = direct.query_first(format!("SELECT v FROM {db}.t WHERE id = {id}")).await.unwrap().unwrap();
     assert_eq!(v, "THREE");
 }
@@ -105,7 +105,7 @@ async fn autocommit_off_pins_to_master_until_turned_back_on() {
     assert_eq!(server_id(&mut c).await, MASTER, "still autocommit=0 after COMMIT");
     c.query_drop("SET autocommit = 1").await.unwrap();
     assert!(is_replica(server_id(&mut c).await));
-    let mut direct = Conn::new(topo.direct_opts(topo.master, "root", "rootpw")).await.unwrap();
+    let mut direct = topo.root(topo.master).await;
     let n: u64 = direct.query_first(format!("SELECT COUNT(*) FROM {db}.t WHERE v = 'ac0'")).await.unwrap().unwrap();
     assert_eq!(n, 1, "the committed row is on the master");
 }

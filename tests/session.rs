@@ -45,7 +45,7 @@ async fn fixture(topo: &Topology) -> String {
 }
 
 async fn root(topo: &Topology) -> Conn {
-    Conn::new(topo.direct_opts(topo.master, ROOT_USER, ROOT_PASSWORD)).await.expect("root on the master")
+    topo.root(topo.master).await
 }
 
 /// A direct connection to the master as app, in `db`.
@@ -100,7 +100,7 @@ async fn wait_running(proxy: &Proxy, topo: &Topology, id: u32, sql: &str) {
         let entry = proxy.shared.registry.get(id).expect("the session is registered");
         for (addr, thread) in entry.backends.iter().flatten() {
             let addr: std::net::SocketAddr = addr.parse().expect("backend address");
-            let mut r = Conn::new(topo.direct_opts(addr, ROOT_USER, ROOT_PASSWORD)).await.expect("root");
+            let mut r = topo.root(addr).await;
             let info: Option<Option<String>> = r
                 .query_first(format!("SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = {thread}"))
                 .await
@@ -513,7 +513,7 @@ async fn a_read_only_transaction_on_a_lost_replica_is_not_retried_elsewhere() {
     let entry = proxy.shared.registry.get(c.id()).unwrap();
     let (addr, thread) = entry.backends[1].clone().expect("the replica connection");
     let addr: std::net::SocketAddr = addr.parse().unwrap();
-    let mut r = Conn::new(topo.direct_opts(addr, ROOT_USER, ROOT_PASSWORD)).await.unwrap();
+    let mut r = topo.root(addr).await;
     r.query_drop(format!("KILL CONNECTION {thread}")).await.unwrap();
     let next = c.query_first::<u32, _>("SELECT @@server_id").await;
     assert!(next.is_err(), "the read is not retried outside the transaction's snapshot: {next:?}");

@@ -361,7 +361,7 @@ async fn the_health_checker_uses_the_backends_tls_and_client_certificate() {
     let topo = Topology::shared();
     // A monitoring account the servers admit only over TLS with a certificate (created on the master,
     // replicated to the replicas).
-    let mut root = mysql_async::Conn::new(topo.direct_opts(topo.master, "root", "rootpw")).await.unwrap();
+    let mut root = topo.root(topo.master).await;
     root.query_drop(
         "CREATE USER IF NOT EXISTS 'monitor_x509'@'%' IDENTIFIED BY 'monitorpw' REQUIRE X509; \
          GRANT SLAVE MONITOR, REPLICATION CLIENT, PROCESS ON *.* TO 'monitor_x509'@'%'",

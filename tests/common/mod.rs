@@ -157,6 +157,12 @@ impl Topology {
     }
 
     /// Options for a direct TCP connection to one server (never switched to the unix socket).
+    /// A direct root connection to the server at `addr`.
+    pub async fn root(&self, addr: SocketAddr) -> mysql_async::Conn {
+        let opts = self.direct_opts(addr, ROOT_USER, ROOT_PASSWORD);
+        mysql_async::Conn::new(opts).await.unwrap_or_else(|e| panic!("direct root connection to {addr}: {e}"))
+    }
+
     pub fn direct_opts(&self, addr: SocketAddr, user: &str, password: &str) -> mysql_async::Opts {
         mysql_async::OptsBuilder::default()
             .ip_or_hostname(addr.ip().to_string())
